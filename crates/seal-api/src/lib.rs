@@ -1,0 +1,1 @@
+//! seal API types.
