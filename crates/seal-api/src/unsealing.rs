@@ -1,0 +1,185 @@
+//! SealedSecret → plaintext items and Secret, with a key ring that tries the recorded key first.
+//!
+//! Bitnami's format has no key id, so an opener without a hint tries every key: one RSA private
+//! operation per key per item. seal records the certificate fingerprint, so [`KeyRing::ordered`]
+//! puts the matching key first and a well-formed file costs one RSA operation per item. When the
+//! hint is missing or wrong, every other key is still tried; failure stays one uniform error.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use seal_core::envelope::{self, Envelope};
+use seal_core::{Fingerprint, OpenError, PrivateKey, ScopeError, SecretBytes};
+
+use crate::sealed_secret::SealedSecret;
+
+/// The private keys an opener holds.
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    keys: Vec<PrivateKey>,
+}
+
+impl KeyRing {
+    /// A ring of these keys; duplicates (same fingerprint) are dropped.
+    pub fn new(keys: impl IntoIterator<Item = PrivateKey>) -> Self {
+        let mut ring = Self::default();
+        for key in keys {
+            ring.add(key);
+        }
+        ring
+    }
+
+    /// Adds a key unless one with the same fingerprint is present.
+    pub fn add(&mut self, key: PrivateKey) {
+        if !self.keys.iter().any(|k| k.fingerprint() == key.fingerprint()) {
+            self.keys.push(key);
+        }
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether a key with this fingerprint is present.
+    pub fn contains(&self, fingerprint: Fingerprint) -> bool {
+        self.keys.iter().any(|k| k.fingerprint() == fingerprint)
+    }
+
+    /// The keys, the one matching `hint` first.
+    pub fn ordered(&self, hint: Option<Fingerprint>) -> Vec<&PrivateKey> {
+        let mut keys: Vec<&PrivateKey> = self.keys.iter().collect();
+        if let Some(hint) = hint {
+            keys.sort_by_key(|k| k.fingerprint() != hint);
+        }
+        keys
+    }
+}
+
+/// Why a SealedSecret could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnsealError {
+    /// Its scope needs a name or namespace it does not have.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// One item failed; carries the item name and the uniform reason.
+    #[error("item {item:?}: {error}")]
+    Item {
+        /// The item's name.
+        item: String,
+        /// Malformed, or the uniform decryption failure.
+        error: OpenError,
+    },
+}
+
+/// Opens every item, reporting each outcome separately (for `seal verify`).
+pub fn open_each(
+    sealed: &SealedSecret,
+    ring: &KeyRing,
+) -> Result<Vec<(String, Result<SecretBytes, OpenError>)>, ScopeError> {
+    let label = sealed.label()?;
+    let keys = ring.ordered(sealed.fingerprint());
+    Ok(sealed
+        .spec
+        .encrypted_data
+        .iter()
+        .map(|(item, value)| {
+            let outcome = envelope::open_base64(keys.iter().copied(), &label, value);
+            (item.clone(), outcome)
+        })
+        .collect())
+}
+
+/// Checks the shape of every item without any key: base64 and length prefix (for `seal verify`
+/// without keys). Returns the items that are malformed.
+pub fn malformed_items(sealed: &SealedSecret) -> Vec<(String, seal_core::Malformed)> {
+    sealed
+        .spec
+        .encrypted_data
+        .iter()
+        .filter_map(|(item, value)| {
+            let problem = envelope::decode_base64(value)
+                .and_then(|blob| Envelope::parse(&blob).map(|_| ()))
+                .err()?;
+            Some((item.clone(), problem))
+        })
+        .collect()
+}
+
+/// Opens every item; the first failure aborts with the item's name.
+pub fn unseal_items(
+    sealed: &SealedSecret,
+    ring: &KeyRing,
+) -> Result<BTreeMap<String, SecretBytes>, UnsealError> {
+    open_each(sealed, ring)?
+        .into_iter()
+        .map(|(item, outcome)| match outcome {
+            Ok(value) => Ok((item, value)),
+            Err(error) => Err(UnsealError::Item { item, error }),
+        })
+        .collect()
+}
+
+/// Recovers the Secret a controller would produce from `sealed`: its name and namespace, the
+/// template's labels, annotations, type and immutability, and every sealed item.
+///
+/// Caveat: `template.data` entries are templates the controller renders; they are not rendered
+/// here and not included.
+pub fn unseal_to_secret(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret, UnsealError> {
+    let items = unseal_items(sealed, ring)?;
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    let template_meta = template.metadata.unwrap_or_default();
+    let metadata = ObjectMeta {
+        name: sealed.metadata.name.clone(),
+        namespace: sealed.metadata.namespace.clone(),
+        labels: template_meta.labels,
+        annotations: template_meta.annotations,
+        ..ObjectMeta::default()
+    };
+    Ok(Secret {
+        metadata,
+        type_: Some(template.type_.unwrap_or_else(|| "Opaque".into())),
+        immutable: template.immutable,
+        data: Some(
+            items
+                .into_iter()
+                .map(|(item, value)| (item, ByteString(value.expose().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seal_core::KeySize;
+
+    #[test]
+    fn ordered_puts_the_hinted_key_first_and_keeps_the_rest() {
+        let a = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let b = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let (fa, fb) = (a.fingerprint(), b.fingerprint());
+        let ring = KeyRing::new([a, b]);
+        let order: Vec<_> = ring.ordered(Some(fb)).iter().map(|k| k.fingerprint()).collect();
+        assert_eq!(order, vec![fb, fa]);
+        let order: Vec<_> = ring.ordered(None).iter().map(|k| k.fingerprint()).collect();
+        assert_eq!(order, vec![fa, fb]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_kept_once() {
+        let a = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let again = PrivateKey::from_pem(a.to_pkcs1_pem().as_bytes()).unwrap();
+        let ring = KeyRing::new([a, again]);
+        assert_eq!(ring.len(), 1);
+    }
+}
