@@ -91,7 +91,11 @@ pub fn to_bitnami(sealed: &SealedSecret) -> BitnamiSealedSecret {
         metadata.annotations = None;
     }
     let mut template = sealed.spec.template.clone();
-    rename_template_annotation(&mut template, SKIP_OWNER_ANNOTATION, BITNAMI_SKIP_OWNER_ANNOTATION);
+    rename_template_annotation(
+        &mut template,
+        SKIP_OWNER_ANNOTATION,
+        BITNAMI_SKIP_OWNER_ANNOTATION,
+    );
     BitnamiSealedSecret {
         api_version: BITNAMI_API_VERSION.into(),
         kind: "SealedSecret".into(),
@@ -128,7 +132,11 @@ pub fn from_bitnami(bitnami: &BitnamiSealedSecret) -> Result<SealedSecret, Conve
     }
     metadata.annotations = (!kept.is_empty()).then_some(kept);
     let mut template = bitnami.spec.template.clone();
-    rename_template_annotation(&mut template, BITNAMI_SKIP_OWNER_ANNOTATION, SKIP_OWNER_ANNOTATION);
+    rename_template_annotation(
+        &mut template,
+        BITNAMI_SKIP_OWNER_ANNOTATION,
+        SKIP_OWNER_ANNOTATION,
+    );
     Ok(SealedSecret {
         metadata,
         spec: SealedSecretSpec {
@@ -235,7 +243,14 @@ mod tests {
         let annotations = theirs.metadata.annotations.unwrap();
         assert_eq!(annotations[NAMESPACE_WIDE_ANNOTATION], "true");
         assert!(!annotations.contains_key(CLUSTER_WIDE_ANNOTATION));
-        let template_annotations = theirs.spec.template.unwrap().metadata.unwrap().annotations.unwrap();
+        let template_annotations = theirs
+            .spec
+            .template
+            .unwrap()
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap();
         assert_eq!(template_annotations[BITNAMI_SKIP_OWNER_ANNOTATION], "true");
     }
 

@@ -15,7 +15,9 @@ pub mod sealed_secret;
 pub mod sealing;
 pub mod unsealing;
 
-pub use sealed_secret::{SealedSecret, SealedSecretSpec, SealedSecretStatus, SealingScope, SecretTemplate};
+pub use sealed_secret::{
+    SealedSecret, SealedSecretSpec, SealedSecretStatus, SealingScope, SecretTemplate,
+};
 
 /// The annotation kubectl writes with the whole applied object, plaintext included: never copied.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";

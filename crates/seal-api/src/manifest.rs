@@ -120,7 +120,13 @@ pub fn parse(text: &str) -> Result<Vec<Located>, ManifestError> {
 
 /// Classifies one already-parsed object (flattening a `List`).
 fn classify_into(value: Value, line: usize, out: &mut Vec<Located>) -> Result<(), ManifestError> {
-    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     let invalid = |what: &str, e: &serde_json::Error| ManifestError {
         line,
@@ -273,7 +279,10 @@ mod tests {
     fn yaml_stream_with_list_and_other_kinds_is_classified_with_lines() {
         let text = "# leading comment\napiVersion: v1\nkind: Secret\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Secret, metadata: {name: b}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n";
         let objects = parse(text).unwrap();
-        let summary: Vec<_> = objects.iter().map(|o| (o.line, o.object.describe())).collect();
+        let summary: Vec<_> = objects
+            .iter()
+            .map(|o| (o.line, o.object.describe()))
+            .collect();
         assert_eq!(
             summary,
             vec![

@@ -19,6 +19,10 @@ use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SecretTemplate, Templ
 /// when no scope is given on the command line.
 pub const SCOPE_ANNOTATION: &str = "seal.dev/scope";
 
+/// Annotation marking a plaintext Secret manifest as intended (fixtures, examples), so `seal scan`
+/// lets it pass. It describes the plaintext file, so it is not copied into the sealed template.
+pub const PLAINTEXT_ALLOWED_ANNOTATION: &str = "seal.dev/plaintext-allowed";
+
 /// How to seal.
 #[derive(Debug, Clone, Copy)]
 pub struct SealOptions<'a> {
@@ -99,9 +103,11 @@ pub fn seal_secret(secret: &Secret, options: &SealOptions<'_>) -> Result<SealedS
         secret.metadata.namespace.as_deref(),
         |given, in_secret| SealError::NamespaceConflict { given, in_secret },
     )?;
-    let name = merge_field(options.name, secret.metadata.name.as_deref(), |given, in_secret| {
-        SealError::NameConflict { given, in_secret }
-    })?;
+    let name = merge_field(
+        options.name,
+        secret.metadata.name.as_deref(),
+        |given, in_secret| SealError::NameConflict { given, in_secret },
+    )?;
     let scope = match options.scope {
         Some(scope) => scope,
         None => scope_from_annotations(secret)?,
@@ -127,6 +133,7 @@ pub fn seal_secret(secret: &Secret, options: &SealOptions<'_>) -> Result<SealedS
     template_meta.namespace.clone_from(&namespace);
     if let Some(annotations) = template_meta.annotations.as_mut() {
         annotations.remove(SCOPE_ANNOTATION);
+        annotations.remove(PLAINTEXT_ALLOWED_ANNOTATION);
         if annotations.is_empty() {
             template_meta.annotations = None;
         }
@@ -175,7 +182,8 @@ pub fn seal_items_into(
             .map_err(|_| SealError::Crypto)?;
         target.spec.encrypted_data.insert(item.clone(), sealed);
     }
-    if target.spec.certificate_fingerprint.is_none() && target.spec.encrypted_data.len() == items.len()
+    if target.spec.certificate_fingerprint.is_none()
+        && target.spec.encrypted_data.len() == items.len()
     {
         target.spec.certificate_fingerprint = Some(given.to_string());
     }
@@ -213,7 +221,9 @@ fn scope_from_annotations(secret: &Secret) -> Result<Scope, SealError> {
     })
 }
 
-fn template_metadata(meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> TemplateMetadata {
+fn template_metadata(
+    meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> TemplateMetadata {
     let mut other = BTreeMap::new();
     if let Some(finalizers) = meta.finalizers {
         other.insert("finalizers".into(), serde_json::json!(finalizers));
@@ -273,7 +283,9 @@ mod tests {
     #[test]
     fn name_and_namespace_conflicts_are_errors() {
         assert!(matches!(
-            merge_field(Some("a"), Some("b"), |given, in_secret| SealError::NameConflict { given, in_secret }),
+            merge_field(Some("a"), Some("b"), |given, in_secret| {
+                SealError::NameConflict { given, in_secret }
+            }),
             Err(SealError::NameConflict { .. })
         ));
         assert_eq!(

@@ -33,7 +33,11 @@ impl KeyRing {
 
     /// Adds a key unless one with the same fingerprint is present.
     pub fn add(&mut self, key: PrivateKey) {
-        if !self.keys.iter().any(|k| k.fingerprint() == key.fingerprint()) {
+        if !self
+            .keys
+            .iter()
+            .any(|k| k.fingerprint() == key.fingerprint())
+        {
             self.keys.push(key);
         }
     }
@@ -48,9 +52,9 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
-    /// Whether a key with this fingerprint is present.
-    pub fn contains(&self, fingerprint: Fingerprint) -> bool {
-        self.keys.iter().any(|k| k.fingerprint() == fingerprint)
+    /// The key with this fingerprint.
+    pub fn get(&self, fingerprint: Fingerprint) -> Option<&PrivateKey> {
+        self.keys.iter().find(|k| k.fingerprint() == fingerprint)
     }
 
     /// The keys, the one matching `hint` first.
@@ -169,7 +173,11 @@ mod tests {
         let b = PrivateKey::generate(KeySize::Rsa2048).unwrap();
         let (fa, fb) = (a.fingerprint(), b.fingerprint());
         let ring = KeyRing::new([a, b]);
-        let order: Vec<_> = ring.ordered(Some(fb)).iter().map(|k| k.fingerprint()).collect();
+        let order: Vec<_> = ring
+            .ordered(Some(fb))
+            .iter()
+            .map(|k| k.fingerprint())
+            .collect();
         assert_eq!(order, vec![fb, fa]);
         let order: Vec<_> = ring.ordered(None).iter().map(|k| k.fingerprint()).collect();
         assert_eq!(order, vec![fa, fb]);

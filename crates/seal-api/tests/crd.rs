@@ -2,8 +2,12 @@
 
 #[test]
 fn committed_crd_yaml_is_not_stale() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds/seal.dev_sealedsecrets.yaml");
-    let committed = std::fs::read_to_string(path).expect("deploy/crds/seal.dev_sealedsecrets.yaml exists");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/crds/seal.dev_sealedsecrets.yaml"
+    );
+    let committed =
+        std::fs::read_to_string(path).expect("deploy/crds/seal.dev_sealedsecrets.yaml exists");
     assert!(
         committed == seal_api::crd_yaml(),
         "deploy/crds/seal.dev_sealedsecrets.yaml is stale; regenerate it with\n  cargo run -p seal-api --bin crdgen > deploy/crds/seal.dev_sealedsecrets.yaml"

@@ -1,1 +1,359 @@
-fn main() {}
+//! `seal`: seal Kubernetes Secrets with a cluster's certificate so they can live in git, and recover,
+//! verify, re-encrypt, convert and guard them, all offline.
+//!
+//! This file holds the command line (clap derive) and the dispatch; each command lives in
+//! `commands/`. Flags are named as kubeseal names them where a kubeseal user would look for them.
+//! Exit codes are a contract, documented in `failure.rs` and the README.
+
+mod certsource;
+mod commands;
+mod failure;
+mod io;
+mod manifests;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::certsource::CertSource;
+use crate::failure::Failure;
+
+const AFTER_HELP: &str = "\
+Examples:
+  # Seal a Secret for staging (certificate from .seal.yaml) into a file
+  seal --env staging -w ml-api-db.sealed.yaml secret.yaml
+
+  # Seal with a certificate file, from stdin, as JSON
+  kubectl create secret generic db --from-literal=password=s3cret --dry-run=client -o yaml \\
+    | seal --cert keys.example/tls.crt -n ml-prod -o json
+
+  # Add one item to an existing SealedSecret, keeping the others
+  kubectl create secret generic x --from-literal=api-key=abc --dry-run=client -o yaml \\
+    | seal --cert prod.crt --merge-into ml-api.sealed.yaml
+
+.seal.yaml (found by walking up from the working directory):
+  environments:
+    staging: {cert: deploy/certs/staging.pem}
+    prod:    {cert: https://seal.example.com/v1/cert.pem, fingerprint: <sha256>}
+
+Exit codes: 0 ok, 1 a check found something, 2 bad usage or input, 3 I/O or network error.";
+
+/// Seal Kubernetes Secrets for git, and recover, verify, re-encrypt and convert them.
+#[derive(Parser, Debug)]
+#[command(
+    name = "seal",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    seal: SealArgs,
+}
+
+/// Where the certificate comes from.
+#[derive(Args, Debug, Clone)]
+struct CertArgs {
+    /// Certificate file or http(s) URL to seal with.
+    #[arg(long, env = "SEAL_CERT", value_name = "FILE|URL")]
+    cert: Option<String>,
+
+    /// Environment whose certificate to use, as named in .seal.yaml.
+    #[arg(long, env = "SEAL_ENV", value_name = "NAME", conflicts_with = "cert")]
+    env: Option<String>,
+
+    /// Timeout for fetching a certificate URL (e.g. 10s, 500ms, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+}
+
+impl CertArgs {
+    fn source(&self) -> CertSource<'_> {
+        CertSource {
+            cert: self.cert.as_deref(),
+            env: self.env.as_deref(),
+            timeout: self.request_timeout,
+        }
+    }
+}
+
+/// Where a value may be unsealed, and for which object.
+#[derive(Args, Debug, Clone)]
+struct TargetArgs {
+    /// strict: this name in this namespace; namespace-wide: any name in the namespace;
+    /// cluster-wide: anywhere. Default: the input's annotations, else strict.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    scope: Option<ScopeArg>,
+
+    /// Namespace to seal for (an error if the input names another).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Name to seal for (an error if the input names another).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+/// Output format of manifests.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum OutputFormat {
+    /// YAML documents separated by `---`.
+    #[default]
+    Yaml,
+    /// JSON (several objects become a v1 List).
+    Json,
+}
+
+impl From<OutputFormat> for seal_api::manifest::Format {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Yaml => seal_api::manifest::Format::Yaml,
+            OutputFormat::Json => seal_api::manifest::Format::Json,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ScopeArg {
+    Strict,
+    NamespaceWide,
+    ClusterWide,
+}
+
+impl From<ScopeArg> for seal_core::Scope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::Strict => seal_core::Scope::Strict,
+            ScopeArg::NamespaceWide => seal_core::Scope::NamespaceWide,
+            ScopeArg::ClusterWide => seal_core::Scope::ClusterWide,
+        }
+    }
+}
+
+/// Sealing Secrets (the command with no subcommand).
+#[derive(Args, Debug)]
+struct SealArgs {
+    /// Secret manifests to seal (YAML, multi-document YAML, JSON or a v1 List); stdin if none or `-`.
+    #[arg(value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// Input file, as kubeseal's -f (same as a FILE argument).
+    #[arg(
+        short = 'f',
+        long = "secret-file",
+        value_name = "FILE",
+        hide_short_help = true
+    )]
+    secret_file: Vec<PathBuf>,
+
+    #[command(flatten)]
+    cert: CertArgs,
+
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "format",
+        alias = "output",
+        value_enum,
+        default_value_t
+    )]
+    format: OutputFormat,
+
+    /// Emit bitnami.com/v1alpha1 SealedSecrets, for clusters still running Bitnami's controller.
+    #[arg(long)]
+    bitnami: bool,
+
+    /// Write the output to FILE atomically instead of stdout (kubeseal: --sealed-secret-file).
+    #[arg(
+        short = 'w',
+        long = "write",
+        alias = "sealed-secret-file",
+        value_name = "FILE"
+    )]
+    write: Option<PathBuf>,
+
+    /// Seal the input's items into this existing SealedSecret file, keeping its other items and its
+    /// format; the file is updated in place.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["write", "bitnami"])]
+    merge_into: Option<PathBuf>,
+
+    /// Seal a Secret that has no items instead of refusing it.
+    #[arg(long)]
+    allow_empty_data: bool,
+
+    /// As kubeseal --raw: seal one value from --from-file (see `seal raw`).
+    #[arg(long, hide_short_help = true)]
+    raw: bool,
+
+    /// With --raw: the file holding the value.
+    #[arg(long, value_name = "FILE", requires = "raw", hide_short_help = true)]
+    from_file: Option<PathBuf>,
+
+    /// kubeseal's --recovery-unseal: in seal this is `seal unseal --key FILE`.
+    #[arg(long, hide = true)]
+    recovery_unseal: bool,
+
+    /// kubeseal's --recovery-private-key: in seal this is `seal unseal --key FILE`.
+    #[arg(long, hide = true, value_name = "FILE")]
+    recovery_private_key: Vec<String>,
+
+    /// kubeseal's --re-encrypt: in seal this is `seal re-encrypt`.
+    #[arg(long, hide = true)]
+    re_encrypt: bool,
+
+    /// kubeseal's --validate: in seal this is `seal verify`.
+    #[arg(long, hide = true)]
+    validate: bool,
+
+    /// kubeseal's --fetch-cert: in seal, fetch with `seal cert info URL` or curl.
+    #[arg(long, hide = true)]
+    fetch_cert: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Seal one value (stdin or --from-file) and print it as base64, for encryptedData by hand.
+    #[command(after_help = "\
+Examples:
+  printf '%s' 's3cret' | seal raw --cert keys.example/tls.crt -n ml-prod --name ml-api-db
+  seal raw --env prod --scope namespace-wide -n ml-prod --from-file token.txt")]
+    Raw(commands::raw::Args),
+
+    /// Recover Secrets from SealedSecrets (seal's or Bitnami's) with private keys, offline.
+    #[command(after_help = "\
+Examples:
+  seal unseal --key backup/tls.key ml-api.sealed.yaml
+  kubectl get secret -n seal-system -l seal.dev/sealing-key -o yaml > keys.yaml
+  seal unseal --key keys.yaml -o json < sealed.yaml")]
+    Unseal(commands::unseal::Args),
+
+    /// Generate a key pair and a self-signed certificate (tls.key mode 0600, tls.crt).
+    #[command(after_help = "\
+Examples:
+  seal keygen --out keys/
+  seal keygen --out keys/ --bits 2048 --validity-days 365")]
+    Keygen(commands::keygen::Args),
+
+    /// Inspect certificates.
+    #[command(subcommand)]
+    Cert(commands::cert::Command),
+
+    /// Check offline that SealedSecrets are well-formed and sealed with a certificate; with keys,
+    /// prove every item opens (printing no values).
+    #[command(after_help = "\
+Examples:
+  seal verify --env prod deploy/prod/*.sealed.yaml
+  seal verify --cert prod.crt --key backup/prod.key ml-api.sealed.yaml")]
+    Verify(commands::verify::Args),
+
+    /// Re-seal SealedSecrets in place for a new certificate, with the old keys (scope kept).
+    #[command(
+        name = "re-encrypt",
+        after_help = "\
+Examples:
+  seal re-encrypt --key old/tls.key --cert new/tls.crt deploy/prod/*.sealed.yaml
+  seal re-encrypt --key keys-backup.yaml --env prod $(git ls-files '*.sealed.yaml')"
+    )]
+    ReEncrypt(commands::reencrypt::Args),
+
+    /// Convert SealedSecret manifests between seal.dev/v1alpha1 and bitnami.com/v1alpha1.
+    #[command(after_help = "\
+Examples:
+  seal convert bitnami-sealed.yaml > sealed.yaml
+  seal convert --to bitnami --in-place deploy/legacy/*.yaml")]
+    Convert(commands::convert::Args),
+
+    /// Find plaintext Secret manifests (the pre-commit guard); exit 1 if any.
+    #[command(after_help = "\
+Examples:
+  seal scan                 # the working directory, recursively
+  seal scan deploy/ charts/values.yaml
+
+A Secret that is meant to be plaintext (a test fixture) can carry the annotation
+seal.dev/plaintext-allowed: \"true\".")]
+    Scan(commands::scan::Args),
+
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  seal completions bash > /etc/bash_completion.d/seal
+  seal completions zsh > \"${fpath[1]}/_seal\"")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (e.g. 10s)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" | "" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("unknown unit in {text:?} (use ms, s or m)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => commands::seal::run(cli.seal),
+        Some(Command::Raw(args)) => commands::raw::run(&args),
+        Some(Command::Unseal(args)) => commands::unseal::run(&args),
+        Some(Command::Keygen(args)) => commands::keygen::run(&args),
+        Some(Command::Cert(command)) => commands::cert::run(&command),
+        Some(Command::Verify(args)) => commands::verify::run(&args),
+        Some(Command::ReEncrypt(args)) => commands::reencrypt::run(&args),
+        Some(Command::Convert(args)) => commands::convert::run(&args),
+        Some(Command::Scan(args)) => commands::scan::run(&args),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "seal", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+/// Turns a kubeseal-only flag into a pointer at seal's equivalent.
+fn kubeseal_flag(flag: &str, instead: &str) -> Failure {
+    Failure::input(format!("{flag} is kubeseal's; seal has a command for it")).hint(instead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -77,7 +77,9 @@ impl Certificate {
             }
         })?;
         if !rest.is_empty() {
-            return Err(CertError::Invalid("trailing bytes after the certificate".into()));
+            return Err(CertError::Invalid(
+                "trailing bytes after the certificate".into(),
+            ));
         }
         let spki = cert.public_key();
         let algorithm = spki.algorithm.algorithm.to_id_string();
@@ -230,7 +232,10 @@ mod tests {
         assert_eq!(cert.fingerprint(), key.fingerprint());
         assert_eq!(cert.public_key().bits(), 2048);
         assert_eq!(cert.not_before(), OffsetDateTime::from(start));
-        assert_eq!(cert.not_after(), OffsetDateTime::from(start + DEFAULT_VALIDITY));
+        assert_eq!(
+            cert.not_after(),
+            OffsetDateTime::from(start + DEFAULT_VALIDITY)
+        );
         let again = Certificate::from_pem(cert.to_pem().as_bytes()).unwrap();
         assert_eq!(again.der(), cert.der());
     }
@@ -244,7 +249,10 @@ mod tests {
         let err = cert
             .check_not_expired(start + Duration::from_secs(2 * 86_400))
             .unwrap_err();
-        assert_eq!(err.to_string(), "certificate expired on 2023-11-15T22:13:20Z");
+        assert_eq!(
+            err.to_string(),
+            "certificate expired on 2023-11-15T22:13:20Z"
+        );
     }
 
     #[test]
@@ -253,6 +261,9 @@ mod tests {
             Certificate::from_pem(b"-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n"),
             Err(CertError::NotFound)
         ));
-        assert!(matches!(Certificate::from_pem(b"not a cert"), Err(CertError::Invalid(_))));
+        assert!(matches!(
+            Certificate::from_pem(b"not a cert"),
+            Err(CertError::Invalid(_))
+        ));
     }
 }

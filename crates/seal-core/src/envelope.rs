@@ -171,7 +171,11 @@ mod tests {
         let blob = seal(key.public_key(), &label(), b"12345").unwrap();
         assert_eq!(blob.len(), 2 + 256 + 5 + 16);
         assert_eq!(&blob[..2], &[0x01, 0x00]);
-        assert!(seal_base64(key.public_key(), &label(), b"x").unwrap().starts_with("AQ"));
+        assert!(
+            seal_base64(key.public_key(), &label(), b"x")
+                .unwrap()
+                .starts_with("AQ")
+        );
     }
 
     #[test]
@@ -181,7 +185,10 @@ mod tests {
         let blob = seal(right.public_key(), &label(), b"value").unwrap();
         let opened = open([&wrong, &right], &label(), &blob).unwrap();
         assert_eq!(opened.expose(), b"value");
-        assert_eq!(open([&wrong], &label(), &blob), Err(OpenError::DecryptionFailed));
+        assert_eq!(
+            open([&wrong], &label(), &blob),
+            Err(OpenError::DecryptionFailed)
+        );
         assert_eq!(open([], &label(), &blob), Err(OpenError::DecryptionFailed));
     }
 
@@ -189,8 +196,13 @@ mod tests {
     fn shape_errors_are_malformed() {
         assert_eq!(Envelope::parse(&[]).unwrap_err(), Malformed::TooShort);
         assert_eq!(Envelope::parse(&[0]).unwrap_err(), Malformed::TooShort);
-        assert_eq!(Envelope::parse(&[0, 4, 1, 2, 3]).unwrap_err(), Malformed::TooShort);
-        assert!(Envelope::parse(&[0, 0].iter().chain(&[0u8; 16]).copied().collect::<Vec<_>>()).is_ok());
+        assert_eq!(
+            Envelope::parse(&[0, 4, 1, 2, 3]).unwrap_err(),
+            Malformed::TooShort
+        );
+        assert!(
+            Envelope::parse(&[0, 0].iter().chain(&[0u8; 16]).copied().collect::<Vec<_>>()).is_ok()
+        );
         assert_eq!(decode_base64("@@@").unwrap_err(), Malformed::NotBase64);
     }
 

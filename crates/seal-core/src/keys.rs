@@ -60,7 +60,9 @@ impl KeySize {
 #[non_exhaustive]
 pub enum KeyError {
     /// The input holds no PEM private key and no TLS Secret with a `tls.key`.
-    #[error("no private key found (expected PEM \"RSA PRIVATE KEY\" or \"PRIVATE KEY\", or a kubernetes.io/tls Secret)")]
+    #[error(
+        "no private key found (expected PEM \"RSA PRIVATE KEY\" or \"PRIVATE KEY\", or a kubernetes.io/tls Secret)"
+    )]
     NotFound,
     /// A PEM block could not be decoded.
     #[error("invalid PEM: {0}")]
@@ -331,7 +333,11 @@ fn collect_tls_keys(doc: &TlsDocument, keys: &mut Vec<PrivateKey>) -> Result<(),
             }
         }
         Some("Secret") => {
-            let name = doc.metadata.name.clone().unwrap_or_else(|| "<unnamed>".into());
+            let name = doc
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_else(|| "<unnamed>".into());
             let invalid = |reason: &str| KeyError::InvalidSecret {
                 name: name.clone(),
                 reason: reason.into(),
@@ -407,7 +413,10 @@ mod tests {
 
     #[test]
     fn input_without_keys_is_not_found() {
-        assert!(matches!(read_private_keys(b"kind: ConfigMap\n"), Err(KeyError::NotFound)));
+        assert!(matches!(
+            read_private_keys(b"kind: ConfigMap\n"),
+            Err(KeyError::NotFound)
+        ));
         assert!(matches!(read_private_keys(b""), Err(KeyError::NotFound)));
     }
 

@@ -128,34 +128,50 @@ mod tests {
 
     #[test]
     fn strict_label_joins_namespace_and_name_with_a_slash() {
-        let label = Scope::Strict.label(Some("ml-prod"), Some("ml-api-db")).unwrap();
+        let label = Scope::Strict
+            .label(Some("ml-prod"), Some("ml-api-db"))
+            .unwrap();
         assert_eq!(label.as_bytes(), b"ml-prod/ml-api-db");
     }
 
     #[test]
     fn namespace_wide_label_is_the_namespace_and_ignores_the_name() {
-        let label = Scope::NamespaceWide.label(Some("ml-prod"), Some("x")).unwrap();
+        let label = Scope::NamespaceWide
+            .label(Some("ml-prod"), Some("x"))
+            .unwrap();
         assert_eq!(label.as_bytes(), b"ml-prod");
     }
 
     #[test]
     fn cluster_wide_label_is_empty_and_needs_nothing() {
-        assert!(Scope::ClusterWide.label(None, None).unwrap().as_bytes().is_empty());
+        assert!(
+            Scope::ClusterWide
+                .label(None, None)
+                .unwrap()
+                .as_bytes()
+                .is_empty()
+        );
     }
 
     #[test]
     fn strict_without_name_or_namespace_is_an_error() {
         assert_eq!(
             Scope::Strict.label(Some("ns"), None),
-            Err(ScopeError::MissingName { scope: Scope::Strict })
+            Err(ScopeError::MissingName {
+                scope: Scope::Strict
+            })
         );
         assert_eq!(
             Scope::Strict.label(Some(""), Some("n")),
-            Err(ScopeError::MissingNamespace { scope: Scope::Strict })
+            Err(ScopeError::MissingNamespace {
+                scope: Scope::Strict
+            })
         );
         assert_eq!(
             Scope::NamespaceWide.label(None, Some("n")),
-            Err(ScopeError::MissingNamespace { scope: Scope::NamespaceWide })
+            Err(ScopeError::MissingNamespace {
+                scope: Scope::NamespaceWide
+            })
         );
     }
 
@@ -164,6 +180,9 @@ mod tests {
         for scope in Scope::ALL {
             assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
         }
-        assert!(matches!("Strict".parse::<Scope>(), Err(ScopeError::Unknown(_))));
+        assert!(matches!(
+            "Strict".parse::<Scope>(),
+            Err(ScopeError::Unknown(_))
+        ));
     }
 }

@@ -61,12 +61,18 @@ fn every_vector_case_has_the_expected_outcome_with_pkcs1_and_pkcs8_keys() {
             let result = envelope::open_base64([&key], &label, &case.sealed);
             match case.expect.as_str() {
                 "ok" => {
-                    let want = envelope::decode_base64(case.plaintext_b64.as_deref().unwrap()).unwrap();
+                    let want =
+                        envelope::decode_base64(case.plaintext_b64.as_deref().unwrap()).unwrap();
                     let got = result.unwrap_or_else(|e| panic!("{}: {e}", case.name));
                     assert_eq!(got.expose(), want.as_slice(), "{}", case.name);
                 }
                 "decrypt_failed" => {
-                    assert_eq!(result.unwrap_err(), OpenError::DecryptionFailed, "{}", case.name);
+                    assert_eq!(
+                        result.unwrap_err(),
+                        OpenError::DecryptionFailed,
+                        "{}",
+                        case.name
+                    );
                 }
                 "malformed" => {
                     assert!(
@@ -90,7 +96,11 @@ fn malformed_cases_are_refused_from_their_shape_alone() {
         let err = envelope::open_base64([], &label, &case.sealed).unwrap_err();
         assert!(matches!(err, OpenError::Malformed(_)), "{}", case.name);
     }
-    let not_b64 = vectors.cases.iter().find(|c| c.name == "fail_not_base64").unwrap();
+    let not_b64 = vectors
+        .cases
+        .iter()
+        .find(|c| c.name == "fail_not_base64")
+        .unwrap();
     assert_eq!(
         envelope::decode_base64(&not_b64.sealed).unwrap_err(),
         Malformed::NotBase64
@@ -100,9 +110,17 @@ fn malformed_cases_are_refused_from_their_shape_alone() {
 #[test]
 fn a_case_that_fails_with_one_key_opens_when_the_right_key_is_also_offered() {
     let vectors = load();
-    let case = vectors.cases.iter().find(|c| c.name == "cluster_wide_ok").unwrap();
+    let case = vectors
+        .cases
+        .iter()
+        .find(|c| c.name == "cluster_wide_ok")
+        .unwrap();
     let label = Scope::ClusterWide.label(None, None).unwrap();
-    let keys = [key("rsa2048-other", "key"), key("rsa4096-a", "key"), key("rsa2048-a", "key")];
+    let keys = [
+        key("rsa2048-other", "key"),
+        key("rsa4096-a", "key"),
+        key("rsa2048-a", "key"),
+    ];
     assert!(envelope::open_base64(&keys, &label, &case.sealed).is_ok());
     assert_eq!(
         envelope::open_base64(&keys[..2], &label, &case.sealed).unwrap_err(),
@@ -114,9 +132,21 @@ fn a_case_that_fails_with_one_key_opens_when_the_right_key_is_also_offered() {
 fn fingerprints_match_the_vectors_from_certificate_and_from_private_key() {
     let vectors = load();
     for (id, want) in &vectors.fingerprints_sha256_spki {
-        assert_eq!(&cert(id).fingerprint().to_string(), want, "{id} certificate");
-        assert_eq!(&key(id, "key").fingerprint().to_string(), want, "{id} PKCS#1");
-        assert_eq!(&key(id, "pkcs8").fingerprint().to_string(), want, "{id} PKCS#8");
+        assert_eq!(
+            &cert(id).fingerprint().to_string(),
+            want,
+            "{id} certificate"
+        );
+        assert_eq!(
+            &key(id, "key").fingerprint().to_string(),
+            want,
+            "{id} PKCS#1"
+        );
+        assert_eq!(
+            &key(id, "pkcs8").fingerprint().to_string(),
+            want,
+            "{id} PKCS#8"
+        );
     }
 }
 
@@ -133,7 +163,9 @@ fn vector_certificates_are_rsa_and_dated_as_documented() {
 fn values_sealed_here_open_with_the_vector_keys() {
     let cert = cert("rsa4096-a");
     let key = key("rsa4096-a", "key");
-    let label = Scope::Strict.label(Some("ml-prod"), Some("ml-api-db")).unwrap();
+    let label = Scope::Strict
+        .label(Some("ml-prod"), Some("ml-api-db"))
+        .unwrap();
     let sealed = envelope::seal_base64(cert.public_key(), &label, b"postgres://ml@db/ml").unwrap();
     assert!(sealed.starts_with("Ag"));
     let blob = envelope::decode_base64(&sealed).unwrap();
