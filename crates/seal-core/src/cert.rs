@@ -89,6 +89,16 @@ impl Certificate {
             ))
             .into());
         }
+        if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed()
+            && rsa.key_size() < crate::keys::MIN_RSA_BITS
+        {
+            return Err(KeyError::UnsupportedPublicKey(format!(
+                "RSA-{} is too small (minimum RSA-{})",
+                rsa.key_size(),
+                crate::keys::MIN_RSA_BITS
+            ))
+            .into());
+        }
         let public_key = PublicKey::from_spki_der(spki.raw)?;
         Ok(Self {
             der: der[..der.len() - rest.len()].to_vec(),

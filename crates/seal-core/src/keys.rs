@@ -264,7 +264,7 @@ fn looks_like_pem(input: &[u8]) -> bool {
 }
 
 fn read_pem_keys(input: &[u8]) -> Result<Vec<PrivateKey>, KeyError> {
-    let blocks = pem::parse_many(input).map_err(|e| KeyError::InvalidPem(e.to_string()))?;
+    let blocks = pem::parse_many(input).map_err(|e| KeyError::InvalidPem(pem_error_message(&e)))?;
     let mut keys = Vec::new();
     for block in blocks {
         let tag = block.tag().to_owned();
@@ -281,6 +281,19 @@ fn read_pem_keys(input: &[u8]) -> Result<Vec<PrivateKey>, KeyError> {
         }
     }
     Ok(keys)
+}
+
+/// `pem`'s message without the input it quotes: a damaged BEGIN or END line puts the key's base64
+/// lines into the tags of `MismatchedTags`, and a blank line inside a key turns its lines into the
+/// "header" of `InvalidHeader`.
+fn pem_error_message(error: &pem::PemError) -> String {
+    match error {
+        pem::PemError::MismatchedTags(..) => "mismatching BEGIN and END tags".into(),
+        pem::PemError::InvalidHeader(_) => {
+            "invalid header line (a blank line inside the key?)".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The parts of a Secret (or a `List` of them) that hold a TLS key.
@@ -426,6 +439,34 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("line"), "{text}");
         assert!(!text.contains("secret-material"), "{text}");
+    }
+
+    #[test]
+    fn pem_errors_quote_no_key_material() {
+        // fuzz/regressions/read_private_keys/mismatched-tags-min: found by the read_private_keys fuzz
+        // target. A BEGIN line without its closing dashes made the whole body the BEGIN tag, and
+        // pem's MismatchedTags message quoted it.
+        let input = b"-----BEGIN RSAPRIfL0dCsYJ1j/q7-\nY-----\nM-\x01\x00-----END TKEY-----";
+        let err = read_private_keys(input).unwrap_err().to_string();
+        assert_eq!(err, "invalid PEM: mismatching BEGIN and END tags");
+
+        // The realistic form: a BEGIN line that lost its dashes, with a certificate after the key,
+        // made the BEGIN tag "RSA PRIVATE KEY\n<the whole key>".
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let pem_text = key.to_pkcs1_pem().replace("\r\n", "\n");
+        let body_line = pem_text.lines().nth(1).unwrap();
+        let damaged = pem_text.replace("BEGIN RSA PRIVATE KEY-----", "BEGIN RSA PRIVATE KEY")
+            + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = read_private_keys(damaged.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(body_line), "{err}");
+
+        // A blank line inside the key: pem reads the lines before it as headers.
+        let blank = pem_text.replacen(body_line, &format!("{body_line}\n"), 1);
+        let err = read_private_keys(blank.as_bytes()).unwrap_err().to_string();
+        assert!(err.starts_with("invalid PEM: invalid header"), "{err}");
+        assert!(!err.contains(body_line), "{err}");
     }
 
     #[test]
