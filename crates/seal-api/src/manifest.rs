@@ -212,6 +212,9 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
 }
 
 /// Replaces every double- or back-quoted span with `"…"`, so no value from the input is echoed.
+///
+/// serde writes strings in double quotes with `Debug` escapes, so inside a double-quoted span a
+/// backslash escapes the next character (`"a\"b"` is one span).
 pub fn redact(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars();
@@ -220,8 +223,10 @@ pub fn redact(message: &str) -> String {
             let close = c;
             out.push(close);
             out.push('…');
-            for inner in chars.by_ref() {
-                if inner == close {
+            while let Some(inner) = chars.next() {
+                if inner == '\\' && close == '"' {
+                    chars.next();
+                } else if inner == close {
                     break;
                 }
             }
@@ -322,6 +327,21 @@ mod tests {
         assert_eq!(
             redact(r#"invalid value: string "s3cret", expected `base64`"#),
             r#"invalid value: string "…", expected `…`"#
+        );
+    }
+
+    #[test]
+    fn escaped_quotes_do_not_end_a_redacted_span() {
+        // fuzz/regressions/manifest_parse/escaped-quote-min, found by the manifest_parse fuzz target:
+        // serde quoted the value as "n{\"cnQn3entpF2n1ent" and the escaped quote ended the span, so
+        // the rest of the value was printed.
+        let text = "-:\nkind: Secret\nmetadata: n{\"cnQn3entpF2n1ent";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.starts_with("invalid Secret"), "{err}");
+        assert!(!err.message.contains("cnQn3ent"), "{err}");
+        assert_eq!(
+            redact(r#"invalid type: string "a\"b\\", expected `x`"#),
+            r#"invalid type: string "…", expected `…`"#
         );
     }
 

@@ -1,0 +1,96 @@
+//! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
+//! `xtask/go/kubeseal` (its go.mod and go.sum are committed), and kubesealpy from PyPI in a virtualenv.
+//! Both are installed once into the cache, keyed by version, and reused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::run;
+
+/// kubeseal's version, also the wrapper module's requirement.
+pub const KUBESEAL_VERSION: &str = "v0.40.0";
+/// kubesealpy's version.
+pub const KUBESEALPY_VERSION: &str = "1.0.1";
+
+/// Where the peers are.
+pub struct Peers {
+    /// The kubeseal binary.
+    pub kubeseal: PathBuf,
+    /// A Python interpreter with kubesealpy installed.
+    pub python: PathBuf,
+}
+
+impl Peers {
+    /// Installs what is missing and returns the paths.
+    pub fn ensure() -> Result<Self> {
+        let cache = cache_dir()?;
+        Ok(Self { kubeseal: ensure_kubeseal(&cache)?, python: ensure_kubesealpy(&cache)? })
+    }
+}
+
+/// The cache directory, created if missing.
+pub fn cache_dir() -> Result<PathBuf> {
+    let dir = if let Some(dir) = std::env::var_os("SEAL_CACHE_DIR") {
+        PathBuf::from(dir)
+    } else if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME") {
+        PathBuf::from(xdg).join("seal-dev")
+    } else {
+        let home = std::env::var_os("HOME").context("HOME is not set; set SEAL_CACHE_DIR")?;
+        PathBuf::from(home).join(".cache/seal-dev")
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The workspace root (xtask's parent).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("invariant: xtask lives in the workspace").to_owned()
+}
+
+/// Builds kubeseal unless the cache has it.
+pub fn ensure_kubeseal(cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join(format!("kubeseal-{KUBESEAL_VERSION}"));
+    let binary = dir.join("kubeseal");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    eprintln!("==> building kubeseal {KUBESEAL_VERSION} from the Go module proxy into {} (first run only; about a minute)", dir.display());
+    std::fs::create_dir_all(&dir)?;
+    let partial = dir.join("kubeseal.partial");
+    run(Command::new("go")
+        .args(["build", "-trimpath", "-o"])
+        .arg(&partial)
+        .arg("github.com/bitnami/sealed-secrets/cmd/kubeseal")
+        .current_dir(workspace_root().join("xtask/go/kubeseal"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOSUMDB", "off")
+        .env("CGO_ENABLED", "0"))
+    .context("building kubeseal needs Go 1.26 and the Go module proxy")?;
+    std::fs::rename(&partial, &binary)?;
+    let version = Command::new(&binary).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    if !version.contains(KUBESEAL_VERSION) {
+        bail!("built kubeseal reports {version:?}, expected {KUBESEAL_VERSION}");
+    }
+    Ok(binary)
+}
+
+/// Creates the virtualenv with kubesealpy unless the cache has it.
+pub fn ensure_kubesealpy(cache: &Path) -> Result<PathBuf> {
+    let venv = cache.join(format!("venv-kubesealpy-{KUBESEALPY_VERSION}"));
+    let python = venv.join("bin/python");
+    let done = venv.join(".installed");
+    if done.is_file() && python.is_file() {
+        return Ok(python);
+    }
+    eprintln!("==> installing kubesealpy {KUBESEALPY_VERSION} from PyPI into {} (first run only)", venv.display());
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv)).context("creating a virtualenv needs python3 with venv")?;
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", &format!("kubesealpy=={KUBESEALPY_VERSION}")]))?;
+    std::fs::write(&done, KUBESEALPY_VERSION)?;
+    Ok(python)
+}
