@@ -32,30 +32,42 @@ struct Sample {
     max_rss_kib: u64,
 }
 
-/// Runs the comparison and prints the table.
+/// Runs the comparison and prints the table; fails if a target is not met.
 pub fn seal(args: &[String]) -> Result<()> {
-    let mut runs_small = 21;
-    let mut runs_large = 7;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let value = || -> Result<usize> { Ok(iter.clone().next().context("missing value")?.parse()?) };
-        match arg.as_str() {
-            "--runs-small" => runs_small = value()?,
-            "--runs-large" => runs_large = value()?,
-            other => bail!("unknown argument {other}"),
-        }
-        iter.next();
-    }
-
+    let (runs_small, runs_large) = parse_runs(args)?;
     eprintln!("==> building seal (release)");
-    run(Command::new(cargo()).args(["build", "--release", "--locked", "-p", "seal-cli"]).current_dir(workspace_root()))?;
+    run(Command::new(cargo())
+        .args(["build", "--release", "--locked", "-p", "seal-cli"])
+        .current_dir(workspace_root()))?;
     let seal_bin = workspace_root().join("target/release/seal");
     let kubeseal = ensure_kubeseal(&cache_dir()?)?;
 
     let work = std::env::temp_dir().join(format!("seal-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    run(Command::new(&seal_bin).args(["keygen", "--bits", "4096", "--out"]).arg(work.join("keys")).stdout(Stdio::null()))?;
-    let cert = work.join("keys/tls.crt");
+    run(Command::new(&seal_bin)
+        .args(["keygen", "--bits", "4096", "--out"])
+        .arg(work.join("keys"))
+        .stdout(Stdio::null()))?;
+    let cert = work.join("keys/tls.crt").display().to_string();
+    let out = work.join("out.yaml").display().to_string();
+    let seal_cmd: Vec<String> = [
+        seal_bin.display().to_string(),
+        "--cert".into(),
+        cert.clone(),
+        "-w".into(),
+        out.clone(),
+    ]
+    .into();
+    let kubeseal_cmd: Vec<String> = [
+        kubeseal.display().to_string(),
+        "--cert".into(),
+        cert,
+        "-o".into(),
+        "yaml".into(),
+        "-w".into(),
+        out.clone(),
+    ]
+    .into();
     let workloads = [
         Workload {
             name: "(a) 1 Secret, 10 items",
@@ -73,53 +85,30 @@ pub fn seal(args: &[String]) -> Result<()> {
         },
     ];
 
-    let seal_cmd = |out: &Path| -> Vec<String> {
-        vec![seal_bin.display().to_string(), "--cert".into(), cert.display().to_string(), "-w".into(), out.display().to_string()]
-    };
-    let kubeseal_cmd = |out: &Path| -> Vec<String> {
-        vec![
-            kubeseal.display().to_string(),
-            "--cert".into(),
-            cert.display().to_string(),
-            "-o".into(),
-            "yaml".into(),
-            "-w".into(),
-            out.display().to_string(),
-        ]
-    };
-
     let mut report = String::new();
-    writeln!(report, "\nseal vs kubeseal {}, offline, RSA-4096 certificate, {} cores", crate::peers::KUBESEAL_VERSION, cores())?;
-    writeln!(report, "{:<34} {:>10} {:>12} {:>10} {:>12} {:>9} {:>9}", "workload", "seal ms", "kubeseal ms", "seal MiB", "kubeseal MiB", "speedup", "RSS ratio")?;
+    writeln!(
+        report,
+        "\nseal vs kubeseal {}, offline, RSA-4096 certificate, {} cores",
+        crate::peers::KUBESEAL_VERSION,
+        cores()
+    )?;
+    writeln!(
+        report,
+        "{:<34} {:>10} {:>12} {:>10} {:>12} {:>9} {:>9}",
+        "workload", "seal ms", "kubeseal ms", "seal MiB", "kubeseal MiB", "speedup", "RSS ratio"
+    )?;
     let mut all_met = true;
     for workload in &workloads {
-        let out = work.join("out.yaml");
-        let seal_samples = measure(&seal_cmd(&out), &workload.input, workload.runs)?;
-        check_output(&out, workload.secrets, "seal")?;
-        let kubeseal_samples = measure(&kubeseal_cmd(&out), &workload.input, workload.runs)?;
-        check_output(&out, workload.secrets, "kubeseal")?;
-        let (seal_ms, kubeseal_ms) = (median(&seal_samples, |s| s.wall_ms), median(&kubeseal_samples, |s| s.wall_ms));
-        let seal_mib = median(&seal_samples, |s| kib_to_mib(s.max_rss_kib));
-        let kubeseal_mib = median(&kubeseal_samples, |s| kib_to_mib(s.max_rss_kib));
-        let speedup = kubeseal_ms / seal_ms;
-        let rss_ratio = seal_mib / kubeseal_mib;
-        let met = speedup >= workload.target_speedup && rss_ratio <= 0.5;
-        all_met &= met;
-        writeln!(
-            report,
-            "{:<34} {:>10.1} {:>12.1} {:>10.1} {:>12.1} {:>8.1}x {:>9.2}  target >= {}x, <= 0.5: {}",
-            workload.name,
-            seal_ms,
-            kubeseal_ms,
-            seal_mib,
-            kubeseal_mib,
-            speedup,
-            rss_ratio,
-            workload.target_speedup,
-            if met { "met" } else { "NOT met" }
-        )?;
+        let seal_samples = measure(&seal_cmd, &workload.input, workload.runs)?;
+        check_output(Path::new(&out), workload.secrets, "seal")?;
+        let kubeseal_samples = measure(&kubeseal_cmd, &workload.input, workload.runs)?;
+        check_output(Path::new(&out), workload.secrets, "kubeseal")?;
+        all_met &= write_row(&mut report, workload, &seal_samples, &kubeseal_samples)?;
     }
-    writeln!(report, "(median of {runs_small} runs for (a), {runs_large} for (b), after one warm-up each; peak RSS = ru_maxrss)")?;
+    writeln!(
+        report,
+        "(median of {runs_small} runs for (a), {runs_large} for (b), after one warm-up each; peak RSS = ru_maxrss)"
+    )?;
     print!("{report}");
     let _ = std::fs::remove_dir_all(&work);
     if !all_met {
@@ -128,13 +117,65 @@ pub fn seal(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn parse_runs(args: &[String]) -> Result<(usize, usize)> {
+    let (mut runs_small, mut runs_large) = (21, 7);
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        let value: usize = iter
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?
+            .parse()?;
+        match flag.as_str() {
+            "--runs-small" => runs_small = value,
+            "--runs-large" => runs_large = value,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok((runs_small, runs_large))
+}
+
+/// Appends one row; returns whether the workload met its targets.
+fn write_row(
+    report: &mut String,
+    workload: &Workload,
+    seal: &[Sample],
+    kubeseal: &[Sample],
+) -> Result<bool> {
+    let (seal_ms, kubeseal_ms) = (median(seal, |s| s.wall_ms), median(kubeseal, |s| s.wall_ms));
+    let seal_mib = median(seal, |s| kib_to_mib(s.max_rss_kib));
+    let kubeseal_mib = median(kubeseal, |s| kib_to_mib(s.max_rss_kib));
+    let speedup = kubeseal_ms / seal_ms;
+    let rss_ratio = seal_mib / kubeseal_mib;
+    let met = speedup >= workload.target_speedup && rss_ratio <= 0.5;
+    writeln!(
+        report,
+        "{:<34} {:>10.1} {:>12.1} {:>10.1} {:>12.1} {:>8.1}x {:>9.2}  target >= {}x, <= 0.5: {}",
+        workload.name,
+        seal_ms,
+        kubeseal_ms,
+        seal_mib,
+        kubeseal_mib,
+        speedup,
+        rss_ratio,
+        workload.target_speedup,
+        if met { "met" } else { "NOT met" }
+    )?;
+    Ok(met)
+}
+
 /// Writes a stream of `secrets` Secrets with `items` items each.
 fn write_input(path: &Path, secrets: usize, items: usize) -> Result<PathBuf> {
     let mut text = String::new();
     for s in 0..secrets {
-        writeln!(text, "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: ml-secret-{s}\n  namespace: ml-prod\ntype: Opaque\nstringData:")?;
+        writeln!(
+            text,
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: ml-secret-{s}\n  namespace: ml-prod\ntype: Opaque\nstringData:"
+        )?;
         for i in 0..items {
-            writeln!(text, "  ITEM_{i}: \"postgres://ml_user_{s}:password-{s}-{i}-xxxxxxxxxxxx@db.ml-prod.svc:5432/ml\"")?;
+            writeln!(
+                text,
+                "  ITEM_{i}: \"postgres://ml_user_{s}:password-{s}-{i}-xxxxxxxxxxxx@db.ml-prod.svc:5432/ml\""
+            )?;
         }
     }
     std::fs::write(path, text)?;
@@ -153,13 +194,20 @@ fn measure(command: &[String], input: &Path, runs: usize) -> Result<Vec<Sample>>
                 .env("KUBECONFIG", "/dev/null")
                 .output()?;
             if !output.status.success() {
-                bail!("{} failed: {}", command[0], String::from_utf8_lossy(&output.stderr));
+                bail!(
+                    "{} failed: {}",
+                    command[0],
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
             let text = String::from_utf8(output.stdout)?;
             let mut fields = text.split_whitespace();
             let wall_ns: f64 = fields.next().context("no wall time")?.parse()?;
             let max_rss_kib: u64 = fields.next().context("no rss")?.parse()?;
-            Ok(Sample { wall_ms: wall_ns / 1e6, max_rss_kib })
+            Ok(Sample {
+                wall_ms: wall_ns / 1e6,
+                max_rss_kib,
+            })
         })
         .collect::<Result<Vec<_>>>()
         .map(|mut samples| {
@@ -170,10 +218,16 @@ fn measure(command: &[String], input: &Path, runs: usize) -> Result<Vec<Sample>>
 
 /// `__measure INPUT CMD ARGS...`: runs the command with INPUT on stdin, prints `wall_ns max_rss_kib`.
 pub fn measure_child(args: &[String]) -> Result<ExitCode> {
-    let [input, program, rest @ ..] = args else { bail!("usage: __measure INPUT CMD [ARGS...]") };
+    let [input, program, rest @ ..] = args else {
+        bail!("usage: __measure INPUT CMD [ARGS...]")
+    };
     let stdin = std::fs::File::open(input)?;
     let started = Instant::now();
-    let status = Command::new(program).args(rest).stdin(stdin).stdout(Stdio::null()).status()?;
+    let status = Command::new(program)
+        .args(rest)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .status()?;
     let wall = started.elapsed();
     if !status.success() {
         bail!("{program} exited with {status}");

@@ -29,7 +29,9 @@ fn main() -> ExitCode {
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
-            _ => Err(anyhow::anyhow!("usage: cargo xtask bench seal [--runs-small N] [--runs-large N]")),
+            _ => Err(anyhow::anyhow!(
+                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N]"
+            )),
         },
         Some("__measure") => bench::measure_child(&args[1..]),
         _ => {
@@ -55,7 +57,18 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     test_args.extend(extra.iter().map(String::as_str));
     let steps: [(&str, Vec<&str>); 3] = [
         ("format", vec!["fmt", "--all", "--check"]),
-        ("clippy", vec!["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+        (
+            "clippy",
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         ("tests", test_args),
     ];
     let mut failed = Vec::new();
@@ -69,7 +82,11 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             .env("SEAL_REQUIRE_PEERS", "1")
             .status()
             .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
-        eprintln!("==> {name}: {} in {:.0?}", if status.success() { "ok" } else { "FAILED" }, started.elapsed());
+        eprintln!(
+            "==> {name}: {} in {:.0?}",
+            if status.success() { "ok" } else { "FAILED" },
+            started.elapsed()
+        );
         if !status.success() {
             failed.push(name);
         }
@@ -90,7 +107,9 @@ pub fn cargo() -> String {
 
 /// Runs a command to completion, failing with its name if it fails.
 pub fn run(command: &mut Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }

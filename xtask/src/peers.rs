@@ -26,7 +26,10 @@ impl Peers {
     /// Installs what is missing and returns the paths.
     pub fn ensure() -> Result<Self> {
         let cache = cache_dir()?;
-        Ok(Self { kubeseal: ensure_kubeseal(&cache)?, python: ensure_kubesealpy(&cache)? })
+        Ok(Self {
+            kubeseal: ensure_kubeseal(&cache)?,
+            python: ensure_kubesealpy(&cache)?,
+        })
     }
 }
 
@@ -46,7 +49,10 @@ pub fn cache_dir() -> Result<PathBuf> {
 
 /// The workspace root (xtask's parent).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("invariant: xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("invariant: xtask lives in the workspace")
+        .to_owned()
 }
 
 /// Builds kubeseal unless the cache has it.
@@ -56,7 +62,10 @@ pub fn ensure_kubeseal(cache: &Path) -> Result<PathBuf> {
     if binary.is_file() {
         return Ok(binary);
     }
-    eprintln!("==> building kubeseal {KUBESEAL_VERSION} from the Go module proxy into {} (first run only; about a minute)", dir.display());
+    eprintln!(
+        "==> building kubeseal {KUBESEAL_VERSION} from the Go module proxy into {} (first run only; about a minute)",
+        dir.display()
+    );
     std::fs::create_dir_all(&dir)?;
     let partial = dir.join("kubeseal.partial");
     run(Command::new("go")
@@ -85,12 +94,22 @@ pub fn ensure_kubesealpy(cache: &Path) -> Result<PathBuf> {
     if done.is_file() && python.is_file() {
         return Ok(python);
     }
-    eprintln!("==> installing kubesealpy {KUBESEALPY_VERSION} from PyPI into {} (first run only)", venv.display());
+    eprintln!(
+        "==> installing kubesealpy {KUBESEALPY_VERSION} from PyPI into {} (first run only)",
+        venv.display()
+    );
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
     }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv)).context("creating a virtualenv needs python3 with venv")?;
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", &format!("kubesealpy=={KUBESEALPY_VERSION}")]))?;
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("creating a virtualenv needs python3 with venv")?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        &format!("kubesealpy=={KUBESEALPY_VERSION}"),
+    ]))?;
     std::fs::write(&done, KUBESEALPY_VERSION)?;
     Ok(python)
 }

@@ -23,6 +23,9 @@ pub use sealed_secret::{
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The CRD YAML for every resource of this crate, as `crdgen` prints it and `deploy/crds/` holds it.
+///
+/// # Panics
+/// Never: a CRD built from these types always serializes.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
     let crd = SealedSecret::crd();

@@ -197,10 +197,8 @@ fn leading_whitespace(text: &str) -> usize {
 }
 
 fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+    text.get(..offset)
+        .map_or(0, |before| before.matches('\n').count())
         + 1
 }
 
@@ -240,6 +238,9 @@ pub fn redact(message: &str) -> String {
 
 /// Serializes objects as a stream: YAML documents separated by `---`, or JSON (one object as is,
 /// several as a `v1` `List`). The result ends with a newline.
+///
+/// # Panics
+/// Never: any JSON value has a YAML form.
 pub fn write<T: Serialize>(objects: &[T], format: Format) -> Result<String, serde_json::Error> {
     match format {
         Format::Json => {

@@ -84,11 +84,11 @@ pub enum UnsealError {
     },
 }
 
-/// Opens every item, reporting each outcome separately (for `seal verify`).
-pub fn open_each(
-    sealed: &SealedSecret,
-    ring: &KeyRing,
-) -> Result<Vec<(String, Result<SecretBytes, OpenError>)>, ScopeError> {
+/// Each item's name with the outcome of opening it.
+pub type ItemOutcomes = Vec<(String, Result<SecretBytes, OpenError>)>;
+
+/// Opens every item, reporting each outcome separately.
+pub fn open_each(sealed: &SealedSecret, ring: &KeyRing) -> Result<ItemOutcomes, ScopeError> {
     let label = sealed.label()?;
     let keys = ring.ordered(sealed.fingerprint());
     Ok(sealed

@@ -10,7 +10,9 @@ const RSA4096: &str = include_str!("../../../testdata/vectors/keys/rsa4096-a.key
 const VALUE: &[u8] = b"postgres://ml_api:correct-horse-battery-staple@postgres.ml-prod.svc:5432/ml";
 
 fn envelope_benches(c: &mut Criterion) {
-    let label = Scope::Strict.label(Some("ml-prod"), Some("ml-api-db")).expect("strict label");
+    let label = Scope::Strict
+        .label(Some("ml-prod"), Some("ml-api-db"))
+        .expect("strict label");
     let mut group = c.benchmark_group("envelope");
     for (name, pem) in [("rsa2048", RSA2048), ("rsa4096", RSA4096)] {
         let key = PrivateKey::from_pem(pem.as_bytes()).expect("vector key parses");

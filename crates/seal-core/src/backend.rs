@@ -194,20 +194,18 @@ pub(crate) fn aes_gcm_seal(
     out.reserve(plaintext.len() + GCM_TAG_LEN);
     let start = out.len();
     out.extend_from_slice(plaintext);
-    match key.seal_in_place_separate_tag(
+    let sealed = key.seal_in_place_separate_tag(
         Nonce::assume_unique_for_key([0u8; 12]),
         Aad::empty(),
         &mut out[start..],
-    ) {
-        Ok(tag) => {
-            out.extend_from_slice(tag.as_ref());
-            Ok(())
-        }
-        Err(_) => {
-            zeroize::Zeroize::zeroize(&mut out[start..]);
-            out.truncate(start);
-            Err(Failed)
-        }
+    );
+    if let Ok(tag) = sealed {
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    } else {
+        zeroize::Zeroize::zeroize(&mut out[start..]);
+        out.truncate(start);
+        Err(Failed)
     }
 }
 

@@ -144,7 +144,7 @@ impl fmt::Debug for PublicKey {
         f.debug_struct("PublicKey")
             .field("bits", &self.bits())
             .field("fingerprint", &self.fingerprint)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -218,6 +218,9 @@ impl PrivateKey {
     }
 
     /// PEM PKCS#1 (`RSA PRIVATE KEY`), the form Bitnami's controller stores in `tls.key`.
+    ///
+    /// # Panics
+    /// Never: the PKCS#8 encoding was parsed when the key was built.
     pub fn to_pkcs1_pem(&self) -> Zeroizing<String> {
         let info = pkcs8::PrivateKeyInfo::try_from(self.pkcs8_der.as_slice())
             .expect("invariant: pkcs8_der was parsed successfully when the key was built");

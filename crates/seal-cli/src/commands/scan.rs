@@ -4,6 +4,7 @@
 //! template cannot hide a Secret. A fixture that is meant to be plaintext opts out with the
 //! annotation `seal.dev/plaintext-allowed: "true"`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use seal_api::manifest::{self, Object};
@@ -51,12 +52,13 @@ pub fn run(args: &Args) -> Outcome {
         };
         for finding in scan_text(&text) {
             count += 1;
-            report.push_str(&format!(
-                "{}:{}: {}\n",
+            let _ = writeln!(
+                report,
+                "{}:{}: {}",
                 file.display(),
                 finding.line,
                 finding.name
-            ));
+            );
         }
     }
     io::print(&report)?;

@@ -2,6 +2,7 @@
 //! certificate, which catches "sealed for the wrong environment" before a deploy does. With private
 //! keys it also proves that every item opens with the certificate's key, printing no values.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use seal_api::SealedSecret;
@@ -65,25 +66,23 @@ pub fn run(args: &Args) -> Outcome {
             let place = format!("{}:{line} {}", input.name, object_name(sealed));
             let problems = check(sealed, &loaded.certificate, key);
             if problems.is_empty() {
-                report.push_str(&format!(
-                    "ok    {place}: {} items, certificate {}{}\n",
+                let _ = writeln!(
+                    report,
+                    "ok    {place}: {} items, certificate {}{}",
                     sealed.spec.encrypted_data.len(),
                     loaded.certificate.fingerprint().short(),
                     if key.is_some() { ", all open" } else { "" }
-                ));
+                );
             } else {
                 failed += 1;
                 for problem in problems {
-                    report.push_str(&format!("FAIL  {place}: {problem}\n"));
+                    let _ = writeln!(report, "FAIL  {place}: {problem}");
                 }
             }
         }
         if !found {
             failed += 1;
-            report.push_str(&format!(
-                "FAIL  {}: no SealedSecret in this file\n",
-                input.name
-            ));
+            let _ = writeln!(report, "FAIL  {}: no SealedSecret in this file", input.name);
         }
     }
     io::print(&report)?;
@@ -117,11 +116,10 @@ fn check(
             recorded.chars().take(12).collect::<String>(),
             certificate.fingerprint().short()
         )),
-        Some(_) => {}
         None if key.is_none() => problems.push(
             "no certificate fingerprint recorded (a converted Bitnami manifest?); pass --key to prove the items open".into(),
         ),
-        None => {}
+        Some(_) | None => {}
     }
     if let (Some(key), true) = (key, problems.is_empty())
         && let Ok(label) = sealed.label()

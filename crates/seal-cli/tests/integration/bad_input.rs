@@ -22,6 +22,7 @@ fn case(name: &'static str, args: &[&str], stdin: &str, code: i32, message: &'st
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table of cases reads best in one place
 fn bad_input_gets_a_clear_error_the_documented_code_and_writes_nothing() {
     let s = Scratch::with_keys("keys");
     s.keygen("other");

@@ -1,6 +1,7 @@
 //! Running the real `seal` binary in a scratch directory and looking at what it did.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -182,7 +183,7 @@ pub fn secret_yaml(namespace: &str, name: &str, items: &[(&str, &str)]) -> Strin
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\ntype: Opaque\nstringData:\n"
     );
     for (key, value) in items {
-        text.push_str(&format!("  {key}: {value:?}\n"));
+        let _ = writeln!(text, "  {key}: {value:?}");
     }
     text
 }

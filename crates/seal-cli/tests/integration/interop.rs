@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+
 use crate::harness::{
     Run, Scratch, parse, peer, repo, run_program, seal, secret_data, secret_yaml,
 };
@@ -234,7 +236,6 @@ fn kubesealpy_and_seal_open_each_others_values_in_every_scope() {
         return;
     };
     let s = Scratch::with_keys("keys");
-    use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     for scope in SCOPES {
         let theirs = python_peer(
