@@ -262,19 +262,30 @@ pub fn write<T: Serialize>(objects: &[T], format: Format) -> Result<String, serd
         }
         Format::Yaml => {
             let mut text = String::new();
-            for (index, object) in objects.iter().enumerate() {
-                if index > 0 {
-                    text.push_str("---\n");
-                }
-                let value = serde_json::to_value(object)?;
-                text.push_str(
-                    &serde_yaml::to_string(&value)
-                        .expect("invariant: a serde_json::Value always serializes to YAML"),
-                );
+            for object in objects {
+                append_yaml(&mut text, object)?;
             }
             Ok(text)
         }
     }
+}
+
+/// Appends one object to a YAML stream, with a `---` separator unless it is the first. Lets a caller
+/// render documents one at a time instead of holding them all.
+///
+/// # Panics
+/// Never: any JSON value has a YAML form.
+pub fn append_yaml<T: Serialize>(stream: &mut String, object: &T) -> Result<(), serde_json::Error> {
+    // Through serde_json::Value so that key order and field names are exactly the JSON ones.
+    let value = serde_json::to_value(object)?;
+    if !stream.is_empty() {
+        stream.push_str("---\n");
+    }
+    stream.push_str(
+        &serde_yaml::to_string(&value)
+            .expect("invariant: a serde_json::Value always serializes to YAML"),
+    );
+    Ok(())
 }
 
 #[cfg(test)]

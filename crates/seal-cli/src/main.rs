@@ -182,8 +182,8 @@ struct SealArgs {
     write: Option<PathBuf>,
 
     /// Seal the input's items into this existing SealedSecret file, keeping its other items and its
-    /// format; the file is updated in place.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["write", "bitnami"])]
+    /// format; the file is updated in place. Its scope, name and namespace are used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["write", "bitnami", "scope", "namespace", "name"])]
     merge_into: Option<PathBuf>,
 
     /// Seal a Secret that has no items instead of refusing it.

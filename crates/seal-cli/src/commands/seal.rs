@@ -1,13 +1,13 @@
 //! `seal [FILE...]`: Secrets in, SealedSecrets out.
 
 use k8s_openapi::api::core::v1::Secret;
-use seal_api::manifest::{self, Object};
+use seal_api::manifest::{self, Format, Object};
 use seal_api::sealing::{self, SealOptions};
 
 use crate::failure::{Failure, Outcome};
 use crate::io::{self, Input};
 use crate::manifests::{Flavor, SealedFile, render, sealed_value};
-use crate::{SealArgs, certsource, kubeseal_flag};
+use crate::{OutputFormat, SealArgs, certsource, kubeseal_flag};
 
 /// Runs the default command.
 pub fn run(args: SealArgs) -> Outcome {
@@ -64,13 +64,24 @@ pub fn run(args: SealArgs) -> Outcome {
         name: args.target.name.as_deref(),
         allow_empty_data: args.allow_empty_data,
     };
-    let mut values = Vec::with_capacity(secrets.len());
+    // YAML is rendered document by document, so a large stream never holds every SealedSecret as a
+    // tree at once; JSON needs them all for its List.
+    let mut yaml = String::new();
+    let mut values = Vec::new();
     for (place, secret) in &secrets {
         let sealed =
             sealing::seal_secret(secret, &options).map_err(|e| Failure::input(e).at(place))?;
-        values.push(sealed_value(&sealed, flavor));
+        let value = sealed_value(&sealed, flavor);
+        match args.format {
+            OutputFormat::Yaml => manifest::append_yaml(&mut yaml, &value)
+                .expect("invariant: JSON values always serialize"),
+            OutputFormat::Json => values.push(value),
+        }
     }
-    let text = render(&values, args.format.into());
+    let text = match args.format {
+        OutputFormat::Yaml => yaml,
+        OutputFormat::Json => render(&values, Format::Json),
+    };
     match &args.write {
         Some(path) => io::write_atomic(path, text.as_bytes()),
         None => io::print(&text),
