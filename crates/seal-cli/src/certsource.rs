@@ -52,11 +52,11 @@ struct Environment {
 
 /// How to find the certificate.
 #[derive(Debug, Clone)]
-pub struct CertSource<'a> {
-    /// `--cert`.
-    pub cert: Option<&'a str>,
-    /// `--env`.
-    pub env: Option<&'a str>,
+pub struct CertSource {
+    /// `--cert` or `SEAL_CERT`.
+    pub cert: Option<String>,
+    /// `--env` or `SEAL_ENV`.
+    pub env: Option<String>,
     /// `--request-timeout`.
     pub timeout: Duration,
 }
@@ -70,8 +70,8 @@ pub struct Loaded {
 }
 
 /// Finds, reads and checks the certificate.
-pub fn load(source: &CertSource<'_>) -> Outcome<Loaded> {
-    let (location, base, pin, origin) = match (source.cert, source.env) {
+pub fn load(source: &CertSource) -> Outcome<Loaded> {
+    let (location, base, pin, origin) = match (source.cert.as_deref(), source.env.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(Failure::input("--cert and --env both given; pass one"));
         }

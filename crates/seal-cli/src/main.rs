@@ -60,12 +60,12 @@ struct Cli {
 /// Where the certificate comes from.
 #[derive(Args, Debug, Clone)]
 struct CertArgs {
-    /// Certificate file or http(s) URL to seal with.
-    #[arg(long, env = "SEAL_CERT", value_name = "FILE|URL")]
+    /// Certificate file or http(s) URL to seal with [env: SEAL_CERT].
+    #[arg(long, value_name = "FILE|URL", conflicts_with = "env")]
     cert: Option<String>,
 
-    /// Environment whose certificate to use, as named in .seal.yaml.
-    #[arg(long, env = "SEAL_ENV", value_name = "NAME", conflicts_with = "cert")]
+    /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV].
+    #[arg(long, value_name = "NAME")]
     env: Option<String>,
 
     /// Timeout for fetching a certificate URL (e.g. 10s, 500ms, 1m).
@@ -74,10 +74,20 @@ struct CertArgs {
 }
 
 impl CertArgs {
-    fn source(&self) -> CertSource<'_> {
+    /// Flags win over the environment: `--cert` or `--env` if given, else `SEAL_CERT`, else
+    /// `SEAL_ENV`. (clap's own `env` would make `SEAL_ENV=prod seal --cert x.crt` a conflict.)
+    fn source(&self) -> CertSource {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (cert, env) = match (&self.cert, &self.env) {
+            (None, None) => match from_env("SEAL_CERT") {
+                Some(cert) => (Some(cert), None),
+                None => (None, from_env("SEAL_ENV")),
+            },
+            (cert, env) => (cert.clone(), env.clone()),
+        };
         CertSource {
-            cert: self.cert.as_deref(),
-            env: self.env.as_deref(),
+            cert,
+            env,
             timeout: self.request_timeout,
         }
     }

@@ -462,6 +462,24 @@ fn env_names_a_certificate_from_the_nearest_seal_yaml_and_pins_are_enforced() {
         &[("SEAL_ENV", "staging")],
     );
     via_env.ok();
+    // A flag wins over the environment, and SEAL_CERT names a certificate directly.
+    let flag_wins = seal_env(
+        &["--cert", "../../certs/staging/tls.crt"],
+        secret_yaml("ml", "db", &[("a", "1")]).as_bytes(),
+        &deep,
+        &[("SEAL_ENV", "nonexistent")],
+    );
+    flag_wins.ok();
+    let cert_env = seal_env(
+        &[],
+        secret_yaml("ml", "db", &[("a", "1")]).as_bytes(),
+        &deep,
+        &[("SEAL_CERT", "../../certs/staging/tls.crt")],
+    );
+    assert_eq!(
+        parse(cert_env.ok())["spec"]["certificateFingerprint"],
+        fingerprint.as_str()
+    );
 }
 
 #[test]
