@@ -67,7 +67,10 @@ fn check_open(result: &Result<SecretBytes, OpenError>, blob: &[u8], shape: Optio
         (Err(OpenError::Malformed(Malformed::TooShort)), None) => {}
         (Err(OpenError::DecryptionFailed), Some(_)) => {}
         (Ok(plaintext), Some(n)) => {
-            assert_eq!(n, MODULUS_LEN, "opened a blob whose wrapped key is not the modulus length");
+            assert_eq!(
+                n, MODULUS_LEN,
+                "opened a blob whose wrapped key is not the modulus length"
+            );
             assert_eq!(plaintext.len(), blob.len() - 2 - n - TAG_LEN);
         }
         (Err(e), shape) => panic!("open gave {e:?} for a blob of shape {shape:?}"),

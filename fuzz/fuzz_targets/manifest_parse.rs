@@ -3,7 +3,7 @@
 //! SealedSecret, or something else). Inputs that are not UTF-8 are skipped, as the CLI refuses them
 //! before parsing. The target checks that nothing panics (the parser holds an `unreachable!` and
 //! slices the text by byte offsets), that every reported line is 1-based and within the text (counting
-//! CR and LF as line breaks), and that an error keeps the module's promise to quote no content: a
+//! every character YAML breaks lines at: LF, CR, NEL, LS, PS), and that an error keeps the module's promise to quote no content: a
 //! message about an object's values (`invalid Secret: ...`, `invalid SealedSecret: ...`) or about JSON
 //! syntax may not contain a run of 16 or more base64 characters (`A-Z a-z 0-9 + / =`, which covers
 //! `data` values and typical tokens and passwords) that also occurs in the input. YAML syntax
@@ -21,9 +21,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // Upper bound for a line number: YAML also breaks lines at a lone CR (libyaml counts those while
-    // the document splitter counts LF only), and an error may point one past the last line.
-    let breaks = text.bytes().filter(|&b| b == b'\n' || b == b'\r').count();
+    // Upper bound for a line number. libyaml breaks lines at CR, NEL, LS and PS as well as LF (and
+    // its lines are added to the document's start line, counted in LF), and an error may point one
+    // past the last line.
+    let breaks = text
+        .chars()
+        .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+        .count();
     let last_line = breaks + 2;
     match manifest::parse(text) {
         Ok(objects) => {
@@ -50,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
             // serde ends a message with ", expected <what the type wanted>": names from the types
             // (`struct SealedSecretSpec`), never from the input, though the fuzzer copies them into
             // its inputs. Only the part before it can quote a value.
-            let about_input = error.message.split(", expected ").next().unwrap_or_default();
+            let about_input = error
+                .message
+                .split(", expected ")
+                .next()
+                .unwrap_or_default();
             if !keyed && let Some(run) = echoed_run(about_input, data) {
                 panic!("error message quotes input {run:?}: {error}");
             }

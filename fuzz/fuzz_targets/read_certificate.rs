@@ -20,8 +20,8 @@ fn check_certificate(cert: &Certificate) {
     let from_der = Certificate::from_der(cert.der()).expect("a certificate's own DER reads back");
     assert_eq!(from_der.der(), cert.der());
     assert_eq!(from_der.fingerprint(), cert.fingerprint());
-    let from_pem =
-        Certificate::from_pem(cert.to_pem().as_bytes()).expect("a certificate's own PEM reads back");
+    let from_pem = Certificate::from_pem(cert.to_pem().as_bytes())
+        .expect("a certificate's own PEM reads back");
     assert_eq!(from_pem.der(), cert.der());
     assert_eq!(from_pem.not_after(), cert.not_after());
     assert_eq!(from_pem.serial(), cert.serial());
@@ -61,8 +61,12 @@ fuzz_target!(|data: &[u8]| {
 
     if !data.windows(11).any(|w| w == b"-----BEGIN ") {
         assert_eq!(
-            pem.as_ref().map(Certificate::der).map_err(ToString::to_string),
-            der.as_ref().map(Certificate::der).map_err(ToString::to_string),
+            pem.as_ref()
+                .map(Certificate::der)
+                .map_err(ToString::to_string),
+            der.as_ref()
+                .map(Certificate::der)
+                .map_err(ToString::to_string),
             "from_pem without a PEM marker differs from from_der"
         );
     }

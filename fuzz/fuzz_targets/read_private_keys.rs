@@ -28,7 +28,8 @@ fn check_error(error: &KeyError, input: &[u8]) {
 fn check_key(key: &PrivateKey) {
     assert!(key.public_key().bits() >= MIN_RSA_BITS);
     let pem_text = key.to_pkcs1_pem();
-    let again = PrivateKey::from_pem(pem_text.as_bytes()).expect("a key's own PKCS#1 PEM reads back");
+    let again =
+        PrivateKey::from_pem(pem_text.as_bytes()).expect("a key's own PKCS#1 PEM reads back");
     assert_eq!(again.fingerprint(), key.fingerprint());
     assert_eq!(again.pkcs8_der(), key.pkcs8_der());
 }

@@ -203,10 +203,14 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 }
 
 /// serde_yaml's message without its trailing location (which is relative to the document).
+///
+/// serde_yaml may prefix the message with the path of keys above the problem, and a mis-indented
+/// line can turn a value into a key; only the problem itself, after the last `": "`, is kept.
 fn yaml_message(e: &serde_yaml::Error) -> String {
     let text = e.to_string();
     let text = text.split(" at line ").next().unwrap_or(&text);
-    redact(text)
+    let problem = text.rsplit(": ").next().unwrap_or(text);
+    redact(problem)
 }
 
 /// Replaces every double- or back-quoted span with `"…"`, so no value from the input is echoed.

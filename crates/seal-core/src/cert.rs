@@ -60,7 +60,9 @@ impl Certificate {
         if !input.windows(11).any(|w| w == b"-----BEGIN ") {
             return Self::from_der(input);
         }
-        let blocks = pem::parse_many(input).map_err(|e| CertError::Invalid(e.to_string()))?;
+        // A certificate file may be a key + certificate bundle: never echo pem's messages.
+        let blocks = pem::parse_many(input)
+            .map_err(|e| CertError::Invalid(crate::keys::pem_error_message(&e).into()))?;
         let block = blocks
             .into_iter()
             .find(|b| b.tag() == "CERTIFICATE")
@@ -263,6 +265,24 @@ mod tests {
             err.to_string(),
             "certificate expired on 2023-11-15T22:13:20Z"
         );
+    }
+
+    #[test]
+    fn damaged_bundle_errors_quote_no_key_material() {
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let cert = Certificate::self_signed(&key, SystemTime::now(), DEFAULT_VALIDITY).unwrap();
+        let key_pem = key.to_pkcs1_pem();
+        // The key's BEGIN line lost its closing dashes; the certificate follows.
+        let bundle = format!(
+            "{}{}",
+            key_pem.replacen("KEY-----", "KEY", 1),
+            cert.to_pem()
+        );
+        let err = Certificate::from_pem(bundle.as_bytes())
+            .unwrap_err()
+            .to_string();
+        let body_line = key_pem.lines().nth(3).unwrap();
+        assert!(!err.contains(body_line), "{err}");
     }
 
     #[test]

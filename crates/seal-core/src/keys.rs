@@ -267,19 +267,26 @@ fn looks_like_pem(input: &[u8]) -> bool {
 }
 
 fn read_pem_keys(input: &[u8]) -> Result<Vec<PrivateKey>, KeyError> {
-    let blocks = pem::parse_many(input).map_err(|e| KeyError::InvalidPem(pem_error_message(&e)))?;
+    let blocks =
+        pem::parse_many(input).map_err(|e| KeyError::InvalidPem(pem_error_message(&e).into()))?;
     let mut keys = Vec::new();
     for block in blocks {
         let tag = block.tag().to_owned();
+        let encrypted = block
+            .headers()
+            .get("Proc-Type")
+            .is_some_and(|value| value.contains("ENCRYPTED"));
         let der = Zeroizing::new(block.into_contents());
         match tag.as_str() {
-            "RSA PRIVATE KEY" => keys.push(PrivateKey::from_pkcs1_der(&der)?),
-            "PRIVATE KEY" => keys.push(PrivateKey::from_pkcs8_der(&der)?),
-            "ENCRYPTED PRIVATE KEY" => {
+            "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY"
+                if encrypted || tag.starts_with("ENCRYPTED") =>
+            {
                 return Err(KeyError::InvalidKey(
                     "encrypted PEM keys are not supported; decrypt it with openssl first",
                 ));
             }
+            "RSA PRIVATE KEY" => keys.push(PrivateKey::from_pkcs1_der(&der)?),
+            "PRIVATE KEY" => keys.push(PrivateKey::from_pkcs8_der(&der)?),
             _ => {}
         }
     }
@@ -289,13 +296,17 @@ fn read_pem_keys(input: &[u8]) -> Result<Vec<PrivateKey>, KeyError> {
 /// `pem`'s message without the input it quotes: a damaged BEGIN or END line puts the key's base64
 /// lines into the tags of `MismatchedTags`, and a blank line inside a key turns its lines into the
 /// "header" of `InvalidHeader`.
-fn pem_error_message(error: &pem::PemError) -> String {
+pub(crate) fn pem_error_message(error: &pem::PemError) -> &'static str {
+    // Fixed texts only: the pem crate's own messages quote the input, which may be a private key.
     match error {
-        pem::PemError::MismatchedTags(..) => "mismatching BEGIN and END tags".into(),
-        pem::PemError::InvalidHeader(_) => {
-            "invalid header line (a blank line inside the key?)".into()
-        }
-        other => other.to_string(),
+        pem::PemError::MismatchedTags(..) => "mismatching BEGIN and END lines",
+        pem::PemError::MalformedFraming => "malformed BEGIN or END line",
+        pem::PemError::MissingBeginTag => "missing BEGIN line",
+        pem::PemError::MissingEndTag => "missing END line",
+        pem::PemError::MissingData => "nothing between BEGIN and END",
+        pem::PemError::InvalidData(_) => "the content is not valid base64",
+        pem::PemError::InvalidHeader(_) => "invalid header line (a blank line inside the block?)",
+        pem::PemError::NotUtf8(_) => "not UTF-8 text",
     }
 }
 
@@ -451,7 +462,7 @@ mod tests {
         // pem's MismatchedTags message quoted it.
         let input = b"-----BEGIN RSAPRIfL0dCsYJ1j/q7-\nY-----\nM-\x01\x00-----END TKEY-----";
         let err = read_private_keys(input).unwrap_err().to_string();
-        assert_eq!(err, "invalid PEM: mismatching BEGIN and END tags");
+        assert_eq!(err, "invalid PEM: mismatching BEGIN and END lines");
 
         // The realistic form: a BEGIN line that lost its dashes, with a certificate after the key,
         // made the BEGIN tag "RSA PRIVATE KEY\n<the whole key>".
@@ -470,6 +481,16 @@ mod tests {
         let err = read_private_keys(blank.as_bytes()).unwrap_err().to_string();
         assert!(err.starts_with("invalid PEM: invalid header"), "{err}");
         assert!(!err.contains(body_line), "{err}");
+    }
+
+    #[test]
+    fn encrypted_legacy_pem_keys_are_named_as_such() {
+        let text = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n";
+        let err = read_private_keys(text.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.contains("encrypted PEM keys are not supported"),
+            "{err}"
+        );
     }
 
     #[test]
