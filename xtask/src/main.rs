@@ -6,12 +6,14 @@
 //!   what `.ci/run` runs.
 //! - `peers`: only install the peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
+//! - `testenv build`: build and install the real test environment's servers (see `testenv.rs`).
 //!
 //! Peers are built or installed once into a cache outside the work tree, keyed by version
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
 
 mod bench;
 mod peers;
+mod testenv;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -33,10 +35,11 @@ fn main() -> ExitCode {
                 "usage: cargo xtask bench seal [--runs-small N] [--runs-large N]"
             )),
         },
+        Some("testenv") => testenv::command(&args[1..]).map(|()| ExitCode::SUCCESS),
         Some("__measure") => bench::measure_child(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test [CARGO TEST ARGS...]  lint and run every test (installs kubeseal and kubesealpy once)\n  peers                      install the interop peers and print their paths\n  bench seal                 seal vs kubeseal: wall time and peak RSS"
+                "usage: cargo xtask <command>\n\n  test [CARGO TEST ARGS...]  lint and run every test (installs kubeseal and kubesealpy once)\n  peers                      install the interop peers and print their paths\n  bench seal                 seal vs kubeseal: wall time and peak RSS\n  testenv build              build/install the test environment's servers (Kubernetes, etcd, OpenBao, moto)"
             );
             Ok(ExitCode::from(2))
         }
