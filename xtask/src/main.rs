@@ -6,7 +6,7 @@
 //!   what `.ci/run` runs.
 //! - `peers`: only install the peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
-//! - `testenv build`: build and install the real test environment's servers (see `testenv.rs`).
+//! - `testenv build | up | down | status | env`: the real test environment (see `testenv/`).
 //!
 //! Peers are built or installed once into a cache outside the work tree, keyed by version
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Some("__measure") => bench::measure_child(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test [CARGO TEST ARGS...]  lint and run every test (installs kubeseal and kubesealpy once)\n  peers                      install the interop peers and print their paths\n  bench seal                 seal vs kubeseal: wall time and peak RSS\n  testenv build              build/install the test environment's servers (Kubernetes, etcd, OpenBao, moto)"
+                "usage: cargo xtask <command>\n\n  test [CARGO TEST ARGS...]  lint and run every test (installs kubeseal and kubesealpy once)\n  peers                      install the interop peers and print their paths\n  bench seal                 seal vs kubeseal: wall time and peak RSS\n  testenv build|up|down|status|env  the real test environment (Kubernetes, etcd, OpenBao, moto)"
             );
             Ok(ExitCode::from(2))
         }

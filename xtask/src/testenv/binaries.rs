@@ -4,8 +4,6 @@
 //! PyPI in one virtualenv. Everything lands in the cache keyed by version and is built once; the first
 //! build prints what it is doing, since the Kubernetes build takes minutes on two cores.
 //!
-//! `cargo xtask testenv build` installs them. Starting, configuring and stopping the servers follows
-//! (issue "A real test environment").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,14 +37,6 @@ pub struct Binaries {
     pub bao: PathBuf,
     /// moto's `moto_server`.
     pub moto_server: PathBuf,
-}
-
-/// `cargo xtask testenv <command>`.
-pub fn command(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("build") => Binaries::ensure()?.report(),
-        _ => anyhow::bail!("usage: cargo xtask testenv build"),
-    }
 }
 
 impl Binaries {
@@ -88,7 +78,7 @@ impl Binaries {
 
 impl Binaries {
     /// Prints each binary with the version it reports, proving that it runs.
-    fn report(&self) -> Result<()> {
+    pub fn report(&self) -> Result<()> {
         let entries: [(&Path, &[&str]); 6] = [
             (&self.etcd, &["--version"]),
             (&self.kube_apiserver, &["--version"]),

@@ -1,0 +1,87 @@
+//! The test cluster's certificates: one CA, the apiserver's serving certificate (127.0.0.1 and
+//! localhost), client certificates for the admin (`system:masters`) and the controller-manager, and
+//! the ServiceAccount token signing key pair. ECDSA P-256, made fresh for every run.
+
+use std::path::Path;
+
+use anyhow::Result;
+use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// Paths of the PEM files written into the run's directory.
+pub struct Pki {
+    pub ca_cert: String,
+    pub serving_cert: String,
+    pub serving_key: String,
+    pub admin_cert: String,
+    pub admin_key: String,
+    pub controller_manager_cert: String,
+    pub controller_manager_key: String,
+    pub sa_public: String,
+    pub sa_private: String,
+}
+
+impl Pki {
+    /// Generates everything into `dir`.
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let write = |name: &str, text: &str| -> Result<String> {
+            let path = dir.join(name);
+            std::fs::write(&path, text)?;
+            Ok(path.display().to_string())
+        };
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.distinguished_name = name("seal-testenv-ca", None);
+        ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let leaf = |common_name: &str,
+                    organization: Option<&str>,
+                    sans: Vec<String>|
+         -> Result<(String, String)> {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(sans)?;
+            params.distinguished_name = name(common_name, organization);
+            let cert = params.signed_by(&key, &issuer)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        };
+        let (serving_cert, serving_key) = leaf(
+            "kube-apiserver",
+            None,
+            vec![
+                "127.0.0.1".into(),
+                "localhost".into(),
+                "kubernetes".into(),
+                "kubernetes.default.svc".into(),
+            ],
+        )?;
+        let (admin_cert, admin_key) = leaf("admin", Some("system:masters"), Vec::new())?;
+        let (manager_cert, manager_key) = leaf("system:kube-controller-manager", None, Vec::new())?;
+        let sa_key = KeyPair::generate()?;
+        Ok(Self {
+            ca_cert: write("ca.crt", &ca_cert.pem())?,
+            serving_cert: write("apiserver.crt", &serving_cert)?,
+            serving_key: write("apiserver.key", &serving_key)?,
+            admin_cert: write("admin.crt", &admin_cert)?,
+            admin_key: write("admin.key", &admin_key)?,
+            controller_manager_cert: write("controller-manager.crt", &manager_cert)?,
+            controller_manager_key: write("controller-manager.key", &manager_key)?,
+            sa_public: write("sa.pub", &sa_key.public_key_pem())?,
+            sa_private: write("sa.key", &sa_key.serialize_pem())?,
+        })
+    }
+}
+
+fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    if let Some(organization) = organization {
+        dn.push(DnType::OrganizationName, organization);
+    }
+    dn
+}

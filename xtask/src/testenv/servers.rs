@@ -1,0 +1,431 @@
+//! Starting and stopping the test environment: etcd, kube-apiserver and kube-controller-manager,
+//! an OpenBao dev server and a moto server, all on loopback with free ports, each in its own process
+//! group, with logs and state in one temporary directory. The directory of the running environment
+//! is recorded in `target/testenv/current`, so `down`, `status` and `env` find it from any shell.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::binaries::Binaries;
+use super::pki::Pki;
+use crate::peers::workspace_root;
+
+/// Root token of the OpenBao dev server.
+const VAULT_TOKEN: &str = "root";
+/// Region and static credentials the tests use against moto.
+const AWS_REGION: &str = "us-east-1";
+
+/// A running environment, as recorded on disk.
+pub struct Environment {
+    dir: PathBuf,
+}
+
+fn pointer() -> PathBuf {
+    workspace_root().join("target/testenv/current")
+}
+
+impl Environment {
+    /// The running environment, if any.
+    pub fn current() -> Option<Self> {
+        let dir = PathBuf::from(std::fs::read_to_string(pointer()).ok()?.trim());
+        dir.is_dir().then_some(Self { dir })
+    }
+
+    /// Starts everything; on any failure stops what was started and removes the directory.
+    pub fn up(binaries: &Binaries) -> Result<Self> {
+        if let Some(running) = Self::current() {
+            bail!(
+                "a test environment is already running in {}; `cargo xtask testenv down` first",
+                running.dir.display()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("seal-testenv-")
+            .tempdir()?
+            .keep();
+        let env = Self { dir };
+        std::fs::create_dir_all(pointer().parent().expect("invariant: pointer has a parent"))?;
+        std::fs::write(pointer(), env.dir.display().to_string())?;
+        if let Err(e) = env.start(binaries) {
+            let _ = env.down();
+            return Err(e);
+        }
+        Ok(env)
+    }
+
+    fn start(&self, b: &Binaries) -> Result<()> {
+        let started = Instant::now();
+        let pki = Pki::generate(&self.dir)?;
+        let [etcd_client, etcd_peer, apiserver, bao, moto] = free_ports()?;
+
+        eprintln!("==> etcd on 127.0.0.1:{etcd_client}");
+        self.spawn(
+            "etcd",
+            Command::new(&b.etcd).args([
+                "--data-dir",
+                &self.path("etcd-data"),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{etcd_client}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{etcd_client}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{etcd_peer}"),
+                "--unsafe-no-fsync=true",
+            ]),
+        )?;
+        self.wait("etcd", Duration::from_secs(30), || {
+            http_get(etcd_client, "/health").is_ok_and(|b| b.contains("true"))
+        })?;
+
+        eprintln!("==> kube-apiserver on https://127.0.0.1:{apiserver}");
+        self.spawn(
+            "kube-apiserver",
+            Command::new(&b.kube_apiserver).args([
+                "--etcd-servers",
+                &format!("http://127.0.0.1:{etcd_client}"),
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                &apiserver.to_string(),
+                "--tls-cert-file",
+                &pki.serving_cert,
+                "--tls-private-key-file",
+                &pki.serving_key,
+                "--client-ca-file",
+                &pki.ca_cert,
+                "--authorization-mode",
+                "Node,RBAC",
+                "--service-account-issuer",
+                &format!("https://127.0.0.1:{apiserver}"),
+                "--service-account-key-file",
+                &pki.sa_public,
+                "--service-account-signing-key-file",
+                &pki.sa_private,
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                "--disable-admission-plugins",
+                "ServiceAccount",
+                "--allow-privileged=true",
+                // The default reconciler refuses a loopback advertise address.
+                "--endpoint-reconciler-type=none",
+            ]),
+        )?;
+        let server = format!("https://127.0.0.1:{apiserver}");
+        let admin = self.kubeconfig(
+            "kubeconfig",
+            &server,
+            &pki.ca_cert,
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
+        let kubectl = |args: &[&str]| -> Result<String> {
+            let output = Command::new(&b.kubectl)
+                .arg("--kubeconfig")
+                .arg(&admin)
+                .args(args)
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "kubectl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        self.wait("kube-apiserver", Duration::from_secs(90), || {
+            kubectl(&["get", "--raw", "/readyz"]).is_ok_and(|b| b.trim() == "ok")
+                && kubectl(&["get", "namespace", "default"]).is_ok()
+        })?;
+
+        self.start_controller_manager(b, &pki, &server, &kubectl)?;
+        let bao = self.start_openbao(b, bao)?;
+        let moto = self.start_moto(b, moto)?;
+        self.write_vars(&admin, &bao, &moto)?;
+        eprintln!(
+            "==> test environment up in {:.0?}: {}",
+            started.elapsed(),
+            self.dir.display()
+        );
+        Ok(())
+    }
+
+    fn start_controller_manager(
+        &self,
+        b: &Binaries,
+        pki: &Pki,
+        server: &str,
+        kubectl: &dyn Fn(&[&str]) -> Result<String>,
+    ) -> Result<()> {
+        eprintln!("==> kube-controller-manager");
+        let cm = self.kubeconfig(
+            "controller-manager.kubeconfig",
+            server,
+            &pki.ca_cert,
+            &pki.controller_manager_cert,
+            &pki.controller_manager_key,
+        )?;
+        self.spawn(
+            "kube-controller-manager",
+            Command::new(&b.kube_controller_manager).args([
+                "--kubeconfig",
+                &cm,
+                "--controllers",
+                "garbagecollector,namespace,serviceaccount,serviceaccount-token",
+                "--service-account-private-key-file",
+                &pki.sa_private,
+                "--root-ca-file",
+                &pki.ca_cert,
+                "--leader-elect=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                "0",
+            ]),
+        )?;
+        // The ServiceAccount controller creating `default` proves the controller-manager works.
+        self.wait("kube-controller-manager", Duration::from_secs(60), || {
+            kubectl(&["get", "serviceaccount", "default", "-n", "default"]).is_ok()
+        })
+    }
+
+    /// The OpenBao dev server; returns its address.
+    fn start_openbao(&self, b: &Binaries, bao: u16) -> Result<String> {
+        eprintln!("==> OpenBao on http://127.0.0.1:{bao}");
+        self.spawn(
+            "openbao",
+            Command::new(&b.bao).args([
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={VAULT_TOKEN}"),
+                &format!("-dev-listen-address=127.0.0.1:{bao}"),
+            ]),
+        )?;
+        self.wait("OpenBao", Duration::from_secs(30), || {
+            http_get(bao, "/v1/sys/health").is_ok_and(|b| b.contains("\"initialized\":true"))
+        })?;
+        Ok(format!("http://127.0.0.1:{bao}"))
+    }
+
+    /// The moto server; returns its endpoint URL.
+    fn start_moto(&self, b: &Binaries, moto: u16) -> Result<String> {
+        eprintln!("==> moto (AWS Secrets Manager) on http://127.0.0.1:{moto}");
+        self.spawn(
+            "moto",
+            Command::new(&b.moto_server).args(["-H", "127.0.0.1", "-p", &moto.to_string()]),
+        )?;
+        self.wait("moto", Duration::from_secs(30), || {
+            http_get(moto, "/moto-api/").is_ok()
+        })?;
+        Ok(format!("http://127.0.0.1:{moto}"))
+    }
+
+    /// Writes the variables the tests read (`cargo xtask testenv env` prints them).
+    fn write_vars(&self, kubeconfig: &str, vault: &str, aws: &str) -> Result<()> {
+        let mut vars = String::new();
+        for (key, value) in [
+            ("KUBECONFIG", kubeconfig),
+            ("VAULT_ADDR", vault),
+            ("VAULT_TOKEN", VAULT_TOKEN),
+            ("AWS_ENDPOINT_URL", aws),
+            ("AWS_REGION", AWS_REGION),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("SEAL_TESTENV_DIR", &self.dir.display().to_string()),
+        ] {
+            writeln!(vars, "{key}={value}")?;
+        }
+        std::fs::write(self.dir.join("env"), vars)?;
+        Ok(())
+    }
+
+    /// `KEY=value` lines for the tests.
+    pub fn vars(&self) -> Result<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(self.dir.join("env"))
+            .context("the environment is not fully up")?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    /// One line per server: running or not.
+    pub fn status(&self) -> Result<String> {
+        let mut out = format!("test environment in {}\n", self.dir.display());
+        for (name, pid) in self.pids() {
+            let alive = alive(pid);
+            writeln!(
+                out,
+                "  {name:<26} pgid {pid:<8} {}",
+                if alive { "running" } else { "STOPPED" }
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Stops every process group (TERM, then KILL after 3 s: kube-apiserver's graceful shutdown waits
+    /// for open watches, which a throw-away cluster does not need) and removes the directory.
+    pub fn down(&self) -> Result<()> {
+        let pids = self.pids();
+        for (_, pid) in pids.iter().rev() {
+            let _ = killpg(*pid, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for (name, pid) in pids.iter().rev() {
+            while alive(*pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive(*pid) {
+                eprintln!("==> {name} still running 3 s after SIGTERM; sending SIGKILL");
+                let _ = killpg(*pid, Signal::SIGKILL);
+            }
+        }
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("cannot remove {}", self.dir.display()))?;
+        let _ = std::fs::remove_file(pointer());
+        Ok(())
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn pids(&self) -> Vec<(String, Pid)> {
+        let text = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter_map(|(name, pid)| Some((name.to_owned(), Pid::from_raw(pid.parse().ok()?))))
+            .collect()
+    }
+
+    /// Starts a server in its own process group, output to `<name>.log`, and records its pid.
+    fn spawn(&self, name: &str, command: &mut Command) -> Result<()> {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = command
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        let mut pids = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("pids"))?;
+        writeln!(pids, "{name} {}", child.id())?;
+        Ok(())
+    }
+
+    /// Polls `ready` until it holds or `limit` passes, failing at once if the server exits; the
+    /// error carries the server's last log lines.
+    fn wait(&self, name: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+        let log_name = name.to_lowercase();
+        let pid = self
+            .pids()
+            .into_iter()
+            .find(|(n, _)| *n == log_name)
+            .map(|(_, pid)| pid);
+        let started = Instant::now();
+        let problem = loop {
+            if ready() {
+                return Ok(());
+            }
+            if pid.is_some_and(|pid| !alive(pid)) {
+                break "exited".to_owned();
+            }
+            if started.elapsed() >= limit {
+                break format!("not ready after {} s", limit.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let log =
+            std::fs::read_to_string(self.dir.join(format!("{log_name}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        bail!(
+            "{name} {problem}; last 20 log lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    fn kubeconfig(
+        &self,
+        file: &str,
+        server: &str,
+        ca: &str,
+        cert: &str,
+        key: &str,
+    ) -> Result<String> {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: seal-testenv\n  cluster: {{server: \"{server}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: user\n  user: {{client-certificate: \"{cert}\", client-key: \"{key}\"}}\ncontexts:\n- name: seal-testenv\n  context: {{cluster: seal-testenv, user: user, namespace: default}}\ncurrent-context: seal-testenv\n"
+        );
+        let path = self.dir.join(file);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    }
+}
+
+/// Whether a server is still running. A zombie still answers signals, so it is reaped when it is
+/// our own child, and otherwise (reparented to an init that does not reap) recognised from
+/// `/proc/<pid>/stat` and counted as stopped.
+fn alive(pid: Pid) -> bool {
+    let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(false);
+    !zombie && killpg(pid, None).is_ok()
+}
+
+/// Five free loopback ports (bound at once so they differ, then released for the servers).
+fn free_ports() -> Result<[u16; 5]> {
+    let listeners: Vec<TcpListener> = (0..5)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()?;
+    Ok(ports
+        .try_into()
+        .expect("invariant: five listeners give five ports"))
+}
+
+/// A plain-HTTP GET on loopback, returning the body when the status is 2xx.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status_ok = response
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2'));
+    if !status_ok {
+        bail!("HTTP {}", response.lines().next().unwrap_or(""));
+    }
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}
