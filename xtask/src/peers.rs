@@ -86,30 +86,35 @@ pub fn ensure_kubeseal(cache: &Path) -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Creates the virtualenv with kubesealpy unless the cache has it.
+/// Creates the virtualenv with kubesealpy unless the cache has it; returns its Python.
 pub fn ensure_kubesealpy(cache: &Path) -> Result<PathBuf> {
-    let venv = cache.join(format!("venv-kubesealpy-{KUBESEALPY_VERSION}"));
-    let python = venv.join("bin/python");
+    let venv = ensure_venv(
+        &cache.join(format!("venv-kubesealpy-{KUBESEALPY_VERSION}")),
+        &[format!("kubesealpy=={KUBESEALPY_VERSION}")],
+    )?;
+    Ok(venv.join("bin/python"))
+}
+
+/// A virtualenv at `venv` with exactly these pinned `packages`, created unless a previous run
+/// finished it (marked by `.installed`, written last, so an interrupted install is redone).
+pub fn ensure_venv(venv: &Path, packages: &[String]) -> Result<PathBuf> {
     let done = venv.join(".installed");
-    if done.is_file() && python.is_file() {
-        return Ok(python);
+    if done.is_file() {
+        return Ok(venv.to_owned());
     }
     eprintln!(
-        "==> installing kubesealpy {KUBESEALPY_VERSION} from PyPI into {} (first run only)",
+        "==> installing {} from PyPI into {} (first run only)",
+        packages.join(", "),
         venv.display()
     );
     if venv.exists() {
-        std::fs::remove_dir_all(&venv)?;
+        std::fs::remove_dir_all(venv)?;
     }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+    run(Command::new("python3").args(["-m", "venv"]).arg(venv))
         .context("creating a virtualenv needs python3 with venv")?;
-    run(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        &format!("kubesealpy=={KUBESEALPY_VERSION}"),
-    ]))?;
-    std::fs::write(&done, KUBESEALPY_VERSION)?;
-    Ok(python)
+    run(Command::new(venv.join("bin/python"))
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(packages))?;
+    std::fs::write(&done, packages.join("\n") + "\n")?;
+    Ok(venv.to_owned())
 }

@@ -71,65 +71,37 @@ fn replace(path: &Path, content: &[u8], force_mode: Option<u32>) -> Outcome {
         Some(_) => None,
         None => fs::metadata(path).ok().map(|m| m.permissions()),
     };
-    let temp = temp_beside(path)?;
-    temp.as_file()
-        .write_all(content)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| {
-            Failure::io(format!(
-                "{}: cannot write: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })?;
+    let temp = filled_temp_beside(path, content)?;
     if let Some(permissions) = existing {
         fs::set_permissions(temp.path(), permissions)
             .map_err(|e| Failure::io(format!("{}: {}", path.display(), io_reason(&e))))?;
     } else {
         set_mode(temp.path(), force_mode.unwrap_or(0o644))?;
     }
-    temp.persist(path).map_err(|e| {
-        Failure::io(format!(
-            "{}: cannot write: {}",
-            path.display(),
-            io_reason(&e.error)
-        ))
-    })?;
+    temp.persist(path)
+        .map_err(|e| cannot_write(path, &e.error))?;
     Ok(())
 }
 
 /// Creates `path` with `content` and `mode`, atomically, failing if it exists.
 pub fn create_new(path: &Path, content: &[u8], mode: u32) -> Outcome {
-    if path.exists() {
-        return Err(Failure::input(format!(
+    let exists = || {
+        Failure::input(format!(
             "{}: already exists; refusing to overwrite",
             path.display()
-        )));
+        ))
+    };
+    if path.exists() {
+        return Err(exists());
     }
-    let temp = temp_beside(path)?;
+    // The temporary file is created 0600 by tempfile, so a private key is never readable by others.
+    let temp = filled_temp_beside(path, content)?;
     set_mode(temp.path(), mode)?;
-    temp.as_file()
-        .write_all(content)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| {
-            Failure::io(format!(
-                "{}: cannot write: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })?;
     temp.persist_noclobber(path).map_err(|e| {
         if e.error.kind() == io::ErrorKind::AlreadyExists {
-            Failure::input(format!(
-                "{}: already exists; refusing to overwrite",
-                path.display()
-            ))
+            exists()
         } else {
-            Failure::io(format!(
-                "{}: cannot write: {}",
-                path.display(),
-                io_reason(&e.error)
-            ))
+            cannot_write(path, &e.error)
         }
     })?;
     Ok(())
@@ -146,7 +118,8 @@ pub fn print(text: &str) -> Outcome {
     }
 }
 
-fn temp_beside(path: &Path) -> Outcome<tempfile::NamedTempFile> {
+/// A temporary file in `path`'s directory (so the final rename is atomic) holding `content`, synced.
+fn filled_temp_beside(path: &Path, content: &[u8]) -> Outcome<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -155,17 +128,24 @@ fn temp_beside(path: &Path) -> Outcome<tempfile::NamedTempFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| {
-            Failure::io(format!(
-                "{}: cannot write: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })
+        .map_err(|e| cannot_write(path, &e))?;
+    temp.as_file()
+        .write_all(content)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| cannot_write(path, &e))?;
+    Ok(temp)
+}
+
+fn cannot_write(path: &Path, e: &io::Error) -> Failure {
+    Failure::io(format!(
+        "{}: cannot write: {}",
+        path.display(),
+        io_reason(e)
+    ))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Outcome {

