@@ -79,13 +79,17 @@ impl Binaries {
 impl Binaries {
     /// Prints each binary with the version it reports, proving that it runs.
     pub fn report(&self) -> Result<()> {
+        let python = self.moto_server.with_file_name("python");
         let entries: [(&Path, &[&str]); 6] = [
             (&self.etcd, &["--version"]),
             (&self.kube_apiserver, &["--version"]),
             (&self.kube_controller_manager, &["--version"]),
             (&self.kubectl, &["version", "--client"]),
             (&self.bao, &["version"]),
-            (&self.moto_server, &["--version"]),
+            (
+                &python,
+                &["-c", "import moto; print('moto', moto.__version__)"],
+            ),
         ];
         for (binary, args) in entries {
             let output = Command::new(binary)
