@@ -1,6 +1,7 @@
 //! The test cluster's certificates: one CA, the apiserver's serving certificate (127.0.0.1 and
-//! localhost), client certificates for the admin (`system:masters`) and the controller-manager, and
-//! the ServiceAccount token signing key pair. ECDSA P-256, made fresh for every run.
+//! localhost), client certificates for the admin (`system:masters`) and the controller-manager, the
+//! ServiceAccount token signing key pair, and the key pair test JWTs are signed with. ECDSA P-256,
+//! made fresh for every run.
 
 use std::path::Path;
 
@@ -18,6 +19,9 @@ pub struct Pki {
     pub controller_manager_key: String,
     pub sa_public: String,
     pub sa_private: String,
+    /// Key pair the tests sign JWTs with; OpenBao's JWT auth trusts its public half.
+    pub jwt_public: String,
+    pub jwt_private: String,
 }
 
 impl Pki {
@@ -63,6 +67,7 @@ impl Pki {
         let (admin_cert, admin_key) = leaf("admin", Some("system:masters"), Vec::new())?;
         let (manager_cert, manager_key) = leaf("system:kube-controller-manager", None, Vec::new())?;
         let sa_key = KeyPair::generate()?;
+        let jwt_key = KeyPair::generate()?;
         Ok(Self {
             ca_cert: write("ca.crt", &ca_cert.pem())?,
             serving_cert: write("apiserver.crt", &serving_cert)?,
@@ -73,6 +78,8 @@ impl Pki {
             controller_manager_key: write("controller-manager.key", &manager_key)?,
             sa_public: write("sa.pub", &sa_key.public_key_pem())?,
             sa_private: write("sa.key", &sa_key.serialize_pem())?,
+            jwt_public: write("jwt.pub", &jwt_key.public_key_pem())?,
+            jwt_private: write("jwt.key", &jwt_key.serialize_pem())?,
         })
     }
 }

@@ -155,8 +155,9 @@ impl Environment {
 
         self.start_controller_manager(b, &pki, &server, &kubectl)?;
         let bao = self.start_openbao(b, bao)?;
+        let vault_vars = Self::configure_openbao(b, &bao, &pki, &server, &kubectl)?;
         let moto = self.start_moto(b, moto)?;
-        self.write_vars(&admin, &bao, &moto)?;
+        self.write_vars(&admin, &bao, &moto, &vault_vars)?;
         eprintln!(
             "==> test environment up in {:.0?}: {}",
             started.elapsed(),
@@ -222,6 +223,149 @@ impl Environment {
         Ok(format!("http://127.0.0.1:{bao}"))
     }
 
+    /// Mounts and auth methods the tests use, each reading through the `seal-read` policy:
+    /// KV v1 at `kv/` (KV v2 is the dev server's `secret/`), AppRole role `seal-test`, JWT role
+    /// `seal-ci` trusting the test key, and Kubernetes role `seal-test` whose logins are checked by
+    /// a real TokenReview on the test apiserver. Returns the variables tests need.
+    fn configure_openbao(
+        b: &Binaries,
+        address: &str,
+        pki: &Pki,
+        server: &str,
+        kubectl: &dyn Fn(&[&str]) -> Result<String>,
+    ) -> Result<Vec<(&'static str, String)>> {
+        let bao = |args: &[&str], stdin: Option<&str>| -> Result<String> {
+            let mut child = Command::new(&b.bao)
+                .args(args)
+                .env("BAO_ADDR", address)
+                .env("BAO_TOKEN", VAULT_TOKEN)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                pipe.write_all(text.as_bytes())?;
+            }
+            let output = child.wait_with_output()?;
+            if !output.status.success() {
+                bail!(
+                    "bao {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        };
+        eprintln!("==> configuring OpenBao: kv v1, approle, jwt, kubernetes auth");
+        bao(&["secrets", "enable", "-path=kv", "-version=1", "kv"], None)?;
+        let policy = "path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"secret/metadata/*\" { capabilities = [\"read\", \"list\"] }\npath \"kv/*\" { capabilities = [\"read\", \"list\"] }\n";
+        bao(&["policy", "write", "seal-read", "-"], Some(policy))?;
+
+        bao(&["auth", "enable", "approle"], None)?;
+        bao(
+            &[
+                "write",
+                "auth/approle/role/seal-test",
+                "token_policies=seal-read",
+                "token_ttl=1h",
+            ],
+            None,
+        )?;
+        let role_id = bao(
+            &[
+                "read",
+                "-field=role_id",
+                "auth/approle/role/seal-test/role-id",
+            ],
+            None,
+        )?;
+        let secret_id = bao(
+            &[
+                "write",
+                "-f",
+                "-field=secret_id",
+                "auth/approle/role/seal-test/secret-id",
+            ],
+            None,
+        )?;
+
+        bao(&["auth", "enable", "jwt"], None)?;
+        bao(
+            &[
+                "write",
+                "auth/jwt/config",
+                &format!("jwt_validation_pubkeys=@{}", pki.jwt_public),
+            ],
+            None,
+        )?;
+        bao(
+            &[
+                "write",
+                "auth/jwt/role/seal-ci",
+                "role_type=jwt",
+                "bound_audiences=seal-test",
+                "user_claim=sub",
+                "token_policies=seal-read",
+            ],
+            None,
+        )?;
+
+        kubectl(&[
+            "create",
+            "serviceaccount",
+            "openbao-reviewer",
+            "-n",
+            "kube-system",
+        ])?;
+        kubectl(&[
+            "create",
+            "clusterrolebinding",
+            "openbao-reviewer",
+            "--clusterrole=system:auth-delegator",
+            "--serviceaccount=kube-system:openbao-reviewer",
+        ])?;
+        let reviewer = kubectl(&[
+            "create",
+            "token",
+            "openbao-reviewer",
+            "-n",
+            "kube-system",
+            "--duration=24h",
+        ])?;
+        bao(&["auth", "enable", "kubernetes"], None)?;
+        bao(
+            &[
+                "write",
+                "auth/kubernetes/config",
+                &format!("kubernetes_host={server}"),
+                &format!("kubernetes_ca_cert=@{}", pki.ca_cert),
+                &format!("token_reviewer_jwt={}", reviewer.trim()),
+            ],
+            None,
+        )?;
+        bao(
+            &[
+                "write",
+                "auth/kubernetes/role/seal-test",
+                "bound_service_account_names=*",
+                "bound_service_account_namespaces=*",
+                "token_policies=seal-read",
+            ],
+            None,
+        )?;
+        Ok(vec![
+            ("SEAL_TESTENV_VAULT_KV2_MOUNT", "secret".into()),
+            ("SEAL_TESTENV_VAULT_KV1_MOUNT", "kv".into()),
+            ("SEAL_TESTENV_VAULT_POLICY", "seal-read".into()),
+            ("SEAL_TESTENV_APPROLE_ROLE_ID", role_id),
+            ("SEAL_TESTENV_APPROLE_SECRET_ID", secret_id),
+            ("SEAL_TESTENV_JWT_ROLE", "seal-ci".into()),
+            ("SEAL_TESTENV_JWT_AUDIENCE", "seal-test".into()),
+            ("SEAL_TESTENV_JWT_SIGNING_KEY", pki.jwt_private.clone()),
+            ("SEAL_TESTENV_KUBERNETES_ROLE", "seal-test".into()),
+        ])
+    }
+
     /// The moto server; returns its endpoint URL.
     fn start_moto(&self, b: &Binaries, moto: u16) -> Result<String> {
         eprintln!("==> moto (AWS Secrets Manager) on http://127.0.0.1:{moto}");
@@ -236,8 +380,17 @@ impl Environment {
     }
 
     /// Writes the variables the tests read (`cargo xtask testenv env` prints them).
-    fn write_vars(&self, kubeconfig: &str, vault: &str, aws: &str) -> Result<()> {
+    fn write_vars(
+        &self,
+        kubeconfig: &str,
+        vault: &str,
+        aws: &str,
+        extra: &[(&str, String)],
+    ) -> Result<()> {
         let mut vars = String::new();
+        for (key, value) in extra {
+            writeln!(vars, "{key}={value}")?;
+        }
         for (key, value) in [
             ("KUBECONFIG", kubeconfig),
             ("VAULT_ADDR", vault),
