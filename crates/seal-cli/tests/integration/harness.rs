@@ -188,6 +188,24 @@ pub fn secret_yaml(namespace: &str, name: &str, items: &[(&str, &str)]) -> Strin
     text
 }
 
+/// A Bitnami SealedSecret holding one sealed `item`, with the scope as Bitnami's annotations.
+pub fn bitnami_manifest(
+    namespace: &str,
+    name: &str,
+    scope: &str,
+    item: &str,
+    sealed: &str,
+) -> String {
+    let annotation = match scope {
+        "strict" => String::new(),
+        other => format!("\n  annotations: {{sealedsecrets.bitnami.com/{other}: \"true\"}}"),
+    };
+    let sealed = serde_json::to_string(sealed).expect("a string serializes");
+    format!(
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: {name}\n  namespace: {namespace}{annotation}\nspec:\n  encryptedData:\n    {item}: {sealed}\n"
+    )
+}
+
 /// Parses YAML or JSON output into a JSON value (one document).
 pub fn parse(text: &str) -> serde_json::Value {
     serde_yaml::from_str(text).unwrap_or_else(|e| panic!("not YAML/JSON ({e}):\n{text}"))

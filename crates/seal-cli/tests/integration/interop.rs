@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use crate::harness::{
-    Run, Scratch, parse, peer, repo, run_program, seal, secret_data, secret_yaml,
+    Run, Scratch, bitnami_manifest, parse, peer, repo, run_program, seal, secret_data, secret_yaml,
 };
 
 const SCOPES: [&str; 3] = ["strict", "namespace-wide", "cluster-wide"];
@@ -22,13 +22,6 @@ fn python_peer(python: &Path, args: &[&str], stdin: &[u8], cwd: &Path) -> Run {
     let mut full = vec![script.to_str().unwrap()];
     full.extend_from_slice(args);
     run_program(python, &full, stdin, cwd, &[])
-}
-
-fn scope_annotation(scope: &str) -> String {
-    match scope {
-        "strict" => String::new(),
-        other => format!("\n  annotations: {{sealedsecrets.bitnami.com/{other}: \"true\"}}"),
-    }
 }
 
 /// A binary value with every byte value, to catch any text mangling.
@@ -63,10 +56,7 @@ fn kubeseal_raw_values_open_with_seal_unseal_in_every_scope() {
             s.path(),
         );
         let value = raw.ok().to_owned();
-        let manifest = format!(
-            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: ml-prod{}\nspec:\n  encryptedData:\n    v: {value}\n",
-            scope_annotation(scope)
-        );
+        let manifest = bitnami_manifest("ml-prod", "db", scope, "v", &value);
         let secret = parse(
             seal(
                 &["unseal", "--key", "keys/tls.key"],
@@ -245,10 +235,7 @@ fn kubesealpy_and_seal_open_each_others_values_in_every_scope() {
             s.path(),
         );
         let sealed = theirs.ok().to_owned();
-        let manifest = format!(
-            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: ml-prod{}\nspec:\n  encryptedData:\n    v: {sealed}\n",
-            scope_annotation(scope)
-        );
+        let manifest = bitnami_manifest("ml-prod", "db", scope, "v", &sealed);
         let secret = parse(
             seal(
                 &["unseal", "--key", "keys/tls.key"],

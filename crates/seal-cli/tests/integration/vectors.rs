@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::harness::{Scratch, parse, repo, seal, secret_data, vector};
+use crate::harness::{Scratch, bitnami_manifest, parse, repo, seal, secret_data, vector};
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -22,19 +22,6 @@ struct Case {
     plaintext_b64: Option<String>,
 }
 
-fn manifest(case: &Case) -> String {
-    let annotation = match case.scope.as_str() {
-        "namespace-wide" => "\n  annotations: {sealedsecrets.bitnami.com/namespace-wide: \"true\"}",
-        "cluster-wide" => "\n  annotations: {sealedsecrets.bitnami.com/cluster-wide: \"true\"}",
-        _ => "",
-    };
-    let sealed = serde_json::to_string(&case.sealed).unwrap();
-    format!(
-        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: {}\n  namespace: {}{annotation}\nspec:\n  encryptedData:\n    value: {sealed}\n",
-        case.secret_name, case.namespace
-    )
-}
-
 #[test]
 fn every_vector_case_through_seal_unseal() {
     use base64::Engine as _;
@@ -48,7 +35,14 @@ fn every_vector_case_through_seal_unseal() {
             let key = vector(&format!("keys/{}.{form}.pem", case.key));
             let run = seal(
                 &["unseal", "--key", key.to_str().unwrap(), "-o", "json"],
-                manifest(case).as_bytes(),
+                bitnami_manifest(
+                    &case.namespace,
+                    &case.secret_name,
+                    &case.scope,
+                    "value",
+                    &case.sealed,
+                )
+                .as_bytes(),
                 scratch.path(),
             );
             match case.expect.as_str() {
