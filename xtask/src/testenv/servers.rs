@@ -193,6 +193,9 @@ impl Environment {
                 "--root-ca-file",
                 &pki.ca_cert,
                 "--leader-elect=false",
+                // Each controller acts as its own ServiceAccount with its own bootstrap role, as in a
+                // real cluster; the controller-manager's user alone may not empty a namespace.
+                "--use-service-account-credentials=true",
                 "--bind-address",
                 "127.0.0.1",
                 "--secure-port",

@@ -1,0 +1,307 @@
+//! The kube-apiserver and kube-controller-manager: objects, CRDs, server-side apply, watches,
+//! garbage collection, namespace deletion and RBAC.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures::TryStreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{
+    DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Resource, ResourceExt};
+
+use crate::{eventually, testenv};
+
+const FIELD_MANAGER: &str = "seal-testenv-test";
+
+fn secret(name: &str, key: &str, value: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            key.to_owned(),
+            ByteString(value.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+#[tokio::test]
+async fn a_secret_is_created_in_a_fresh_namespace_and_a_watch_sees_a_server_side_apply()
+-> Result<()> {
+    let env = testenv!();
+    let ns = env.namespace("env-watch").await?;
+    let secrets = ns.api::<Secret>();
+    let created = secrets
+        .create(&PostParams::default(), &secret("db", "password", "one"))
+        .await?;
+    let read = secrets.get("db").await?;
+    assert_eq!(read.uid(), created.uid());
+    assert_eq!(read.data.unwrap()["password"].0, b"one");
+
+    let since = created.resource_version().context("no resourceVersion")?;
+    let watch = secrets
+        .watch(&WatchParams::default().fields("metadata.name=db"), &since)
+        .await?;
+    let mut watch = Box::pin(watch);
+
+    let mut applied = secret("db", "password", "two");
+    applied.metadata.labels = Some(BTreeMap::from([("app".into(), "ml-api".into())]));
+    let patched = secrets
+        .patch(
+            "db",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&applied),
+        )
+        .await?;
+    assert_eq!(patched.labels()["app"], "ml-api");
+    let managers: Vec<_> = patched
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(managers.iter().any(|m| m == FIELD_MANAGER), "{managers:?}");
+
+    let event = tokio::time::timeout(Duration::from_secs(30), watch.try_next())
+        .await
+        .context("no watch event within 30 s")??
+        .context("the watch ended")?;
+    match event {
+        WatchEvent::Modified(seen) => {
+            assert_eq!(seen.data.unwrap()["password"].0, b"two");
+        }
+        other => bail!("expected Modified, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_sealed_secret_crd_is_accepted_and_its_objects_are_served() -> Result<()> {
+    let env = testenv!();
+    let client = env.kube_client().await?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&seal_api::crd_yaml())?;
+    let name = crd.name_any();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    // Server-side apply is idempotent, so parallel tests and later runs may all apply it.
+    crds.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    eventually("the CRD is Established", Duration::from_secs(30), || {
+        let crds = crds.clone();
+        let name = name.clone();
+        async move {
+            let crd = crds.get(&name).await?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            Ok(established.then_some(()))
+        }
+    })
+    .await?;
+
+    let ns = env.namespace("env-crd").await?;
+    let gvk = GroupVersionKind::gvk(
+        seal_api::SealedSecret::group(&()).as_ref(),
+        seal_api::SealedSecret::version(&()).as_ref(),
+        seal_api::SealedSecret::kind(&()).as_ref(),
+    );
+    let resource = ApiResource::from_gvk(&gvk);
+    let api = Api::<DynamicObject>::namespaced_with(client, ns.name(), &resource);
+    let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": "db"},
+        "spec": {"encryptedData": {"password": "AgBy3i4OJSWK+PiTySYZZA=="}},
+    }))?;
+    api.create(&PostParams::default(), &object).await?;
+    let read = api.get("db").await?;
+    assert_eq!(
+        read.data["spec"]["encryptedData"]["password"],
+        "AgBy3i4OJSWK+PiTySYZZA=="
+    );
+
+    // The structural schema is enforced: a string where an object belongs is refused.
+    let invalid: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": "bad"},
+        "spec": {"encryptedData": "not-a-map"},
+    }))?;
+    let refused = api.create(&PostParams::default(), &invalid).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 422),
+        "{refused:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn garbage_collection_deletes_a_secret_owned_by_a_deleted_config_map() -> Result<()> {
+    let env = testenv!();
+    let ns = env.namespace("env-gc").await?;
+    let config_maps = ns.api::<ConfigMap>();
+    let owner = config_maps
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("owner".into()),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    let mut dependent = secret("owned", "k", "v");
+    dependent.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: ConfigMap::api_version(&()).into_owned(),
+        kind: ConfigMap::kind(&()).into_owned(),
+        name: owner.name_any(),
+        uid: owner.uid().context("no uid")?,
+        ..OwnerReference::default()
+    }]);
+    let secrets = ns.api::<Secret>();
+    secrets.create(&PostParams::default(), &dependent).await?;
+    secrets
+        .create(&PostParams::default(), &secret("bystander", "k", "v"))
+        .await?;
+
+    config_maps
+        .delete("owner", &DeleteParams::background())
+        .await?;
+    eventually(
+        "the owned Secret is garbage-collected",
+        Duration::from_secs(60),
+        || {
+            let secrets = secrets.clone();
+            async move { Ok(secrets.get_opt("owned").await?.is_none().then_some(())) }
+        },
+    )
+    .await?;
+    assert!(secrets.get_opt("bystander").await?.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_namespace_is_emptied_and_removed_by_the_controller_manager() -> Result<()> {
+    let env = testenv!();
+    let ns = env.namespace("env-nsdel").await?;
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret("s", "k", "v"))
+        .await?;
+    let namespaces = Api::<Namespace>::all(ns.client());
+    namespaces
+        .delete(ns.name(), &DeleteParams::default())
+        .await?;
+    eventually(
+        "the namespace is finalized and gone",
+        Duration::from_secs(60),
+        || {
+            let namespaces = namespaces.clone();
+            let name = ns.name().to_owned();
+            async move { Ok(namespaces.get_opt(&name).await?.is_none().then_some(())) }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn rbac_refuses_a_service_account_until_a_role_binding_allows_it() -> Result<()> {
+    let env = testenv!();
+    let ns = env.namespace("env-rbac").await?;
+    ns.api::<ServiceAccount>()
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("reader".into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await?;
+    let user = format!("system:serviceaccount:{}:reader", ns.name());
+    let as_reader = Api::<Secret>::namespaced(env.kube_client_as(&user).await?, ns.name());
+
+    let refused = as_reader.list(&ListParams::default()).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 403),
+        "{refused:?}"
+    );
+
+    ns.api::<Role>()
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: ObjectMeta {
+                    name: Some("secret-reader".into()),
+                    ..ObjectMeta::default()
+                },
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["secrets".into()]),
+                    verbs: vec!["get".into(), "list".into()],
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
+        .await?;
+    ns.api::<RoleBinding>()
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some("reader-reads-secrets".into()),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: "secret-reader".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "reader".into(),
+                    namespace: Some(ns.name().to_owned()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await?;
+    // The authorizer's informer sees the binding within moments.
+    eventually(
+        "the RoleBinding takes effect",
+        Duration::from_secs(30),
+        || {
+            let as_reader = as_reader.clone();
+            async move { Ok(as_reader.list(&ListParams::default()).await.ok()) }
+        },
+    )
+    .await?;
+    // Still only what the Role grants: writing stays refused.
+    let write = as_reader
+        .create(&PostParams::default(), &secret("x", "k", "v"))
+        .await;
+    assert!(
+        matches!(&write, Err(kube::Error::Api(s)) if s.code == 403),
+        "{write:?}"
+    );
+    Ok(())
+}

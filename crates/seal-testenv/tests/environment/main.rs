@@ -1,0 +1,40 @@
+//! Proof that the test environment is real: each server does what the later integration tests
+//! (controller, external sync, CI commands, sidecar) rely on, through the same Rust clients.
+
+mod aws;
+mod kubernetes;
+mod openbao;
+
+/// The running environment, or return from the test after `TestEnv::get` printed `SKIPPED` (it
+/// panics instead under `CI=true`).
+macro_rules! testenv {
+    () => {
+        match seal_testenv::TestEnv::get() {
+            Some(env) => env,
+            None => return Ok(()),
+        }
+    };
+}
+pub(crate) use testenv;
+
+/// Polls `check` every 200 ms until it returns `Some`, failing with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what}: not after {} s", limit.as_secs());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
