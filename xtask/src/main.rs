@@ -1,17 +1,22 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `test`: install the peers the tests talk to (kubeseal, kubesealpy), then run `cargo fmt
-//!   --check`, `cargo clippy -D warnings` and every test of the workspace with the peers required.
-//!   Every step runs; the exit code is non-zero if any failed. This is the README's test command and
-//!   what `.ci/run` runs.
-//! - `peers`: only install the peers and print where they are.
+//! - `test`: install what the tests talk to (kubeseal and kubesealpy; the test environment's
+//!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, and every test of the
+//!   workspace against a test environment started for the run and stopped after it, with the peers
+//!   and the environment required. Every step runs; the exit code is non-zero if any failed, and
+//!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
+//! - `peers`: only install the interop peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
-//! - `testenv build | up | down | status | env`: the real test environment (see `testenv/`).
+//! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
+//!   Agent); tests never install them.
+//! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
 //!
-//! Peers are built or installed once into a cache outside the work tree, keyed by version
+//! Everything is built or installed once into a cache outside the work tree, keyed by version
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
 
 mod bench;
+mod bench_peers;
+mod interrupt;
 mod peers;
 mod testenv;
 
@@ -31,15 +36,27 @@ fn main() -> ExitCode {
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
+            Some("peers") => bench_peers::BenchPeers::ensure()
+                .and_then(|p| p.report())
+                .map(|()| ExitCode::SUCCESS),
             _ => Err(anyhow::anyhow!(
-                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N]"
+                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | cargo xtask bench peers"
             )),
         },
-        Some("testenv") => testenv::command(&args[1..]).map(|()| ExitCode::SUCCESS),
+        Some("testenv") => testenv::command(&args[1..]),
         Some("__measure") => bench::measure_child(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test [CARGO TEST ARGS...]  lint and run every test (installs kubeseal and kubesealpy once)\n  peers                      install the interop peers and print their paths\n  bench seal                 seal vs kubeseal: wall time and peak RSS\n  testenv build|up|down|status|env  the real test environment (Kubernetes, etcd, OpenBao, moto)"
+                "usage: cargo xtask <command>
+
+  test [CARGO TEST ARGS...]   lint, start the test environment, run every test, stop it
+  peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
+  bench seal                  seal vs kubeseal: wall time and peak RSS
+  bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)
+  testenv build               build the test servers into the cache (first time: ~25 min)
+  testenv up | down | status  start, stop or inspect the test environment (Kubernetes, OpenBao, moto)
+  testenv env                 print its variables: eval \"$(cargo xtask testenv env)\"
+  testenv run -- CMD [ARGS]   run CMD against it (started and stopped around CMD unless already up)"
             );
             Ok(ExitCode::from(2))
         }
@@ -54,15 +71,21 @@ fn main() -> ExitCode {
 }
 
 /// Lints and tests everything; returns failure if any step failed.
+///
+/// Installs what is missing first (the interop peers and the test environment's servers), then runs
+/// `cargo fmt --check`, `cargo clippy -D warnings`, and `cargo test --workspace` against a test
+/// environment brought up for the run and down after it, even on Ctrl-C (see
+/// [`testenv::run_against`]).
 fn test(extra: &[String]) -> Result<ExitCode> {
+    interrupt::install()?;
     let peers = peers::Peers::ensure()?;
-    let mut test_args = vec!["test", "--workspace", "--locked"];
-    test_args.extend(extra.iter().map(String::as_str));
-    let steps: [(&str, Vec<&str>); 3] = [
-        ("format", vec!["fmt", "--all", "--check"]),
+    testenv::Binaries::ensure()?;
+    let mut failed = Vec::new();
+    let steps: [(&str, &[&str]); 3] = [
+        ("format", &["fmt", "--all", "--check"]),
         (
             "clippy",
-            vec![
+            &[
                 "clippy",
                 "--workspace",
                 "--all-targets",
@@ -72,26 +95,44 @@ fn test(extra: &[String]) -> Result<ExitCode> {
                 "warnings",
             ],
         ),
-        ("tests", test_args),
+        ("tests", &["test", "--workspace", "--locked"]),
     ];
-    let mut failed = Vec::new();
     for (name, args) in steps {
-        eprintln!("==> cargo {}", args.join(" "));
-        let started = Instant::now();
-        let status = Command::new(cargo())
-            .args(&args)
+        let mut command = Command::new(cargo());
+        command
+            .args(args)
             .env("SEAL_KUBESEAL", &peers.kubeseal)
             .env("SEAL_PYTHON", &peers.python)
-            .env("SEAL_REQUIRE_PEERS", "1")
-            .status()
-            .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+            .env("SEAL_REQUIRE_PEERS", "1");
+        if name == "tests" {
+            command.args(extra);
+        }
+        eprintln!("==> cargo {}", command_line(&command));
+        let started = Instant::now();
+        let code = if name == "tests" {
+            testenv::run_against(&mut command)?
+        } else {
+            let status = command
+                .status()
+                .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+            if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        };
+        let ok = code == ExitCode::SUCCESS;
         eprintln!(
             "==> {name}: {} in {:.0?}",
-            if status.success() { "ok" } else { "FAILED" },
+            if ok { "ok" } else { "FAILED" },
             started.elapsed()
         );
-        if !status.success() {
+        if !ok {
             failed.push(name);
+        }
+        if let Some(signal) = interrupt::received() {
+            eprintln!("==> interrupted by signal {signal}; stopping");
+            return Ok(ExitCode::from(interrupt::exit_code(signal)));
         }
     }
     if failed.is_empty() {
@@ -101,6 +142,14 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         eprintln!("==> failed: {}", failed.join(", "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn command_line(command: &Command) -> String {
+    command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The cargo that runs us, so the pinned toolchain is used throughout.

@@ -1,40 +1,49 @@
-//! `cargo xtask testenv build | up | down | status | env`: the real servers the tests talk to.
+//! `cargo xtask testenv build | up | down | status | env | run`: the real servers the tests talk to.
 //!
 //! - [`binaries`]: building and installing them once into the cache.
 //! - [`pki`]: the test cluster's certificates and ServiceAccount signing key.
 //! - [`servers`]: starting them on loopback, waiting until ready, stopping them.
+//!
+//! [`run_against`] is what `cargo xtask test` uses: one command with the environment's variables,
+//! the environment brought down afterwards whatever happens, Ctrl-C included.
 
 mod binaries;
 mod pki;
 mod servers;
 
-use anyhow::{Result, bail};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::interrupt;
 pub use binaries::Binaries;
 pub use servers::Environment;
 
+const USAGE: &str =
+    "usage: cargo xtask testenv build | up | down | status | env | run -- COMMAND [ARGS...]";
+
 /// Runs one `testenv` subcommand.
-pub fn command(args: &[String]) -> Result<()> {
+pub fn command(args: &[String]) -> Result<ExitCode> {
     match args.first().map(String::as_str) {
-        Some("build") => Binaries::ensure()?.report(),
+        Some("build") => Binaries::ensure()?.report()?,
         Some("up") => {
+            interrupt::install()?;
             let env = Environment::up(&Binaries::ensure()?)?;
             print!("{}", env.status()?);
-            Ok(())
         }
         Some("down") => {
             if let Some(env) = Environment::current() {
-                env.down()
+                env.down()?;
             } else {
                 eprintln!("no test environment is running");
-                Ok(())
             }
         }
         Some("status") => match Environment::current() {
-            Some(env) => {
-                print!("{}", env.status()?);
-                Ok(())
-            }
+            Some(env) => print!("{}", env.status()?),
             None => bail!("no test environment is running"),
         },
         Some("env") => match Environment::current() {
@@ -42,10 +51,105 @@ pub fn command(args: &[String]) -> Result<()> {
                 for (key, value) in env.vars()? {
                     println!("export {key}={value}");
                 }
-                Ok(())
             }
             None => bail!("no test environment is running; `cargo xtask testenv up` first"),
         },
-        _ => bail!("usage: cargo xtask testenv build | up | down | status | env"),
+        Some("run") => {
+            let rest = &args[1..];
+            let program = match rest.first().map(String::as_str) {
+                Some("--") => &rest[1..],
+                _ => rest,
+            };
+            let Some((program, program_args)) = program.split_first() else {
+                bail!("{USAGE}");
+            };
+            let mut command = Command::new(program);
+            command.args(program_args);
+            return run_against(&mut command);
+        }
+        _ => bail!("{USAGE}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `command` with the environment's variables and returns its exit code.
+///
+/// A running environment (`testenv up`) is reused and left running; otherwise one is started for
+/// this command and brought down afterwards: when the command succeeds, fails, or when xtask gets
+/// Ctrl-C, SIGTERM or SIGHUP. The command runs in its own process group, so a signal reaches all of
+/// it (cargo and the test binaries it started), and is killed if it outlives a grace period.
+pub fn run_against(command: &mut Command) -> Result<ExitCode> {
+    interrupt::install()?;
+    let binaries = Binaries::ensure()?;
+    let (env, started_here) = match Environment::current() {
+        Some(env) if env.is_running() => {
+            eprintln!(
+                "==> using the running test environment; `cargo xtask testenv down` stops it"
+            );
+            (env, false)
+        }
+        _ => (Environment::up(&binaries)?, true),
+    };
+    let outcome = run_child(&env, command);
+    if started_here {
+        eprintln!("==> stopping the test environment");
+        env.down()?;
+    }
+    let status = outcome?;
+    if let Some(signal) = interrupt::received() {
+        eprintln!("==> interrupted by signal {signal}; the test environment is down");
+        return Ok(ExitCode::from(interrupt::exit_code(signal)));
+    }
+    Ok(exit_code(status))
+}
+
+/// How long a command may take to stop after it was signalled.
+const GRACE: Duration = Duration::from_secs(10);
+
+fn run_child(env: &Environment, command: &mut Command) -> Result<ExitStatus> {
+    if let Some(signal) = interrupt::received() {
+        bail!("interrupted by signal {signal} before {command:?} started");
+    }
+    let mut child = command
+        .envs(env.vars()?)
+        .env("SEAL_REQUIRE_TESTENV", "1")
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let group = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+    let mut signalled_at: Option<Instant> = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            // Whatever the command left in its group goes too.
+            let _ = killpg(group, Signal::SIGKILL);
+            return Ok(status);
+        }
+        match (interrupt::received(), signalled_at) {
+            (Some(signal), None) => {
+                let signal = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
+                let _ = killpg(group, signal);
+                signalled_at = Some(Instant::now());
+            }
+            (Some(_), Some(at)) if at.elapsed() > GRACE => {
+                eprintln!(
+                    "==> {command:?} still running {} s after the signal; killing it",
+                    GRACE.as_secs()
+                );
+                let _ = killpg(group, Signal::SIGKILL);
+                // Wait for the exit without signalling again.
+                signalled_at = Some(Instant::now() + GRACE * 100);
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (None, Some(signal)) => ExitCode::from(interrupt::exit_code(signal)),
+        (None, None) => ExitCode::FAILURE,
     }
 }

@@ -1,7 +1,8 @@
 //! Starting and stopping the test environment: etcd, kube-apiserver and kube-controller-manager,
 //! an OpenBao dev server and a moto server, all on loopback with free ports, each in its own process
 //! group, with logs and state in one temporary directory. The directory of the running environment
-//! is recorded in `target/testenv/current`, so `down`, `status` and `env` find it from any shell.
+//! is recorded in `target/testenv/current` (or `$SEAL_TESTENV_HOME/current`), so `down`, `status`
+//! and `env` find it from any shell.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -29,8 +30,11 @@ pub struct Environment {
     dir: PathBuf,
 }
 
+/// The file naming the running environment's directory.
 fn pointer() -> PathBuf {
-    workspace_root().join("target/testenv/current")
+    std::env::var_os("SEAL_TESTENV_HOME")
+        .map_or_else(|| workspace_root().join("target/testenv"), PathBuf::from)
+        .join("current")
 }
 
 impl Environment {
@@ -40,13 +44,27 @@ impl Environment {
         dir.is_dir().then_some(Self { dir })
     }
 
-    /// Starts everything; on any failure stops what was started and removes the directory.
+    /// Whether every server of this environment is still running.
+    pub fn is_running(&self) -> bool {
+        let pids = self.pids();
+        !pids.is_empty() && pids.iter().all(|(_, pid)| alive(*pid)) && self.vars().is_ok()
+    }
+
+    /// Starts everything; on any failure stops what was started and removes the directory. A
+    /// recorded environment whose servers died (a killed run, a reboot) is cleaned up first.
     pub fn up(binaries: &Binaries) -> Result<Self> {
-        if let Some(running) = Self::current() {
-            bail!(
-                "a test environment is already running in {}; `cargo xtask testenv down` first",
-                running.dir.display()
+        if let Some(recorded) = Self::current() {
+            if recorded.is_running() {
+                bail!(
+                    "a test environment is already running in {}; `cargo xtask testenv down` first",
+                    recorded.dir.display()
+                );
+            }
+            eprintln!(
+                "==> removing a test environment that is no longer running: {}",
+                recorded.dir.display()
             );
+            recorded.down()?;
         }
         let dir = tempfile::Builder::new()
             .prefix("seal-testenv-")
@@ -65,7 +83,8 @@ impl Environment {
     fn start(&self, b: &Binaries) -> Result<()> {
         let started = Instant::now();
         let pki = Pki::generate(&self.dir)?;
-        let [etcd_client, etcd_peer, apiserver, bao, moto] = free_ports()?;
+        let ports = free_ports()?;
+        let [etcd_client, etcd_peer, apiserver, bao, moto] = ports;
 
         eprintln!("==> etcd on 127.0.0.1:{etcd_client}");
         self.spawn(
@@ -157,7 +176,9 @@ impl Environment {
         let bao = self.start_openbao(b, bao)?;
         let vault_vars = Self::configure_openbao(b, &bao, &pki, &server, &kubectl)?;
         let moto = self.start_moto(b, moto)?;
-        self.write_vars(&admin, &bao, &moto, &vault_vars)?;
+        let mut vars = vault_vars;
+        vars.push(("SEAL_TESTENV_PORTS", ports.map(|p| p.to_string()).join(",")));
+        self.write_vars(&admin, &bao, &moto, &vars)?;
         eprintln!(
             "==> test environment up in {:.0?}: {}",
             started.elapsed(),
@@ -435,22 +456,42 @@ impl Environment {
         Ok(out)
     }
 
-    /// Stops every process group (TERM, then KILL after 3 s: kube-apiserver's graceful shutdown waits
-    /// for open watches, which a throw-away cluster does not need) and removes the directory.
+    /// Stops every process group (TERM, then KILL for what still runs after 3 s: kube-apiserver's
+    /// graceful shutdown waits for open watches, which a throw-away cluster does not need), waits
+    /// until every server is gone, and removes the directory.
     pub fn down(&self) -> Result<()> {
         let pids = self.pids();
         for (_, pid) in pids.iter().rev() {
             let _ = killpg(*pid, Signal::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for (name, pid) in pids.iter().rev() {
-            while alive(*pid) && Instant::now() < deadline {
+        let running = |pids: &[(String, Pid)]| -> Vec<(String, Pid)> {
+            pids.iter()
+                .filter(|(_, pid)| alive(*pid))
+                .cloned()
+                .collect()
+        };
+        let wait_for_exit = |limit: Duration| {
+            let deadline = Instant::now() + limit;
+            while !running(&pids).is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            if alive(*pid) {
-                eprintln!("==> {name} still running 3 s after SIGTERM; sending SIGKILL");
-                let _ = killpg(*pid, Signal::SIGKILL);
-            }
+            running(&pids)
+        };
+        let stubborn = wait_for_exit(Duration::from_secs(3));
+        for (name, pid) in &stubborn {
+            eprintln!("==> {name} still running 3 s after SIGTERM; sending SIGKILL");
+            let _ = killpg(*pid, Signal::SIGKILL);
+        }
+        let left = wait_for_exit(Duration::from_secs(10));
+        if !left.is_empty() {
+            bail!(
+                "still running 10 s after SIGKILL: {}; state kept in {}",
+                left.iter()
+                    .map(|(name, pid)| format!("{name} (pgid {pid})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.dir.display()
+            );
         }
         std::fs::remove_dir_all(&self.dir)
             .with_context(|| format!("cannot remove {}", self.dir.display()))?;
@@ -503,6 +544,9 @@ impl Environment {
             if ready() {
                 return Ok(());
             }
+            if let Some(signal) = crate::interrupt::received() {
+                bail!("interrupted by signal {signal} while waiting for {name}");
+            }
             if pid.is_some_and(|pid| !alive(pid)) {
                 break "exited".to_owned();
             }
@@ -537,19 +581,28 @@ impl Environment {
     }
 }
 
-/// Whether a server is still running. A zombie still answers signals, so it is reaped when it is
-/// our own child, and otherwise (reparented to an init that does not reap) recognised from
-/// `/proc/<pid>/stat` and counted as stopped.
-fn alive(pid: Pid) -> bool {
-    let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| rest.starts_with('Z'))
-        })
-        .unwrap_or(false);
-    !zombie && killpg(pid, None).is_ok()
+/// Whether any process of a server's process group is still running. Our own children are reaped
+/// first. A zombie counts as stopped (this sandbox's init does not reap the servers a finished
+/// `testenv up` left to it), but only once its last thread has exited: a Go server's main thread
+/// turns zombie while its other threads are still closing its sockets.
+fn alive(group: Pid) -> bool {
+    let _ = nix::sys::wait::waitpid(group, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killpg(group, None).is_ok();
+    };
+    let group = group.to_string();
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+        let threads = std::fs::read_dir(entry.path().join("task")).map_or(0, Iterator::count);
+        fields.get(2) == Some(&group.as_str()) && (fields[0] != "Z" || threads > 1)
+    })
 }
 
 /// Five free loopback ports (bound at once so they differ, then released for the servers).

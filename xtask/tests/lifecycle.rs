@@ -1,0 +1,212 @@
+//! The test environment leaves nothing behind: after `testenv down`, after a command run against
+//! it fails, and after Ctrl-C, no server process is running, no port it listened on accepts
+//! connections, and its temporary directory is gone.
+//!
+//! Each test brings up a whole environment of its own (recorded under its own
+//! `SEAL_TESTENV_HOME`, so it never touches the environment the other tests use), one at a time.
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// One environment at a time: two cores cannot start several apiservers within their deadlines.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What an environment consists of, read while it runs.
+struct Footprint {
+    dir: PathBuf,
+    pids: Vec<(String, i32)>,
+    ports: Vec<u16>,
+}
+
+fn xtask(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.env("SEAL_TESTENV_HOME", home);
+    // Not the variables of the environment `cargo xtask test` runs these tests in.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SEAL_TESTENV_") && key != "SEAL_TESTENV_HOME" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Waits until the environment recorded in `home` is fully up, and reads what it consists of.
+fn footprint_when_up(home: &Path, limit: Duration) -> Footprint {
+    let started = Instant::now();
+    loop {
+        if let Some(footprint) = read_footprint(home) {
+            return footprint;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the environment was not up after {} s",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn read_footprint(home: &Path) -> Option<Footprint> {
+    let dir = PathBuf::from(std::fs::read_to_string(home.join("current")).ok()?.trim());
+    let env = std::fs::read_to_string(dir.join("env")).ok()?;
+    let ports = env
+        .lines()
+        .find_map(|l| l.strip_prefix("SEAL_TESTENV_PORTS="))?
+        .split(',')
+        .map(|p| p.parse().expect("ports are numbers"))
+        .collect();
+    let pids = std::fs::read_to_string(dir.join("pids"))
+        .ok()?
+        .lines()
+        .map(|l| {
+            let (name, pid) = l.split_once(' ').expect("`name pid` lines");
+            (name.to_owned(), pid.parse().expect("pids are numbers"))
+        })
+        .collect();
+    Some(Footprint { dir, pids, ports })
+}
+
+/// Running: not a zombie, or a zombie whose other threads are still exiting (and may still hold
+/// its sockets). A finished zombie holds no memory, files or ports; this sandbox's init does not
+/// reap the servers a finished `testenv up` left to it.
+fn running(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    !rest.starts_with('Z') || threads > 1
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+}
+
+impl Footprint {
+    fn assert_alive(&self) {
+        assert_eq!(self.pids.len(), 5, "{:?}", self.pids);
+        for (name, pid) in &self.pids {
+            assert!(running(*pid), "{name} ({pid}) is not running while up");
+        }
+        // The etcd peer port is the only one nobody connects to, but it listens too.
+        for port in &self.ports {
+            assert!(listening(*port), "port {port} is not listening while up");
+        }
+        assert!(self.dir.is_dir());
+    }
+
+    fn assert_gone(&self, home: &Path) {
+        for (name, pid) in &self.pids {
+            assert!(!running(*pid), "{name} ({pid}) is still running");
+        }
+        for port in &self.ports {
+            assert!(!listening(*port), "port {port} still accepts connections");
+        }
+        assert!(!self.dir.exists(), "{} is still there", self.dir.display());
+        assert!(!home.join("current").exists(), "the pointer is still there");
+    }
+}
+
+#[test]
+fn down_leaves_no_process_port_or_directory() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = tempfile::tempdir().unwrap();
+    let up = xtask(home.path())
+        .args(["testenv", "up"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(up.success(), "testenv up failed: {up}");
+    let footprint = read_footprint(home.path()).expect("up recorded the environment");
+    footprint.assert_alive();
+
+    let down = xtask(home.path())
+        .args(["testenv", "down"])
+        .status()
+        .unwrap();
+    assert!(down.success(), "testenv down failed: {down}");
+    footprint.assert_gone(home.path());
+}
+
+#[test]
+fn a_failing_command_fails_the_run_and_leaves_nothing_behind() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = tempfile::tempdir().unwrap();
+    let record = home.path().join("footprint-seen");
+    // The command checks the environment is up (its variables are set) and then fails with 3.
+    let script = format!(
+        "test -n \"$KUBECONFIG\" && test -n \"$VAULT_ADDR\" && touch {} && exit 3",
+        record.display()
+    );
+    let mut child = xtask(home.path())
+        .args(["testenv", "run", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let footprint = footprint_when_up(home.path(), Duration::from_secs(180));
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the command's exit code is the run's"
+    );
+    assert!(
+        record.exists(),
+        "the command ran with the environment's variables"
+    );
+    footprint.assert_gone(home.path());
+}
+
+#[test]
+fn ctrl_c_stops_the_command_and_leaves_nothing_behind() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = tempfile::tempdir().unwrap();
+    let pid_file = home.path().join("command.pid");
+    let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
+    // Its own process group stands in for the terminal's foreground job that Ctrl-C signals.
+    let mut child = xtask(home.path())
+        .args(["testenv", "run", "--", "sh", "-c", &script])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let footprint = footprint_when_up(home.path(), Duration::from_secs(180));
+    footprint.assert_alive();
+    let started = Instant::now();
+    let command_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(running(command_pid));
+
+    let group = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    killpg(group, Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "interrupted runs exit 128 + SIGINT"
+    );
+    assert!(!running(command_pid), "the command was not stopped");
+    footprint.assert_gone(home.path());
+}
