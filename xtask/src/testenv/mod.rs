@@ -91,6 +91,10 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
         _ => (Environment::up(&binaries)?, true),
     };
     let outcome = run_child(&env, command);
+    if !outcome.as_ref().is_ok_and(ExitStatus::success) {
+        // The directory goes with the environment, so a failure's evidence is printed now.
+        eprint!("{}", env.log_tails(40));
+    }
     if started_here {
         eprintln!("==> stopping the test environment");
         env.down()?;

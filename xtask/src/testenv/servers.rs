@@ -442,6 +442,21 @@ impl Environment {
             .collect())
     }
 
+    /// The last `lines` lines of every server's log, each under a heading.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for (name, _) in self.pids() {
+            let log =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            let _ = writeln!(out, "==> last {lines} lines of {name}.log:");
+            for line in tail.into_iter().rev() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        out
+    }
+
     /// One line per server: running or not.
     pub fn status(&self) -> Result<String> {
         let mut out = format!("test environment in {}\n", self.dir.display());
