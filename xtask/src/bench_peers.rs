@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::peers::{cache_dir, workspace_root};
+use crate::go::GoBuild;
+use crate::peers::cache_dir;
 use crate::{cargo, run};
 
 /// The sealed-secrets controller's version, also the wrapper module's requirement.
@@ -66,41 +67,24 @@ impl BenchPeers {
 
 /// Builds the sealed-secrets controller unless the cache has it.
 fn ensure_sealed_secrets_controller(cache: &Path) -> Result<PathBuf> {
-    let dir = cache.join(format!(
-        "sealed-secrets-controller-{SEALED_SECRETS_CONTROLLER_VERSION}"
-    ));
-    let binary = dir.join("controller");
-    if binary.is_file() {
-        return Ok(binary);
+    GoBuild {
+        output: &cache.join(format!(
+            "sealed-secrets-controller-{SEALED_SECRETS_CONTROLLER_VERSION}/controller"
+        )),
+        package: "github.com/bitnami/sealed-secrets/cmd/controller",
+        module: "sealed-secrets-controller",
+        ldflags: "",
+        expected: "about 3 minutes",
     }
-    eprintln!(
-        "==> building the sealed-secrets controller {SEALED_SECRETS_CONTROLLER_VERSION} from the Go module proxy into {} (first run only; about 3 minutes)",
-        dir.display()
-    );
-    let started = Instant::now();
-    std::fs::create_dir_all(&dir)?;
-    let partial = dir.join("controller.partial");
-    run(Command::new("go")
-        .args(["build", "-trimpath", "-o"])
-        .arg(&partial)
-        .arg("github.com/bitnami/sealed-secrets/cmd/controller")
-        .current_dir(workspace_root().join("xtask/go/sealed-secrets-controller"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOSUMDB", "off")
-        .env("CGO_ENABLED", "0"))
-    .context("building the sealed-secrets controller needs Go 1.26 and the Go module proxy")?;
-    let version = controller_version(&partial)?;
-    if version != SEALED_SECRETS_CONTROLLER_VERSION {
-        bail!(
-            "built sealed-secrets controller reports {version:?}, expected {SEALED_SECRETS_CONTROLLER_VERSION}"
-        );
-    }
-    std::fs::rename(&partial, &binary)?;
-    eprintln!(
-        "==> built the sealed-secrets controller in {:.0?}",
-        started.elapsed()
-    );
-    Ok(binary)
+    .ensure(|binary| {
+        let version = controller_version(binary)?;
+        if version != SEALED_SECRETS_CONTROLLER_VERSION {
+            bail!(
+                "built sealed-secrets controller reports {version:?}, expected {SEALED_SECRETS_CONTROLLER_VERSION}"
+            );
+        }
+        Ok(())
+    })
 }
 
 /// The version the controller binary reports (`controller version: v0.40.0`).

@@ -16,6 +16,7 @@
 
 mod bench;
 mod bench_peers;
+mod go;
 mod interrupt;
 mod peers;
 mod testenv;

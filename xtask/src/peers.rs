@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::go::GoBuild;
 use crate::run;
 
 /// kubeseal's version, also the wrapper module's requirement.
@@ -57,33 +58,21 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds kubeseal unless the cache has it.
 pub fn ensure_kubeseal(cache: &Path) -> Result<PathBuf> {
-    let dir = cache.join(format!("kubeseal-{KUBESEAL_VERSION}"));
-    let binary = dir.join("kubeseal");
-    if binary.is_file() {
-        return Ok(binary);
+    GoBuild {
+        output: &cache.join(format!("kubeseal-{KUBESEAL_VERSION}/kubeseal")),
+        package: "github.com/bitnami/sealed-secrets/cmd/kubeseal",
+        module: "kubeseal",
+        ldflags: "",
+        expected: "about a minute",
     }
-    eprintln!(
-        "==> building kubeseal {KUBESEAL_VERSION} from the Go module proxy into {} (first run only; about a minute)",
-        dir.display()
-    );
-    std::fs::create_dir_all(&dir)?;
-    let partial = dir.join("kubeseal.partial");
-    run(Command::new("go")
-        .args(["build", "-trimpath", "-o"])
-        .arg(&partial)
-        .arg("github.com/bitnami/sealed-secrets/cmd/kubeseal")
-        .current_dir(workspace_root().join("xtask/go/kubeseal"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOSUMDB", "off")
-        .env("CGO_ENABLED", "0"))
-    .context("building kubeseal needs Go 1.26 and the Go module proxy")?;
-    std::fs::rename(&partial, &binary)?;
-    let version = Command::new(&binary).arg("--version").output()?;
-    let version = String::from_utf8_lossy(&version.stdout);
-    if !version.contains(KUBESEAL_VERSION) {
-        bail!("built kubeseal reports {version:?}, expected {KUBESEAL_VERSION}");
-    }
-    Ok(binary)
+    .ensure(|binary| {
+        let output = Command::new(binary).arg("--version").output()?;
+        let version = String::from_utf8_lossy(&output.stdout);
+        if !version.contains(KUBESEAL_VERSION) {
+            bail!("built kubeseal reports {version:?}, expected {KUBESEAL_VERSION}");
+        }
+        Ok(())
+    })
 }
 
 /// Creates the virtualenv with kubesealpy unless the cache has it; returns its Python.

@@ -7,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::peers::{cache_dir, workspace_root};
-use crate::run;
+use crate::go::GoBuild;
+use crate::peers::cache_dir;
 
 /// Kubernetes version of the apiserver, controller-manager and kubectl.
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
@@ -47,23 +46,28 @@ impl Binaries {
         let ldflags = format!(
             "-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
         );
-        let kube = |name: &str| {
-            go_build(
-                &kubernetes.join(name),
-                &format!("k8s.io/kubernetes/cmd/{name}"),
-                "kubernetes",
-                &ldflags,
-            )
+        let kube = |name: &str, expected: &str| {
+            GoBuild {
+                output: &kubernetes.join(name),
+                package: &format!("k8s.io/kubernetes/cmd/{name}"),
+                module: "kubernetes",
+                ldflags: &ldflags,
+                expected,
+            }
+            .ensure(|binary| reports_version(binary, KUBERNETES_VERSION))
         };
-        let kube_apiserver = kube("kube-apiserver")?;
-        let kube_controller_manager = kube("kube-controller-manager")?;
-        let kubectl = kube("kubectl")?;
-        let etcd = go_build(
-            &cache.join(format!("etcd-{ETCD_VERSION}")).join("etcd"),
-            "go.etcd.io/etcd/server/v3",
-            "etcd",
-            "",
-        )?;
+        let kube_apiserver = kube("kube-apiserver", "about 16 minutes on two cores")?;
+        let kube_controller_manager =
+            kube("kube-controller-manager", "about 6 minutes on two cores")?;
+        let kubectl = kube("kubectl", "about a minute")?;
+        let etcd = GoBuild {
+            output: &cache.join(format!("etcd-{ETCD_VERSION}")).join("etcd"),
+            package: "go.etcd.io/etcd/server/v3",
+            module: "etcd",
+            ldflags: "",
+            expected: "about a minute",
+        }
+        .ensure(|binary| reports_version(binary, ETCD_VERSION.trim_start_matches('v')))?;
         let venv = ensure_venv(&cache)?;
         Ok(Self {
             etcd,
@@ -109,33 +113,23 @@ impl Binaries {
     }
 }
 
-/// Builds one Go binary from a wrapper module unless it exists.
-fn go_build(output: &Path, package: &str, module: &str, ldflags: &str) -> Result<PathBuf> {
-    if output.is_file() {
-        return Ok(output.to_owned());
+/// Fails unless `binary --version` (kubectl: `version --client`) mentions `version`.
+fn reports_version(binary: &Path, version: &str) -> Result<()> {
+    let is_kubectl = binary.file_stem().is_some_and(|n| n == "kubectl");
+    let args: &[&str] = if is_kubectl {
+        &["version", "--client"]
+    } else {
+        &["--version"]
+    };
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !text.contains(version) {
+        bail!("{} reports {text:?}, expected {version}", binary.display());
     }
-    let dir = output
-        .parent()
-        .expect("invariant: outputs live in a cache directory");
-    std::fs::create_dir_all(dir)?;
-    eprintln!(
-        "==> building {package} into {} (first run only; Kubernetes takes several minutes)",
-        dir.display()
-    );
-    let started = Instant::now();
-    let partial = output.with_extension("partial");
-    run(Command::new("go")
-        .args(["build", "-trimpath", "-ldflags", ldflags, "-o"])
-        .arg(&partial)
-        .arg(package)
-        .current_dir(workspace_root().join("xtask/go").join(module))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOSUMDB", "off")
-        .env("CGO_ENABLED", "0"))
-    .with_context(|| format!("building {package} needs Go 1.26 and the Go module proxy"))?;
-    std::fs::rename(&partial, output)?;
-    eprintln!("==> built {package} in {:.0?}", started.elapsed());
-    Ok(output.to_owned())
+    Ok(())
 }
 
 /// The virtualenv with OpenBao and moto, keyed by both versions.

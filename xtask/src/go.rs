@@ -1,0 +1,69 @@
+//! Building Go programs from the Go module proxy through the wrapper modules in `xtask/go/<module>`:
+//! each commits its go.mod and go.sum, so every build resolves exactly the same modules. Builds run
+//! with the installed toolchain only (`GOTOOLCHAIN=local`), without the checksum database (it is not
+//! reachable here; go.sum pins every module's hash instead) and without cgo (static binaries).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::peers::workspace_root;
+use crate::run;
+
+/// One binary to build.
+pub struct GoBuild<'a> {
+    /// Where the binary goes (in the cache, in a directory named after the version).
+    pub output: &'a Path,
+    /// The package to build, e.g. `k8s.io/kubernetes/cmd/kube-apiserver`.
+    pub package: &'a str,
+    /// The wrapper module's directory under `xtask/go/`.
+    pub module: &'a str,
+    /// Linker flags (`-X` version stamps), or empty.
+    pub ldflags: &'a str,
+    /// How long the first build takes, for the progress line.
+    pub expected: &'a str,
+}
+
+impl GoBuild<'_> {
+    /// Builds unless the output exists. The build goes to a `.partial` file that `check` must
+    /// accept (it runs the binary, e.g. for its version) before it is renamed into place, so a
+    /// failed or interrupted build is never mistaken for a finished one.
+    pub fn ensure(&self, check: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+        if self.output.is_file() {
+            return Ok(self.output.to_owned());
+        }
+        let dir = self
+            .output
+            .parent()
+            .expect("invariant: outputs live in a cache directory");
+        std::fs::create_dir_all(dir)?;
+        eprintln!(
+            "==> building {} from the Go module proxy into {} (first run only; {})",
+            self.package,
+            dir.display(),
+            self.expected
+        );
+        let started = Instant::now();
+        let partial = self.output.with_extension("partial");
+        run(Command::new("go")
+            .args(["build", "-trimpath", "-ldflags", self.ldflags, "-o"])
+            .arg(&partial)
+            .arg(self.package)
+            .current_dir(workspace_root().join("xtask/go").join(self.module))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOSUMDB", "off")
+            .env("CGO_ENABLED", "0"))
+        .with_context(|| {
+            format!(
+                "building {} needs Go 1.26 and the Go module proxy",
+                self.package
+            )
+        })?;
+        check(&partial)?;
+        std::fs::rename(&partial, self.output)?;
+        eprintln!("==> built {} in {:.0?}", self.package, started.elapsed());
+        Ok(self.output.to_owned())
+    }
+}
