@@ -1,6 +1,6 @@
-//! The test environment leaves nothing behind: after `testenv down`, after a command run against
-//! it fails, and after Ctrl-C, no server process is running, no port it listened on accepts
-//! connections, and its temporary directory is gone.
+//! The test environment listens on loopback only, and leaves nothing behind: after `testenv down`,
+//! after a command run against it fails, and after Ctrl-C, no server process is running, no port it
+//! listened on accepts connections, and its temporary directory is gone.
 //!
 //! Each test brings up a whole environment of its own (recorded under its own
 //! `SEAL_TESTENV_HOME`, so it never touches the environment the other tests use), one at a time.
@@ -85,6 +85,60 @@ fn running(pid: i32) -> bool {
     !rest.starts_with('Z') || threads > 1
 }
 
+/// The local addresses of every listening TCP socket the processes in these process groups hold:
+/// the socket inodes among their file descriptors, looked up in `/proc/net/tcp` and `tcp6`.
+fn listening_addresses(groups: &[(String, i32)]) -> Vec<String> {
+    let groups: Vec<String> = groups.iter().map(|(_, pid)| pid.to_string()).collect();
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let pgrp = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2).map(str::to_owned));
+        if !pgrp.is_some_and(|g| groups.contains(&g)) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            if let Some(inode) = target
+                .to_string_lossy()
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut addresses = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address st ... inode; 0A is LISTEN.
+            if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9]) {
+                addresses.push(decode_address(fields[1]));
+            }
+        }
+    }
+    addresses
+}
+
+/// `0100007F:1F90` (little-endian IPv4) to `127.0.0.1:8080`; IPv6 addresses are kept in hex, which
+/// the loopback assertion then rejects, as it should.
+fn decode_address(hex: &str) -> String {
+    let (ip, port) = hex.split_once(':').unwrap();
+    let port = u16::from_str_radix(port, 16).unwrap();
+    if ip.len() == 8 {
+        let ip = u32::from_str_radix(ip, 16).unwrap().to_le_bytes();
+        format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3])
+    } else {
+        format!("[{ip}]:{port}")
+    }
+}
+
 fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
 }
@@ -100,6 +154,17 @@ impl Footprint {
             assert!(listening(*port), "port {port} is not listening while up");
         }
         assert!(self.dir.is_dir());
+        let listening = listening_addresses(&self.pids);
+        assert!(
+            listening.len() >= self.ports.len(),
+            "found only {listening:?}"
+        );
+        for address in &listening {
+            assert!(
+                address.starts_with("127.0.0.1:"),
+                "a server listens beyond loopback: {address} (all: {listening:?})"
+            );
+        }
     }
 
     fn assert_gone(&self, home: &Path) {
