@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 
 use crate::peers::workspace_root;
-use crate::run;
+
+/// How often a running build says it is still running.
+const HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// One binary to build.
 pub struct GoBuild<'a> {
@@ -47,20 +49,42 @@ impl GoBuild<'_> {
         );
         let started = Instant::now();
         let partial = self.output.with_extension("partial");
-        run(Command::new("go")
+        let needs = || {
+            format!(
+                "building {} needs Go 1.26 and the Go module proxy",
+                self.package
+            )
+        };
+        let mut child = Command::new("go")
             .args(["build", "-trimpath", "-ldflags", self.ldflags, "-o"])
             .arg(&partial)
             .arg(self.package)
             .current_dir(workspace_root().join("xtask/go").join(self.module))
             .env("GOTOOLCHAIN", "local")
             .env("GOSUMDB", "off")
-            .env("CGO_ENABLED", "0"))
-        .with_context(|| {
-            format!(
-                "building {} needs Go 1.26 and the Go module proxy",
-                self.package
-            )
-        })?;
+            .env("CGO_ENABLED", "0")
+            .spawn()
+            .with_context(needs)?;
+        // go build is silent while it compiles; a line a minute shows it has not hung.
+        let mut reported = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if reported.elapsed() >= HEARTBEAT {
+                eprintln!(
+                    "==> still building {} ({} min so far)",
+                    self.package,
+                    started.elapsed().as_secs() / 60
+                );
+                reported = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if !status.success() {
+            return Err(anyhow!("go build {} failed with {status}", self.package))
+                .with_context(needs);
+        }
         check(&partial)?;
         std::fs::rename(&partial, self.output)?;
         eprintln!("==> built {} in {:.0?}", self.package, started.elapsed());
