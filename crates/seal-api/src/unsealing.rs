@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use seal_core::envelope::{self, Envelope};
 use seal_core::{Fingerprint, OpenError, PrivateKey, ScopeError, SecretBytes};
+use seal_template::{Template, TemplateError};
 
 use crate::sealed_secret::SealedSecret;
 
@@ -82,6 +83,14 @@ pub enum UnsealError {
         /// Malformed, or the uniform decryption failure.
         error: OpenError,
     },
+    /// A `template.data` entry does not parse or render; the message names values, never shows one.
+    #[error("template.data {item:?}: {error}")]
+    Template {
+        /// The template's item name.
+        item: String,
+        /// What is wrong with it.
+        error: TemplateError,
+    },
 }
 
 /// Each item's name with the outcome of opening it.
@@ -132,14 +141,29 @@ pub fn unseal_items(
         .collect()
 }
 
-/// Recovers the Secret a controller would produce from `sealed`: its name and namespace, the
-/// template's labels, annotations, type and immutability, and every sealed item.
-///
-/// Caveat: `template.data` entries are templates the controller renders; they are not rendered
-/// here and not included.
+/// Recovers the Secret a controller produces from `sealed`: its name and namespace, the template's
+/// labels, annotations, type and immutability, every sealed item, and every `template.data` entry
+/// rendered with the sealed items as its values (see `seal-template`). A sealed item wins over a
+/// template of the same name, as in Bitnami's controller since v0.37.
 pub fn unseal_to_secret(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret, UnsealError> {
-    let items = unseal_items(sealed, ring)?;
+    let mut items = unseal_items(sealed, ring)?;
     let template = sealed.spec.template.clone().unwrap_or_default();
+    let mut rendered = Vec::new();
+    for (item, source) in template.data.iter().flatten() {
+        if items.contains_key(item) {
+            continue;
+        }
+        let error = |error| UnsealError::Template {
+            item: item.clone(),
+            error,
+        };
+        let value = Template::parse(source)
+            .map_err(error)?
+            .render(&items)
+            .map_err(error)?;
+        rendered.push((item.clone(), value));
+    }
+    items.extend(rendered);
     let template_meta = template.metadata.unwrap_or_default();
     let metadata = ObjectMeta {
         name: sealed.metadata.name.clone(),
@@ -181,6 +205,102 @@ mod tests {
         assert_eq!(order, vec![fb, fa]);
         let order: Vec<_> = ring.ordered(None).iter().map(|k| k.fingerprint()).collect();
         assert_eq!(order, vec![fa, fb]);
+    }
+
+    /// A SealedSecret for `ns/db` with `items` sealed and `templates` as `template.data`.
+    fn sealed_with_templates(
+        key: &PrivateKey,
+        items: &[(&str, &str)],
+        templates: &[(&str, &str)],
+    ) -> SealedSecret {
+        use std::time::{Duration, SystemTime};
+        let certificate = seal_core::Certificate::self_signed(
+            key,
+            SystemTime::now(),
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("ns".into()),
+                ..ObjectMeta::default()
+            },
+            string_data: Some(
+                items
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        let options = crate::sealing::SealOptions {
+            certificate: &certificate,
+            scope: None,
+            namespace: None,
+            name: None,
+            allow_empty_data: false,
+        };
+        let mut sealed = crate::sealing::seal_secret(&secret, &options).unwrap();
+        let template = sealed.spec.template.get_or_insert_with(Default::default);
+        template.data = Some(
+            templates
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        sealed
+    }
+
+    fn data(secret: &Secret, item: &str) -> String {
+        String::from_utf8(secret.data.as_ref().unwrap()[item].0.clone()).unwrap()
+    }
+
+    #[test]
+    fn template_data_is_rendered_from_the_sealed_items() {
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let sealed = sealed_with_templates(
+            &key,
+            &[("username", "etl"), ("password", "p@ss")],
+            &[
+                (
+                    "dsn",
+                    "postgres://{{ .username }}:{{ .password | urlquery }}@db/app",
+                ),
+                ("static", "plain text"),
+            ],
+        );
+        let secret = unseal_to_secret(&sealed, &KeyRing::new([key])).unwrap();
+        assert_eq!(data(&secret, "dsn"), "postgres://etl:p%40ss@db/app");
+        assert_eq!(data(&secret, "static"), "plain text");
+        assert_eq!(data(&secret, "username"), "etl");
+    }
+
+    #[test]
+    fn a_sealed_item_wins_over_a_template_of_the_same_name() {
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let sealed = sealed_with_templates(
+            &key,
+            &[("password", "sealed")],
+            &[("password", "from the template")],
+        );
+        let secret = unseal_to_secret(&sealed, &KeyRing::new([key])).unwrap();
+        assert_eq!(data(&secret, "password"), "sealed");
+    }
+
+    #[test]
+    fn a_broken_template_names_its_item_and_no_value() {
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let sealed = sealed_with_templates(
+            &key,
+            &[("password", "hunter2-marker")],
+            &[("dsn", "{{ .password }}{{ .nope }}")],
+        );
+        let error = unseal_to_secret(&sealed, &KeyRing::new([key])).unwrap_err();
+        assert!(matches!(&error, UnsealError::Template { item, .. } if item == "dsn"));
+        let message = error.to_string();
+        assert!(message.contains("\"nope\""), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl fmt::Display for Position {
 
 /// Why a template does not parse or render. Messages quote the template (which is not secret) and
 /// value names, never values.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TemplateError {
     /// `{{` without its `}}`.

@@ -56,9 +56,9 @@ impl Binaries {
             }
             .ensure(|binary| reports_version(binary, KUBERNETES_VERSION))
         };
-        let kube_apiserver = kube("kube-apiserver", "about 16 minutes on two cores")?;
+        let kube_apiserver = kube("kube-apiserver", "about 6 minutes on two cores")?;
         let kube_controller_manager =
-            kube("kube-controller-manager", "about 6 minutes on two cores")?;
+            kube("kube-controller-manager", "about 2 minutes on two cores")?;
         let kubectl = kube("kubectl", "about a minute")?;
         let etcd = GoBuild {
             output: &cache.join(format!("etcd-{ETCD_VERSION}")).join("etcd"),

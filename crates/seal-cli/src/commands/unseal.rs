@@ -57,9 +57,12 @@ pub fn run(args: &Args) -> Outcome {
             };
             let place = format!("{}:{line}", input.name);
             let secret = unsealing::unseal_to_secret(sealed, &ring).map_err(|e| {
-                Failure::input(e)
-                    .at(&place)
-                    .hint("is this the right key for that cluster?")
+                let hint = if matches!(e, unsealing::UnsealError::Template { .. }) {
+                    "template.data follows the template language of the README"
+                } else {
+                    "is this the right key for that cluster?"
+                };
+                Failure::input(e).at(&place).hint(hint)
             })?;
             secrets.push(serde_json::to_value(&secret).expect("invariant: a Secret serializes"));
         }
