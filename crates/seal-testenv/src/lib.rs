@@ -28,6 +28,27 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
+/// The running environment, or `return Ok(())` from the calling test after [`TestEnv::get`] printed
+/// `SKIPPED` (it panics instead under `CI=true`). For tests returning `Result<(), _>`:
+///
+/// ```no_run
+/// # async fn a_test() -> anyhow::Result<()> {
+/// let env = seal_testenv::testenv!();
+/// let ns = env.namespace("my-test").await?;
+/// # let _ = ns;
+/// # Ok(())
+/// # }
+/// ```
+#[macro_export]
+macro_rules! testenv {
+    () => {
+        match $crate::TestEnv::get() {
+            Some(env) => env,
+            None => return Ok(()),
+        }
+    };
+}
+
 /// Label put on every namespace made for a test, so they can be found and told apart.
 pub const TEST_NAMESPACE_LABEL: &str = "seal.dev/test";
 

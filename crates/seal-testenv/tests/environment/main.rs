@@ -5,17 +5,7 @@ mod aws;
 mod kubernetes;
 mod openbao;
 
-/// The running environment, or return from the test after `TestEnv::get` printed `SKIPPED` (it
-/// panics instead under `CI=true`).
-macro_rules! testenv {
-    () => {
-        match seal_testenv::TestEnv::get() {
-            Some(env) => env,
-            None => return Ok(()),
-        }
-    };
-}
-pub(crate) use testenv;
+pub(crate) use seal_testenv::testenv;
 
 /// Polls `check` every 200 ms until it returns `Some`, failing with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(

@@ -1,0 +1,291 @@
+//! The sealing keys: `kubernetes.io/tls` Secrets in the controller's namespace, found by label.
+//!
+//! - `seal.dev/sealing-key: active`: the key decrypts, and the newest active key (by its certificate's
+//!   start) is the one `seal` seals with.
+//! - `seal.dev/sealing-key: compromised` (or any other value): never used again.
+//! - Bitnami's key Secrets (`sealedsecrets.bitnami.com/sealed-secrets-key: active`) decrypt too when
+//!   importing is enabled, so a cluster moving from Bitnami keeps opening its SealedSecrets.
+//!
+//! Keys are read from the API server every time the set is loaded, so a key added or relabelled at
+//! runtime (bring your own key, an import, a compromise) takes effect without a restart. The
+//! controller creates key Secrets and never edits or deletes one: an old key is the only way to open
+//! the SealedSecrets sealed with it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+use seal_api::unsealing::KeyRing;
+use seal_core::{Certificate, Fingerprint, KeySize, PrivateKey};
+
+/// Label that marks seal's key Secrets; its value is the key's state.
+pub const SEALING_KEY_LABEL: &str = "seal.dev/sealing-key";
+/// Label that marks Bitnami's key Secrets.
+pub const BITNAMI_KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
+/// The label value of a key in use.
+pub const ACTIVE: &str = "active";
+/// The label value of a key that must not be used again.
+pub const COMPROMISED: &str = "compromised";
+/// Prefix of the names of the key Secrets the controller creates.
+pub const KEY_SECRET_PREFIX: &str = "seal-key-";
+
+/// Why the key set could not be loaded or a key created. Messages name Secrets, never key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    /// The API server refused or failed a request.
+    #[error("{action}: {source}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// Generating a key or its certificate failed.
+    #[error("cannot generate a sealing key: {0}")]
+    Generate(String),
+}
+
+/// Where a key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// A seal key Secret.
+    Seal,
+    /// A Bitnami key Secret, imported.
+    Bitnami,
+}
+
+/// One usable key's public facts.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// The Secret holding it.
+    pub secret_name: String,
+    /// Its fingerprint (SHA-256 of the SubjectPublicKeyInfo).
+    pub fingerprint: Fingerprint,
+    /// Its certificate.
+    pub certificate: Certificate,
+    /// Where it came from.
+    pub source: KeySource,
+}
+
+/// The active keys, oldest first, with the Secrets that were skipped and why.
+pub struct KeySet {
+    ring: KeyRing,
+    keys: Vec<KeyInfo>,
+    skipped: Vec<(String, &'static str)>,
+}
+
+impl KeySet {
+    /// The key `seal` seals with: the active seal key whose certificate starts last. Imported
+    /// Bitnami keys decrypt but never seal.
+    pub fn newest(&self) -> Option<&KeyInfo> {
+        self.keys
+            .iter()
+            .filter(|k| k.source == KeySource::Seal)
+            .max_by_key(|k| k.certificate.not_before())
+    }
+
+    /// Every active key, oldest first.
+    pub fn keys(&self) -> &[KeyInfo] {
+        &self.keys
+    }
+
+    /// The private keys, for unsealing.
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    /// Labelled key Secrets that could not be used, with a reason that quotes no content.
+    pub fn skipped(&self) -> &[(String, &'static str)] {
+        &self.skipped
+    }
+}
+
+/// When to make a new key.
+#[derive(Debug, Clone, Copy)]
+pub struct RenewalPolicy {
+    /// Make a new key when the newest is this old; `None` never renews on age.
+    pub period: Option<Duration>,
+    /// Make a new key when the newest started before this instant (`--key-cutoff-time`).
+    pub cutoff: Option<SystemTime>,
+    /// Size of new keys.
+    pub size: KeySize,
+    /// Validity of new keys' certificates.
+    pub validity: Duration,
+}
+
+impl Default for RenewalPolicy {
+    /// RSA-4096, renewed every 30 days, certificates valid for 10 years.
+    fn default() -> Self {
+        Self {
+            period: Some(Duration::from_secs(30 * 24 * 3600)),
+            cutoff: None,
+            size: KeySize::Rsa4096,
+            validity: Duration::from_secs(10 * 365 * 24 * 3600),
+        }
+    }
+}
+
+impl RenewalPolicy {
+    /// Whether a new key is due at `now`, given the newest key's certificate.
+    pub fn renewal_due(&self, newest: Option<&Certificate>, now: SystemTime) -> bool {
+        let Some(newest) = newest else {
+            return true;
+        };
+        let started = SystemTime::from(newest.not_before());
+        let aged_out = self.period.is_some_and(|period| started + period <= now);
+        let before_cutoff = self.cutoff.is_some_and(|cutoff| started < cutoff);
+        aged_out || before_cutoff
+    }
+}
+
+/// The key Secrets of one namespace.
+#[derive(Clone)]
+pub struct KeyStore {
+    api: Api<Secret>,
+    namespace: String,
+    import_bitnami: bool,
+}
+
+impl KeyStore {
+    /// The store in `namespace`; with `import_bitnami`, Bitnami's active keys decrypt too.
+    pub fn new(client: Client, namespace: &str, import_bitnami: bool) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            import_bitnami,
+        }
+    }
+
+    /// Reads every active key from the API server.
+    pub async fn load(&self) -> Result<KeySet, KeyStoreError> {
+        let mut sources = vec![(SEALING_KEY_LABEL, KeySource::Seal)];
+        if self.import_bitnami {
+            sources.push((BITNAMI_KEY_LABEL, KeySource::Bitnami));
+        }
+        let mut ring = KeyRing::new([]);
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for (label, source) in sources {
+            let selector = format!("{label}={ACTIVE}");
+            let list = self
+                .api
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|source| KeyStoreError::Api {
+                    action: format!("listing key Secrets ({selector}) in {}", self.namespace),
+                    source,
+                })?;
+            for secret in list {
+                let name = secret.name_any();
+                match parse_key_secret(&secret) {
+                    Ok((key, certificate)) => {
+                        keys.push(KeyInfo {
+                            secret_name: name,
+                            fingerprint: key.fingerprint(),
+                            certificate,
+                            source,
+                        });
+                        ring.add(key);
+                    }
+                    Err(reason) => skipped.push((name, reason)),
+                }
+            }
+        }
+        keys.sort_by_key(|k| (k.certificate.not_before(), k.secret_name.clone()));
+        // The same key under two labels (seal's and Bitnami's) is listed once, oldest Secret first.
+        let mut seen = Vec::new();
+        keys.retain(|k| {
+            let first = !seen.contains(&k.fingerprint);
+            seen.push(k.fingerprint);
+            first
+        });
+        Ok(KeySet {
+            ring,
+            keys,
+            skipped,
+        })
+    }
+
+    /// Generates a key with a self-signed certificate starting `now` and stores it as a new active
+    /// key Secret named after its fingerprint.
+    pub async fn create(
+        &self,
+        policy: &RenewalPolicy,
+        now: SystemTime,
+    ) -> Result<KeyInfo, KeyStoreError> {
+        let key = PrivateKey::generate(policy.size)
+            .map_err(|e| KeyStoreError::Generate(e.to_string()))?;
+        let certificate = Certificate::self_signed(&key, now, policy.validity)
+            .map_err(|e| KeyStoreError::Generate(e.to_string()))?;
+        let name = format!("{KEY_SECRET_PREFIX}{}", key.fingerprint().short());
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    SEALING_KEY_LABEL.to_owned(),
+                    ACTIVE.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(BTreeMap::from([
+                (
+                    "tls.crt".to_owned(),
+                    ByteString(certificate.to_pem().into_bytes()),
+                ),
+                (
+                    "tls.key".to_owned(),
+                    ByteString(key.to_pkcs1_pem().as_bytes().to_vec()),
+                ),
+            ])),
+            ..Secret::default()
+        };
+        self.api
+            .create(&PostParams::default(), &secret)
+            .await
+            .map_err(|source| KeyStoreError::Api {
+                action: format!("creating key Secret {}/{name}", self.namespace),
+                source,
+            })?;
+        Ok(KeyInfo {
+            secret_name: name,
+            fingerprint: key.fingerprint(),
+            certificate,
+            source: KeySource::Seal,
+        })
+    }
+
+    /// Loads the keys and creates a new one when `policy` says one is due (no key yet, the newest
+    /// too old, or started before the cutoff). Returns the current set and the new key, if any.
+    pub async fn ensure(
+        &self,
+        policy: &RenewalPolicy,
+        now: SystemTime,
+    ) -> Result<(KeySet, Option<KeyInfo>), KeyStoreError> {
+        let set = self.load().await?;
+        if !policy.renewal_due(set.newest().map(|k| &k.certificate), now) {
+            return Ok((set, None));
+        }
+        let created = self.create(policy, now).await?;
+        Ok((self.load().await?, Some(created)))
+    }
+}
+
+/// The key and certificate of a key Secret, or why it cannot be used (quoting no content).
+fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), &'static str> {
+    let data = secret.data.as_ref().ok_or("it has no data")?;
+    let key = data.get("tls.key").ok_or("it has no tls.key")?;
+    let cert = data.get("tls.crt").ok_or("it has no tls.crt")?;
+    let key = PrivateKey::from_pem(&key.0).map_err(|_| "tls.key is not an RSA private key")?;
+    let certificate =
+        Certificate::from_pem(&cert.0).map_err(|_| "tls.crt is not a usable certificate")?;
+    if certificate.fingerprint() != key.fingerprint() {
+        return Err("tls.crt does not belong to tls.key");
+    }
+    Ok((key, certificate))
+}
