@@ -4,3 +4,4 @@
 //! against the real API server of the test environment.
 
 pub mod keys;
+pub mod unseal;

@@ -23,7 +23,8 @@ use anyhow::{Context, Result, anyhow};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
@@ -142,6 +143,38 @@ impl TestEnv {
             .await
             .with_context(|| format!("cannot create namespace {name}"))?;
         Ok(TestNamespace { name, client })
+    }
+
+    /// Installs (server-side applies) a CRD and waits until it is Established. Idempotent, so
+    /// tests running in parallel may all install the CRDs they need.
+    pub async fn apply_crd(&self, crd: &CustomResourceDefinition) -> Result<()> {
+        let crds = Api::<CustomResourceDefinition>::all(self.kube_client().await?);
+        let name = crd.metadata.name.clone().context("the CRD has no name")?;
+        crds.patch(
+            &name,
+            &PatchParams::apply("seal-testenv").force(),
+            &Patch::Apply(crd),
+        )
+        .await
+        .with_context(|| format!("cannot apply CRD {name}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let established = crds
+                .get(&name)
+                .await?
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!("CRD {name} is not Established after 30 s");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// OpenBao's address (`VAULT_ADDR`).

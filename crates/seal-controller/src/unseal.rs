@@ -1,0 +1,233 @@
+//! Turning one SealedSecret into its Secret: decrypt every item (nothing is written if any fails),
+//! decide whether the existing Secret may be written, and write it with server-side apply under
+//! one field manager, skipping the write when nothing would change.
+//!
+//! Ownership: a Secret this controller produced carries the label [`SEALED_SECRET_UID_LABEL`] with
+//! the SealedSecret's uid (and, unless the template asks otherwise, an owner reference, so garbage
+//! collection deletes it with the SealedSecret). Any other existing Secret is left alone unless it
+//! is annotated [`MANAGED_ANNOTATION`] (take it over) or [`PATCH_ANNOTATION`] (add the sealed items
+//! and keep the others). The label is also what the controller watches Secrets by, so its memory
+//! does not grow with the cluster's unrelated Secrets.
+//!
+//! The [`Outcome`] says what happened in words safe for status, Events and logs: item names and
+//! reasons, never a value, and every decryption failure reads the same.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use seal_api::SealedSecret;
+use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
+use seal_api::unsealing::{KeyRing, UnsealError, unseal_to_secret};
+
+/// The field manager of every write this controller makes.
+pub const FIELD_MANAGER: &str = "seal-controller";
+/// Label on every Secret this controller produced: the uid of its SealedSecret.
+pub const SEALED_SECRET_UID_LABEL: &str = "seal.dev/sealed-secret-uid";
+/// On an existing Secret: the controller may take it over.
+pub const MANAGED_ANNOTATION: &str = "seal.dev/managed";
+/// On an existing Secret: the controller adds the sealed items and keeps the others.
+pub const PATCH_ANNOTATION: &str = "seal.dev/patch";
+
+/// Why a SealedSecret is or is not unsealed: the `Ready` condition's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The Secret holds the unsealed items.
+    Unsealed,
+    /// An item is malformed or no key opens it.
+    DecryptionFailed,
+    /// A Secret of that name exists and is not this controller's to write.
+    NotManaged,
+    /// A `template.data` entry does not parse or render.
+    InvalidTemplate,
+    /// The API server refused the write.
+    UpdateFailed,
+}
+
+impl Reason {
+    /// The reason as the condition and the Event spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unsealed => "Unsealed",
+            Self::DecryptionFailed => "DecryptionFailed",
+            Self::NotManaged => "NotManaged",
+            Self::InvalidTemplate => "InvalidTemplate",
+            Self::UpdateFailed => "UpdateFailed",
+        }
+    }
+}
+
+/// What reconciling one SealedSecret did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The condition's reason.
+    pub reason: Reason,
+    /// A message for status and Events; names items, never values.
+    pub message: String,
+    /// Whether the Secret was written.
+    pub wrote: bool,
+}
+
+impl Outcome {
+    fn failed(reason: Reason, message: String) -> Self {
+        Self {
+            reason,
+            message,
+            wrote: false,
+        }
+    }
+}
+
+/// Unseals `sealed` with `ring` and writes its Secret if it may and must.
+pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &KeyRing) -> Outcome {
+    let namespace = sealed.namespace().unwrap_or_default();
+    let name = sealed.name_any();
+    let mut desired = match unseal_to_secret(sealed, ring) {
+        Ok(secret) => secret,
+        Err(UnsealError::Template { item, error }) => {
+            return Outcome::failed(
+                Reason::InvalidTemplate,
+                format!("template.data {item:?}: {error}"),
+            );
+        }
+        Err(UnsealError::Item { item, .. }) => {
+            // One text for every failure: which key was tried or why it failed is not said.
+            return Outcome::failed(
+                Reason::DecryptionFailed,
+                format!("item {item:?} cannot be decrypted with any of the controller's keys"),
+            );
+        }
+        Err(error) => return Outcome::failed(Reason::DecryptionFailed, error.to_string()),
+    };
+    let uid = sealed.uid().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let existing = match api.get_opt(&name).await {
+        Ok(existing) => existing,
+        Err(error) => return Outcome::failed(Reason::UpdateFailed, api_failure(&error)),
+    };
+    let patch_only = existing
+        .as_ref()
+        .is_some_and(|e| annotated(e, PATCH_ANNOTATION));
+    if let Some(existing) = &existing {
+        let ours = existing.labels().get(SEALED_SECRET_UID_LABEL) == Some(&uid)
+            || existing.owner_references().iter().any(|o| o.uid == uid);
+        if !ours && !patch_only && !annotated(existing, MANAGED_ANNOTATION) {
+            return Outcome::failed(
+                Reason::NotManaged,
+                format!(
+                    "Secret {namespace}/{name} exists and was not made by this SealedSecret; annotate it {MANAGED_ANNOTATION}: \"true\" to let the controller take it over, or {PATCH_ANNOTATION}: \"true\" to add the sealed items"
+                ),
+            );
+        }
+    }
+
+    desired
+        .labels_mut()
+        .insert(SEALED_SECRET_UID_LABEL.to_owned(), uid.clone());
+    let skip_owner = desired
+        .annotations()
+        .get(SKIP_OWNER_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    if !skip_owner && !patch_only {
+        desired.metadata.owner_references = Some(vec![owner_reference(sealed, &uid)]);
+    }
+    if patch_only {
+        // Only the items: the Secret's type, metadata and other items stay its owner's.
+        desired.type_ = None;
+        desired.immutable = None;
+        desired.metadata.annotations = None;
+    }
+    if existing
+        .as_ref()
+        .is_some_and(|e| already_applied(e, &desired))
+    {
+        return Outcome {
+            reason: Reason::Unsealed,
+            message: format!("Secret {namespace}/{name} is up to date"),
+            wrote: false,
+        };
+    }
+    desired.metadata.namespace = Some(namespace.clone());
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+    {
+        Ok(_) => Outcome {
+            reason: Reason::Unsealed,
+            message: format!("Secret {namespace}/{name} written"),
+            wrote: true,
+        },
+        Err(error) => Outcome::failed(Reason::UpdateFailed, api_failure(&error)),
+    }
+}
+
+fn annotated(secret: &Secret, annotation: &str) -> bool {
+    secret
+        .annotations()
+        .get(annotation)
+        .is_some_and(|v| v == "true")
+}
+
+fn owner_reference(sealed: &SealedSecret, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: SealedSecret::api_version(&()).into_owned(),
+        kind: SealedSecret::kind(&()).into_owned(),
+        name: sealed.name_any(),
+        uid: uid.to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Whether `existing` already has everything `desired` sets, so an apply would change nothing.
+fn already_applied(existing: &Secret, desired: &Secret) -> bool {
+    let contains = |have: Option<&BTreeMap<String, String>>,
+                    want: Option<&BTreeMap<String, String>>| {
+        want.into_iter()
+            .flatten()
+            .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+    };
+    let data_matches = desired
+        .data
+        .iter()
+        .flatten()
+        .all(|(item, value)| existing.data.as_ref().and_then(|d| d.get(item)) == Some(value));
+    let owners_match = desired
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_none_or(|want| {
+            want.iter()
+                .all(|w| existing.owner_references().iter().any(|o| o.uid == w.uid))
+        });
+    data_matches
+        && owners_match
+        && contains(
+            existing.metadata.labels.as_ref(),
+            desired.metadata.labels.as_ref(),
+        )
+        && contains(
+            existing.metadata.annotations.as_ref(),
+            desired.metadata.annotations.as_ref(),
+        )
+        && (desired.type_.is_none() || desired.type_ == existing.type_)
+        && (desired.immutable.is_none() || desired.immutable == existing.immutable)
+}
+
+/// The API server's refusal as status text: its reason and code only. Its message may quote the
+/// object it refused, which here holds plaintext.
+fn api_failure(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!(
+            "the API server refused the Secret: {} ({})",
+            status.reason, status.code
+        ),
+        _ => "the API server could not be reached".to_owned(),
+    }
+}

@@ -1,0 +1,280 @@
+//! Unsealing one SealedSecret into its Secret against the real API server: creation with an owner
+//! reference, no write when nothing changed, the NotManaged / take-over / patch rules, skipping
+//! owner references, decryption failures that write nothing and say nothing, and garbage
+//! collection.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use seal_api::SealedSecret;
+use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
+use seal_api::sealing::{SealOptions, seal_secret};
+use seal_api::unsealing::KeyRing;
+use seal_controller::unseal::{
+    MANAGED_ANNOTATION, PATCH_ANNOTATION, Reason, SEALED_SECRET_UID_LABEL, unseal_into_secret,
+};
+use seal_core::{Certificate, KeySize, PrivateKey};
+use seal_testenv::{TestEnv, TestNamespace, testenv};
+
+/// A value that must never appear in a status message.
+const MARKER: &str = "plaintext-marker-7f3a";
+
+struct Fixture {
+    ns: TestNamespace,
+    key_certificate: Certificate,
+    ring: KeyRing,
+}
+
+async fn fixture(env: &TestEnv, prefix: &str) -> Result<Fixture> {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&seal_api::crd_yaml())?;
+    env.apply_crd(&crd).await?;
+    let key = PrivateKey::generate(KeySize::Rsa2048)?;
+    let key_certificate =
+        Certificate::self_signed(&key, SystemTime::now(), Duration::from_secs(86_400))?;
+    Ok(Fixture {
+        ns: env.namespace(prefix).await?,
+        key_certificate,
+        ring: KeyRing::new([key]),
+    })
+}
+
+impl Fixture {
+    /// Seals `items` as `name` in this namespace, with `template_annotations`, and creates it.
+    async fn create_sealed(
+        &self,
+        name: &str,
+        items: &[(&str, &str)],
+        template_annotations: &[(&str, &str)],
+    ) -> Result<SealedSecret> {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(self.ns.name().into()),
+                annotations: Some(
+                    template_annotations
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            string_data: Some(
+                items
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        let sealed = seal_secret(
+            &secret,
+            &SealOptions {
+                certificate: &self.key_certificate,
+                scope: None,
+                namespace: None,
+                name: None,
+                allow_empty_data: false,
+            },
+        )?;
+        Ok(self
+            .ns
+            .api::<SealedSecret>()
+            .create(&PostParams::default(), &sealed)
+            .await?)
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Secret>> {
+        Ok(self.ns.api::<Secret>().get_opt(name).await?)
+    }
+}
+
+fn item(secret: &Secret, name: &str) -> Option<String> {
+    let value = secret.data.as_ref()?.get(name)?;
+    Some(String::from_utf8(value.0.clone()).expect("test values are text"))
+}
+
+fn plain_secret(name: &str, annotations: &[(&str, &str)], items: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+#[tokio::test]
+async fn a_secret_is_created_owned_and_not_rewritten_when_unchanged() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-create").await?;
+    let sealed = f
+        .create_sealed("db", &[("password", MARKER), ("user", "etl")], &[])
+        .await?;
+
+    let outcome = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
+    assert!(outcome.wrote);
+    let secret = f.secret("db").await?.context("no Secret")?;
+    assert_eq!(item(&secret, "password").as_deref(), Some(MARKER));
+    assert_eq!(item(&secret, "user").as_deref(), Some("etl"));
+    assert_eq!(
+        secret.labels().get(SEALED_SECRET_UID_LABEL),
+        sealed.uid().as_ref()
+    );
+    let owner = &secret.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("SealedSecret", Some(true))
+    );
+
+    let again = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    assert_eq!(again.reason, Reason::Unsealed);
+    assert!(!again.wrote, "an unchanged Secret is not written again");
+    let after = f.secret("db").await?.context("no Secret")?;
+    assert_eq!(after.resource_version(), secret.resource_version());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unowned_secret_is_left_alone_until_annotated_managed() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-managed").await?;
+    let secrets = f.ns.api::<Secret>();
+    secrets
+        .create(
+            &PostParams::default(),
+            &plain_secret("db", &[], &[("password", "hand-made")]),
+        )
+        .await?;
+    let sealed = f.create_sealed("db", &[("password", MARKER)], &[]).await?;
+
+    let refused = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    assert_eq!(refused.reason, Reason::NotManaged);
+    assert!(!refused.message.contains(MARKER));
+    let untouched = f.secret("db").await?.context("gone")?;
+    assert_eq!(item(&untouched, "password").as_deref(), Some("hand-made"));
+
+    let mut annotated = untouched.clone();
+    annotated
+        .annotations_mut()
+        .insert(MANAGED_ANNOTATION.into(), "true".into());
+    secrets
+        .replace("db", &PostParams::default(), &annotated)
+        .await?;
+    let taken = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    assert_eq!(taken.reason, Reason::Unsealed, "{taken:?}");
+    let secret = f.secret("db").await?.context("gone")?;
+    assert_eq!(item(&secret, "password").as_deref(), Some(MARKER));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_patch_annotated_secret_gets_the_sealed_items_and_keeps_its_own() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-patch").await?;
+    f.ns.api::<Secret>()
+        .create(
+            &PostParams::default(),
+            &plain_secret("app", &[(PATCH_ANNOTATION, "true")], &[("config", "kept")]),
+        )
+        .await?;
+    let sealed = f.create_sealed("app", &[("token", MARKER)], &[]).await?;
+    let outcome = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
+    let secret = f.secret("app").await?.context("gone")?;
+    assert_eq!(item(&secret, "config").as_deref(), Some("kept"));
+    assert_eq!(item(&secret, "token").as_deref(), Some(MARKER));
+    assert!(
+        secret.owner_references().is_empty(),
+        "a patched Secret keeps its owner"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn skip_owner_references_leaves_the_secret_when_the_sealed_secret_goes() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-skipowner").await?;
+    let skip = f
+        .create_sealed("kept", &[("k", "v")], &[(SKIP_OWNER_ANNOTATION, "true")])
+        .await?;
+    let owned = f.create_sealed("owned", &[("k", "v")], &[]).await?;
+    for sealed in [&skip, &owned] {
+        let outcome = unseal_into_secret(f.ns.client(), sealed, &f.ring).await;
+        assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
+    }
+    let kept = f.secret("kept").await?.context("no Secret")?;
+    assert!(kept.owner_references().is_empty());
+    assert_eq!(
+        kept.labels().get(SEALED_SECRET_UID_LABEL),
+        skip.uid().as_ref()
+    );
+    // Rerunning recognises its own Secret by the label, without an owner reference.
+    let again = unseal_into_secret(f.ns.client(), &skip, &f.ring).await;
+    assert_eq!((again.reason, again.wrote), (Reason::Unsealed, false));
+
+    let sealed_secrets = f.ns.api::<SealedSecret>();
+    for name in ["kept", "owned"] {
+        sealed_secrets
+            .delete(name, &DeleteParams::background())
+            .await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while f.secret("owned").await?.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owned Secret was not garbage-collected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(f.secret("kept").await?.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_value_moved_to_another_name_fails_decryption_and_writes_nothing() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-moved").await?;
+    let original = f.create_sealed("db", &[("password", MARKER)], &[]).await?;
+    // Copy the ciphertext under another name: strict scope binds it to `db`.
+    let mut moved = SealedSecret::new("stolen", original.spec.clone());
+    moved.metadata.namespace = Some(f.ns.name().into());
+    let moved =
+        f.ns.api::<SealedSecret>()
+            .create(&PostParams::default(), &moved)
+            .await?;
+    let outcome = unseal_into_secret(f.ns.client(), &moved, &f.ring).await;
+    assert_eq!(outcome.reason, Reason::DecryptionFailed);
+    assert_eq!(
+        outcome.message,
+        "item \"password\" cannot be decrypted with any of the controller's keys"
+    );
+    assert!(f.secret("stolen").await?.is_none());
+
+    // A wrong key gives exactly the same words.
+    let other = KeyRing::new([PrivateKey::generate(KeySize::Rsa2048)?]);
+    let wrong_key = unseal_into_secret(f.ns.client(), &original, &other).await;
+    assert_eq!(
+        (wrong_key.reason, wrong_key.message),
+        (outcome.reason, outcome.message)
+    );
+    assert!(f.secret("db").await?.is_none());
+    Ok(())
+}
