@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use seal_api::SealedSecret;
@@ -230,4 +231,55 @@ fn api_failure(error: &kube::Error) -> String {
         ),
         _ => "the API server could not be reached".to_owned(),
     }
+}
+
+/// Records `outcome` in the SealedSecret's status: `observedGeneration` and the `Ready` condition.
+/// Nothing is written when the status already says the same; the transition time changes only
+/// when the condition's status does.
+pub async fn write_status(
+    client: Client,
+    sealed: &SealedSecret,
+    outcome: &Outcome,
+) -> Result<bool, kube::Error> {
+    let generation = sealed.metadata.generation;
+    let ready = if outcome.reason == Reason::Unsealed {
+        "True"
+    } else {
+        "False"
+    };
+    let previous = sealed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    if let Some(previous) = previous
+        && previous.status == ready
+        && previous.reason == outcome.reason.as_str()
+        && previous.message == outcome.message
+        && sealed.status.as_ref().and_then(|s| s.observed_generation) == generation
+    {
+        return Ok(false);
+    }
+    let transition = previous.filter(|p| p.status == ready).map_or_else(
+        || Time(Timestamp::now()),
+        |p| p.last_transition_time.clone(),
+    );
+    let condition = Condition {
+        type_: "Ready".into(),
+        status: ready.into(),
+        reason: outcome.reason.as_str().into(),
+        message: outcome.message.clone(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    };
+    let patch = serde_json::json!({
+        "status": {"observedGeneration": generation, "conditions": [condition]}
+    });
+    let api: Api<SealedSecret> = Api::namespaced(client, &sealed.namespace().unwrap_or_default());
+    api.patch_status(
+        &sealed.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(true)
 }

@@ -16,6 +16,7 @@ use seal_api::sealing::{SealOptions, seal_secret};
 use seal_api::unsealing::KeyRing;
 use seal_controller::unseal::{
     MANAGED_ANNOTATION, PATCH_ANNOTATION, Reason, SEALED_SECRET_UID_LABEL, unseal_into_secret,
+    write_status,
 };
 use seal_core::{Certificate, KeySize, PrivateKey};
 use seal_testenv::{TestEnv, TestNamespace, testenv};
@@ -149,6 +150,24 @@ async fn a_secret_is_created_owned_and_not_rewritten_when_unchanged() -> Result<
     assert!(!again.wrote, "an unchanged Secret is not written again");
     let after = f.secret("db").await?.context("no Secret")?;
     assert_eq!(after.resource_version(), secret.resource_version());
+
+    assert!(write_status(f.ns.client(), &sealed, &outcome).await?);
+    let recorded = f.ns.api::<SealedSecret>().get("db").await?;
+    let status = recorded.status.clone().context("no status")?;
+    assert_eq!(status.observed_generation, recorded.metadata.generation);
+    let ready = &status.conditions[0];
+    assert_eq!(
+        (
+            ready.type_.as_str(),
+            ready.status.as_str(),
+            ready.reason.as_str()
+        ),
+        ("Ready", "True", "Unsealed")
+    );
+    assert!(
+        !write_status(f.ns.client(), &recorded, &outcome).await?,
+        "the same status is not written twice"
+    );
     Ok(())
 }
 
@@ -267,6 +286,14 @@ async fn a_value_moved_to_another_name_fails_decryption_and_writes_nothing() -> 
         "item \"password\" cannot be decrypted with any of the controller's keys"
     );
     assert!(f.secret("stolen").await?.is_none());
+    write_status(f.ns.client(), &moved, &outcome).await?;
+    let status = f.ns.api::<SealedSecret>().get("stolen").await?.status;
+    let ready = &status.context("no status")?.conditions[0];
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "DecryptionFailed")
+    );
+    assert!(!serde_json::to_string(ready)?.contains(MARKER));
 
     // A wrong key gives exactly the same words.
     let other = KeyRing::new([PrivateKey::generate(KeySize::Rsa2048)?]);
