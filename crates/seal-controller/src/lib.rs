@@ -3,5 +3,6 @@
 //! highly available. The binary is a thin `main` over this library, so tests drive the same code
 //! against the real API server of the test environment.
 
+pub mod controller;
 pub mod keys;
 pub mod unseal;

@@ -1,0 +1,114 @@
+//! `seal-controller`: a thin `main` over the library; see [`seal_controller::controller`].
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use seal_controller::controller::{Settings, run};
+use seal_controller::keys::RenewalPolicy;
+use seal_core::KeySize;
+
+/// Unseals SealedSecrets (seal.dev/v1alpha1) into Secrets and manages the sealing keys.
+///
+/// Runs in the cluster with its ServiceAccount, or anywhere with a kubeconfig (KUBECONFIG or
+/// ~/.kube/config).
+///
+/// Examples:
+///   seal-controller --key-namespace seal-system
+///   seal-controller --namespaces ml-api,ml-batch --key-renew-period 720h
+///   seal-controller --import-bitnami-keys --key-cutoff-time 2026-12-01T00:00:00Z
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Namespace of the key Secrets (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "seal-system")]
+    key_namespace: String,
+    /// Only unseal SealedSecrets in these namespaces (comma-separated); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Make a new key when the newest is this old (s, m, h or d units; 0 disables renewal).
+    #[arg(long, default_value = "720h", value_parser = parse_duration)]
+    key_renew_period: Duration,
+    /// Make a new key at start if the newest was made before this RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    key_cutoff_time: Option<SystemTime>,
+    /// Size in bits of new keys: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = 4096, value_parser = parse_key_size)]
+    key_size: u32,
+    /// Also decrypt with Bitnami's keys (sealedsecrets.bitnami.com/sealed-secrets-key) in the key
+    /// namespace.
+    #[arg(long)]
+    import_bitnami_keys: bool,
+    /// How many SealedSecrets are unsealed at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API server")?;
+    let size = KeySize::from_bits(args.key_size).expect("invariant: validated by the parser");
+    let settings = Settings {
+        key_namespace: args.key_namespace,
+        watch_namespaces: args.namespaces,
+        renewal: RenewalPolicy {
+            period: (!args.key_renew_period.is_zero()).then_some(args.key_renew_period),
+            cutoff: args.key_cutoff_time,
+            size,
+            ..RenewalPolicy::default()
+        },
+        import_bitnami_keys: args.import_bitnami_keys,
+        concurrency: args.concurrency,
+    };
+    run(client, settings).await
+}
+
+/// `90s`, `30m`, `720h`, `30d` or `0`.
+fn parse_duration(text: &str) -> Result<Duration> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .context("a duration needs a unit: s, m, h or d (e.g. 720h)")?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().context("a duration starts with a number")?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("unknown unit {unit:?}: use s, m, h or d"),
+    };
+    Ok(Duration::from_secs(number * seconds))
+}
+
+fn parse_time(text: &str) -> Result<SystemTime> {
+    let timestamp: k8s_openapi::jiff::Timestamp = text
+        .parse()
+        .context("expected an RFC 3339 time such as 2026-12-01T00:00:00Z")?;
+    Ok(SystemTime::from(timestamp))
+}
+
+fn parse_key_size(text: &str) -> Result<u32> {
+    let bits: u32 = text.parse().context("expected 2048, 3072 or 4096")?;
+    KeySize::from_bits(bits).context("expected 2048, 3072 or 4096")?;
+    Ok(bits)
+}
