@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use seal_api::SealedSecret;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -52,6 +53,7 @@ pub enum ReconcileError {
 struct Context {
     client: Client,
     keys: RwLock<Arc<KeySet>>,
+    recorder: Recorder,
 }
 
 impl Context {
@@ -77,9 +79,14 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         info!(secret = %created.secret_name, fingerprint = %created.fingerprint, "created a sealing key");
     }
     report_keys(&keys);
+    let reporter = Reporter {
+        controller: "seal-controller".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let context = Arc::new(Context {
         client: client.clone(),
         keys: RwLock::new(Arc::new(keys)),
+        recorder: Recorder::new(client.clone(), reporter),
     });
 
     let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
@@ -162,9 +169,26 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     } else {
         warn!(%namespace, %name, reason = outcome.reason.as_str(), message = %outcome.message, "not unsealed");
     }
-    write_status(ctx.client.clone(), &sealed, &outcome)
+    let changed = write_status(ctx.client.clone(), &sealed, &outcome)
         .await
         .map_err(ReconcileError::Status)?;
+    // One Event per write or change of state, not one per reconcile.
+    if outcome.wrote || changed {
+        let event = Event {
+            type_: if outcome.reason == Reason::Unsealed {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: outcome.reason.as_str().into(),
+            note: Some(outcome.message.clone()),
+            action: "Unseal".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
+            warn!(%error, "cannot publish an Event");
+        }
+    }
     Ok(match outcome.reason {
         Reason::UpdateFailed => Action::requeue(Duration::from_secs(30)),
         _ => Action::await_change(),

@@ -1,6 +1,6 @@
 //! The `seal-controller` binary as a process against the real API server: it makes a key on first
-//! start, unseals a SealedSecret sealed with that key's certificate, puts back a deleted Secret,
-//! follows an update, and never logs a value.
+//! start, unseals a SealedSecret sealed with that key's certificate (with a Normal Event), puts
+//! back a deleted Secret, follows an update, and never logs a value.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -167,6 +167,21 @@ async fn the_controller_process_unseals_restores_and_follows_updates() -> Result
     })
     .await?;
     assert!(status.is_some());
+
+    let events = app_ns.api::<k8s_openapi::api::events::v1::Event>();
+    let unsealed = eventually("an Unsealed Event", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await?;
+            Ok(list
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("Unsealed")))
+        }
+    })
+    .await?;
+    assert_eq!(unsealed.type_.as_deref(), Some("Normal"));
+    assert!(!serde_json::to_string(&unsealed)?.contains(MARKER));
 
     let log = running.log();
     assert!(log.contains("unsealed"), "{log}");
