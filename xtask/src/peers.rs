@@ -50,7 +50,10 @@ pub fn cache_dir() -> Result<PathBuf> {
 
 /// The workspace root (xtask's parent).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // At run time first: `cargo run` names the package being run, and a target directory shared
+    // between clones may hold an xtask compiled in another one.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("invariant: xtask lives in the workspace")
         .to_owned()

@@ -14,6 +14,7 @@ use seal_core::{Certificate, Scope, ScopeError, SecretBytes, envelope};
 
 use crate::bitnami::{CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, strip_server_fields};
 use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
+use crate::unsealing::{KeyRing, UnsealError, unseal_items};
 
 /// Annotation on an input Secret choosing its scope (`strict`, `namespace-wide`, `cluster-wide`)
 /// when no scope is given on the command line.
@@ -188,6 +189,41 @@ pub fn seal_items_into(
         target.spec.certificate_fingerprint = Some(given.to_string());
     }
     Ok(())
+}
+
+/// Why a SealedSecret could not be sealed again for another certificate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResealError {
+    /// An item does not open with the keys given (or the scope is incomplete).
+    #[error(transparent)]
+    Open(#[from] UnsealError),
+    /// The cryptographic library failed.
+    #[error("sealing failed in the cryptographic library")]
+    Crypto,
+}
+
+/// `sealed` with every item opened with `ring` and sealed again for `certificate`, under the
+/// SealedSecret's own scope, name and namespace (never anything its template says), recording the
+/// new certificate's fingerprint. Metadata and template are kept as they are.
+pub fn reseal(
+    sealed: &SealedSecret,
+    ring: &KeyRing,
+    certificate: &Certificate,
+) -> Result<SealedSecret, ResealError> {
+    let items = unseal_items(sealed, ring)?;
+    let label = sealed.label().map_err(UnsealError::from)?;
+    let mut resealed = sealed.clone();
+    for (item, value) in &items {
+        let ciphertext = envelope::seal_base64(certificate.public_key(), &label, value.expose())
+            .map_err(|_| ResealError::Crypto)?;
+        resealed
+            .spec
+            .encrypted_data
+            .insert(item.clone(), ciphertext);
+    }
+    resealed.spec.certificate_fingerprint = Some(certificate.fingerprint().to_string());
+    Ok(resealed)
 }
 
 fn merge_field(

@@ -7,11 +7,20 @@
 //! - Keys are held parsed in memory (a freshly parsed RSA key's first decryption costs ~40 ms) and
 //!   reloaded whenever a key Secret changes, which also re-runs every SealedSecret, so one that
 //!   failed for want of a key unseals as soon as the key is added.
-//! - A new key is made on first start and whenever the renewal policy says one is due.
+//! - A new key is made on first start and whenever the renewal policy says one is due, or when a
+//!   key Secret carries a renewal request newer than the newest key (`seal keys renew`).
+//! - Every replica serves the certificate API and metrics ([`crate::http`]) and follows the keys;
+//!   with leader election (the default) only the holder of the `seal-controller` Lease in the key
+//!   namespace reconciles and makes keys. A replica that loses the Lease stops and exits, so that a
+//!   fresh start rejoins the election with no work in flight; SIGTERM releases the Lease so that
+//!   another replica takes over at once.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -19,17 +28,21 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
 use seal_api::SealedSecret;
-use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
+use crate::http::{RateLimiter, api_router, metrics_router};
 use crate::keys::{BITNAMI_KEY_LABEL, KeySet, KeyStore, RenewalPolicy, SEALING_KEY_LABEL};
+use crate::metrics::Metrics;
 use crate::unseal::{Reason, SEALED_SECRET_UID_LABEL, unseal_into_secret, write_status};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The controller's own namespace, where the key Secrets live.
+    /// The controller's own namespace, where the key Secrets and the leader Lease live.
     pub key_namespace: String,
     /// Namespaces whose SealedSecrets are unsealed; empty means all.
     pub watch_namespaces: Vec<String>,
@@ -39,6 +52,27 @@ pub struct Settings {
     pub import_bitnami_keys: bool,
     /// How many SealedSecrets are reconciled at once.
     pub concurrency: u16,
+    /// Address of the certificate API.
+    pub listen_addr: SocketAddr,
+    /// Address of the metrics endpoint.
+    pub metrics_addr: SocketAddr,
+    /// Sustained `verify`/`rotate` requests per second per client.
+    pub rate_limit: f64,
+    /// `verify`/`rotate` requests a client may make at once.
+    pub rate_limit_burst: u32,
+    /// Leader election; `None` runs as the only replica.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Leader election on a coordination.k8s.io Lease in the key namespace.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// The Lease's name.
+    pub lease_name: String,
+    /// This replica's name in the Lease (the pod name in a cluster).
+    pub identity: String,
+    /// How long a Lease holds without renewal; a dead leader is replaced after at most this long.
+    pub lease_duration: Duration,
 }
 
 /// Why a reconcile must be retried.
@@ -50,42 +84,194 @@ pub enum ReconcileError {
     Status(#[source] kube::Error),
 }
 
-struct Context {
-    client: Client,
-    keys: RwLock<Arc<KeySet>>,
-    recorder: Recorder,
+/// What every task of one replica shares: the current keys, the metrics, the rate limiter.
+pub struct Shared {
+    keys: watch::Sender<Arc<KeySet>>,
+    /// The replica's metrics.
+    pub metrics: Metrics,
+    /// The limit on `verify` and `rotate`.
+    pub rate_limiter: RateLimiter,
 }
 
-impl Context {
-    fn keys(&self) -> Arc<KeySet> {
-        Arc::clone(
-            &self
-                .keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+impl Shared {
+    /// The keys as last loaded.
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.borrow())
     }
 }
 
-/// Runs until the process is told to stop (SIGTERM or Ctrl-C).
+struct Context {
+    client: Client,
+    shared: Arc<Shared>,
+    recorder: Recorder,
+}
+
+/// Runs until the process is told to stop (SIGTERM or Ctrl-C), or until it loses the leader Lease
+/// (an error, so that the process exits and is restarted into the election).
 pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop.clone()));
+
     let store = KeyStore::new(
         client.clone(),
         &settings.key_namespace,
         settings.import_bitnami_keys,
     );
+    let keys = store.load().await?;
+    report_keys(&keys);
+    let shared = Arc::new(Shared {
+        keys: watch::Sender::new(Arc::new(keys)),
+        metrics: Metrics::new(),
+        rate_limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
+    });
+    serve(
+        "certificate API",
+        settings.listen_addr,
+        api_router(Arc::clone(&shared)),
+        stopped.clone(),
+    )
+    .await?;
+    serve(
+        "metrics",
+        settings.metrics_addr,
+        metrics_router(Arc::clone(&shared)),
+        stopped.clone(),
+    )
+    .await?;
+    tokio::spawn(watch_keys(
+        client.clone(),
+        store.clone(),
+        settings.clone(),
+        Arc::clone(&shared),
+    ));
+
+    let Some(election) = settings.leader_election.clone() else {
+        shared.metrics.set_leader(true);
+        return lead(client, &settings, store, shared, stopped).await;
+    };
+    let duration = election.lease_duration.as_secs().max(2);
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&settings.key_namespace)
+        .with_identity(&election.identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use Lease {}/{} for leader election",
+                settings.key_namespace, election.lease_name
+            )
+        })?;
+    let (mut leading, election_task) = manager.watch().await;
+    info!(identity = %election.identity, lease = %election.lease_name, "waiting to lead");
+    let mut waiting = stopped.clone();
+    tokio::select! {
+        _ = waiting.wait_for(|stop| *stop) => {}
+        _ = leading.wait_for(|leader| *leader) => {}
+    }
+    if *stopped.borrow() {
+        drop(leading);
+        let _ = election_task.await;
+        info!("stopped");
+        return Ok(());
+    }
+    info!(identity = %election.identity, "leading");
+    shared.metrics.set_leader(true);
+    let lost = Arc::new(AtomicBool::new(false));
+    let watch_for_loss = tokio::spawn({
+        let lost = Arc::clone(&lost);
+        let stop = stop.clone();
+        let mut leading = leading.clone();
+        async move {
+            if leading.wait_for(|leader| !*leader).await.is_ok() {
+                lost.store(true, Ordering::SeqCst);
+                let _ = stop.send(true);
+            }
+        }
+    });
+    let result = lead(client, &settings, store, Arc::clone(&shared), stopped).await;
+    shared.metrics.set_leader(false);
+    // Dropping the last receiver makes the election task release the Lease.
+    watch_for_loss.abort();
+    let _ = watch_for_loss.await;
+    drop(leading);
+    let _ = election_task.await;
+    result?;
+    if lost.load(Ordering::SeqCst) {
+        anyhow::bail!("lost the leader Lease; exiting to rejoin the election");
+    }
+    Ok(())
+}
+
+/// Sets `stop` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(stop: watch::Sender<bool>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    info!("stopping");
+    let _ = stop.send(true);
+}
+
+/// Binds `addr` now (so a port in use fails the start) and serves `router` until `stopped`.
+async fn serve(
+    what: &'static str,
+    addr: SocketAddr,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what}"))?;
+    info!(address = %listener.local_addr()?, "serving the {what}");
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(error) = result {
+            error!(%error, "the {what} stopped serving");
+        }
+    });
+    Ok(())
+}
+
+/// The leader's work: make a key if one is due, keep renewing, and reconcile every SealedSecret
+/// until `stopped`.
+async fn lead(
+    client: Client,
+    settings: &Settings,
+    store: KeyStore,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let (keys, created) = store.ensure(&settings.renewal, SystemTime::now()).await?;
     if let Some(created) = created {
         info!(secret = %created.secret_name, fingerprint = %created.fingerprint, "created a sealing key");
+        report_keys(&keys);
     }
-    report_keys(&keys);
+    shared.keys.send_replace(Arc::new(keys));
+    let renewal = tokio::spawn(renew_keys(store, settings.renewal, shared.keys.subscribe()));
     let reporter = Reporter {
         controller: "seal-controller".into(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .filter(|name| !name.is_empty()),
     };
     let context = Arc::new(Context {
         client: client.clone(),
-        keys: RwLock::new(Arc::new(keys)),
+        shared: Arc::clone(&shared),
         recorder: Recorder::new(client.clone(), reporter),
     });
 
@@ -99,66 +285,53 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             .map(Some)
             .collect()
     };
-    // Every key change reloads the keys and re-runs every SealedSecret, in every namespace.
-    let (reruns, rerun_streams): (Vec<_>, Vec<_>) =
-        namespaces
-            .iter()
-            .map(|_| {
-                let (tx, rx) = mpsc::channel::<()>(1);
-                let stream = futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|()| ((), rx))
-                });
-                (tx, stream)
-            })
-            .unzip();
-    tokio::spawn(watch_keys(
-        client.clone(),
-        store.clone(),
-        settings.clone(),
-        Arc::clone(&context),
-        reruns,
-    ));
-    tokio::spawn(renew_keys(store, settings.renewal));
-
-    let controllers = namespaces
-        .into_iter()
-        .zip(rerun_streams)
-        .map(|(namespace, rerun)| {
-            let (sealed, secrets): (Api<SealedSecret>, Api<Secret>) = match &namespace {
-                Some(ns) => (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                ),
-                None => (Api::all(client.clone()), Api::all(client.clone())),
-            };
-            Controller::new(sealed, watcher::Config::default())
-                .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-                .watches(
-                    secrets,
-                    watcher::Config::default().labels(SEALED_SECRET_UID_LABEL),
-                    // A produced Secret has its SealedSecret's name and namespace.
-                    |secret: Secret| {
-                        secret
-                            .namespace()
-                            .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
-                    },
-                )
-                .reconcile_all_on(rerun)
-                .shutdown_on_signal()
-                .run(reconcile, error_policy, Arc::clone(&context))
-                .for_each(|result| async move {
-                    if let Err(error) = result {
-                        warn!(%error, "reconcile failed");
-                    }
-                })
+    let controllers = namespaces.into_iter().map(|namespace| {
+        let (sealed, secrets): (Api<SealedSecret>, Api<Secret>) = match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        // Every change of the keys re-runs every SealedSecret.
+        let mut key_changes = shared.keys.subscribe();
+        key_changes.mark_unchanged();
+        let rerun = futures::stream::unfold(key_changes, |mut changes| async move {
+            changes.changed().await.ok().map(|()| ((), changes))
         });
+        let mut stopped = stopped.clone();
+        Controller::new(sealed, watcher::Config::default())
+            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+            .watches(
+                secrets,
+                watcher::Config::default().labels(SEALED_SECRET_UID_LABEL),
+                // A produced Secret has its SealedSecret's name and namespace.
+                |secret: Secret| {
+                    secret
+                        .namespace()
+                        .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
+                },
+            )
+            .reconcile_all_on(rerun)
+            .graceful_shutdown_on(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .run(reconcile, error_policy, Arc::clone(&context))
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    warn!(%error, "reconcile failed");
+                }
+            })
+    });
     futures::future::join_all(controllers).await;
-    info!("stopped");
+    renewal.abort();
+    info!("stopped reconciling");
     Ok(())
 }
 
 async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let keys = ctx.keys();
+    let started = Instant::now();
+    let keys = ctx.shared.keys();
     let outcome = unseal_into_secret(ctx.client.clone(), &sealed, keys.ring()).await;
     let namespace = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
@@ -189,6 +362,9 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             warn!(%error, "cannot publish an Event");
         }
     }
+    ctx.shared
+        .metrics
+        .reconciled(outcome.reason, started.elapsed());
     Ok(match outcome.reason {
         Reason::UpdateFailed => Action::requeue(Duration::from_secs(30)),
         _ => Action::await_change(),
@@ -199,14 +375,9 @@ fn error_policy(_: Arc<SealedSecret>, _: &ReconcileError, _: Arc<Context>) -> Ac
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Reloads the keys on every change to a key Secret, then asks for every SealedSecret to re-run.
-async fn watch_keys(
-    client: Client,
-    store: KeyStore,
-    settings: Settings,
-    context: Arc<Context>,
-    reruns: Vec<mpsc::Sender<()>>,
-) {
+/// Reloads the keys on every change to a key Secret and publishes them when they differ (other
+/// keys, or a new renewal request), which re-runs every SealedSecret on the leader.
+async fn watch_keys(client: Client, store: KeyStore, settings: Settings, shared: Arc<Shared>) {
     let api: Api<Secret> = Api::namespaced(client, &settings.key_namespace);
     let mut labels = vec![SEALING_KEY_LABEL];
     if settings.import_bitnami_keys {
@@ -227,21 +398,16 @@ async fn watch_keys(
         }
         match store.load().await {
             Ok(keys) => {
-                let different = keys.keys().iter().map(|k| k.fingerprint).ne(context
-                    .keys()
-                    .keys()
-                    .iter()
-                    .map(|k| k.fingerprint));
+                let current = shared.keys();
+                let different = keys.renewal_requested() != current.renewal_requested()
+                    || keys
+                        .keys()
+                        .iter()
+                        .map(|k| k.fingerprint)
+                        .ne(current.keys().iter().map(|k| k.fingerprint));
                 if different {
                     report_keys(&keys);
-                    *context
-                        .keys
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
-                    for rerun in &reruns {
-                        // A full channel already holds a pending re-run.
-                        let _ = rerun.try_send(());
-                    }
+                    shared.keys.send_replace(Arc::new(keys));
                 }
             }
             Err(error) => warn!(%error, "reloading keys"),
@@ -249,11 +415,16 @@ async fn watch_keys(
     }
 }
 
-/// Makes a new key whenever one is due, checking hourly (and at the due time).
-async fn renew_keys(store: KeyStore, policy: RenewalPolicy) {
+/// Makes a new key whenever one is due: checked when the keys change, hourly, and at the due time.
+async fn renew_keys(
+    store: KeyStore,
+    policy: RenewalPolicy,
+    mut changes: watch::Receiver<Arc<KeySet>>,
+) {
     loop {
-        let wait = match store.load().await {
-            Ok(keys) => match (keys.newest(), policy.period) {
+        let wait = {
+            let keys = changes.borrow_and_update();
+            match (keys.newest(), policy.period) {
                 (Some(newest), Some(period)) => {
                     let due = SystemTime::from(newest.certificate.not_before()) + period;
                     due.duration_since(SystemTime::now())
@@ -261,16 +432,21 @@ async fn renew_keys(store: KeyStore, policy: RenewalPolicy) {
                         .min(Duration::from_secs(3600))
                 }
                 _ => Duration::from_secs(3600),
-            },
-            Err(_) => Duration::from_secs(60),
+            }
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            next = changes.changed() => if next.is_err() { return },
+        }
         match store.ensure(&policy, SystemTime::now()).await {
             Ok((_, Some(created))) => {
                 info!(secret = %created.secret_name, fingerprint = %created.fingerprint, "renewed the sealing key");
             }
             Ok((_, None)) => {}
-            Err(error) => warn!(%error, "renewing the sealing key"),
+            Err(error) => {
+                warn!(%error, "renewing the sealing key");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
         }
     }
 }

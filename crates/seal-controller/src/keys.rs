@@ -6,6 +6,11 @@
 //! - Bitnami's key Secrets (`sealedsecrets.bitnami.com/sealed-secrets-key: active`) decrypt too when
 //!   importing is enabled, so a cluster moving from Bitnami keeps opening its SealedSecrets.
 //!
+//! A renewal is requested by annotating any active seal key Secret [`RENEW_REQUEST_ANNOTATION`] with
+//! an RFC 3339 time (`seal keys renew` does this with the user's own credentials, so Kubernetes RBAC
+//! on the key namespace decides who may renew, and the audit log records who did); the leader makes
+//! a new key when the request is newer than the newest key.
+//!
 //! Keys are read from the API server every time the set is loaded, so a key added or relabelled at
 //! runtime (bring your own key, an import, a compromise) takes effect without a restart. The
 //! controller creates key Secrets and never edits or deletes one: an old key is the only way to open
@@ -29,6 +34,8 @@ pub const BITNAMI_KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-ke
 pub const ACTIVE: &str = "active";
 /// The label value of a key that must not be used again.
 pub const COMPROMISED: &str = "compromised";
+/// Annotation on a key Secret asking for a new key; its value is when the request was made.
+pub const RENEW_REQUEST_ANNOTATION: &str = "seal.dev/renew-requested-at";
 /// Prefix of the names of the key Secrets the controller creates.
 pub const KEY_SECRET_PREFIX: &str = "seal-key-";
 
@@ -76,6 +83,7 @@ pub struct KeySet {
     ring: KeyRing,
     keys: Vec<KeyInfo>,
     skipped: Vec<(String, &'static str)>,
+    renewal_requested: Option<SystemTime>,
 }
 
 impl KeySet {
@@ -96,6 +104,26 @@ impl KeySet {
     /// The private keys, for unsealing.
     pub fn ring(&self) -> &KeyRing {
         &self.ring
+    }
+
+    /// The latest renewal request found on an active seal key Secret.
+    pub fn renewal_requested(&self) -> Option<SystemTime> {
+        self.renewal_requested
+    }
+
+    /// Whether a new key is due at `now`: by `policy`, or because a renewal was requested after
+    /// the newest key was made.
+    pub fn renewal_due(&self, policy: &RenewalPolicy, now: SystemTime) -> bool {
+        let newest = self.newest().map(|k| &k.certificate);
+        let requested = match (self.renewal_requested, newest) {
+            // Certificates start on whole seconds, so requests count in whole seconds too; a
+            // request from a clock ahead of this one waits until its time has come.
+            (Some(requested), Some(newest)) => {
+                requested <= now && requested > SystemTime::from(newest.not_before())
+            }
+            _ => false,
+        };
+        requested || policy.renewal_due(newest, now)
     }
 
     /// Labelled key Secrets that could not be used, with a reason that quotes no content.
@@ -169,6 +197,7 @@ impl KeyStore {
         let mut ring = KeyRing::new([]);
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
+        let mut renewal_requested = None;
         for (label, source) in sources {
             let selector = format!("{label}={ACTIVE}");
             let list = self
@@ -181,6 +210,19 @@ impl KeyStore {
                 })?;
             for secret in list {
                 let name = secret.name_any();
+                if source == KeySource::Seal
+                    && let Some(requested) = secret.annotations().get(RENEW_REQUEST_ANNOTATION)
+                {
+                    match requested.parse::<k8s_openapi::jiff::Timestamp>() {
+                        Ok(at) => {
+                            let whole = SystemTime::UNIX_EPOCH
+                                + Duration::from_secs(u64::try_from(at.as_second()).unwrap_or(0));
+                            renewal_requested = renewal_requested.max(Some(whole));
+                        }
+                        Err(_) => skipped
+                            .push((name.clone(), "its renewal request is not an RFC 3339 time")),
+                    }
+                }
                 match parse_key_secret(&secret) {
                     Ok((key, certificate)) => {
                         keys.push(KeyInfo {
@@ -207,6 +249,7 @@ impl KeyStore {
             ring,
             keys,
             skipped,
+            renewal_requested,
         })
     }
 
@@ -260,15 +303,16 @@ impl KeyStore {
         })
     }
 
-    /// Loads the keys and creates a new one when `policy` says one is due (no key yet, the newest
-    /// too old, or started before the cutoff). Returns the current set and the new key, if any.
+    /// Loads the keys and creates a new one when one is due (no key yet, the newest too old or
+    /// started before the cutoff, or a renewal requested since). Returns the current set and the
+    /// new key, if any.
     pub async fn ensure(
         &self,
         policy: &RenewalPolicy,
         now: SystemTime,
     ) -> Result<(KeySet, Option<KeyInfo>), KeyStoreError> {
         let set = self.load().await?;
-        if !policy.renewal_due(set.newest().map(|k| &k.certificate), now) {
+        if !set.renewal_due(policy, now) {
             return Ok((set, None));
         }
         let created = self.create(policy, now).await?;

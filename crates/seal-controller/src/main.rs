@@ -1,10 +1,12 @@
 //! `seal-controller`: a thin `main` over the library; see [`seal_controller::controller`].
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use seal_controller::controller::{Settings, run};
+use seal_controller::controller::{LeaderElection, Settings, run};
 use seal_controller::keys::RenewalPolicy;
 use seal_core::KeySize;
 
@@ -17,6 +19,10 @@ use seal_core::KeySize;
 ///   seal-controller --key-namespace seal-system
 ///   seal-controller --namespaces ml-api,ml-batch --key-renew-period 720h
 ///   seal-controller --import-bitnami-keys --key-cutoff-time 2026-12-01T00:00:00Z
+///   seal-controller --leader-elect=false --listen-addr 127.0.0.1:8080
+///
+/// HTTP (every replica): GET /v1/cert.pem, GET /v1/certs, POST /v1/verify, POST /v1/rotate,
+/// GET /healthz, GET /readyz; GET /metrics on --listen-metrics-addr.
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -42,6 +48,27 @@ struct Args {
     /// How many SealedSecrets are unsealed at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// Address of the certificate API (`:8080` means every interface).
+    #[arg(long, default_value = ":8080", value_parser = parse_addr)]
+    listen_addr: SocketAddr,
+    /// Address of the Prometheus metrics endpoint.
+    #[arg(long, default_value = ":8081", value_parser = parse_addr)]
+    listen_metrics_addr: SocketAddr,
+    /// Sustained /v1/verify and /v1/rotate requests per second per client.
+    #[arg(long, default_value_t = 2.0)]
+    rate_limit: f64,
+    /// /v1/verify and /v1/rotate requests a client may make at once.
+    #[arg(long, default_value_t = 2)]
+    rate_limit_burst: u32,
+    /// Elect a leader on a Lease in the key namespace; only the leader unseals and makes keys.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    leader_elect: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "seal-controller")]
+    leader_elect_lease_name: String,
+    /// How long the leader's Lease lasts unrenewed: the longest a dead leader goes unreplaced.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -54,6 +81,7 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
         logs.json().init();
@@ -76,8 +104,40 @@ async fn main() -> Result<()> {
         },
         import_bitnami_keys: args.import_bitnami_keys,
         concurrency: args.concurrency,
+        listen_addr: args.listen_addr,
+        metrics_addr: args.listen_metrics_addr,
+        rate_limit: args.rate_limit,
+        rate_limit_burst: args.rate_limit_burst,
+        leader_election: args.leader_elect.then(|| LeaderElection {
+            lease_name: args.leader_elect_lease_name,
+            identity: identity(),
+            lease_duration: args.leader_elect_lease_duration,
+        }),
     };
     run(client, settings).await
+}
+
+/// This replica's name in the Lease: the pod's name, else `HOSTNAME-PID`.
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or_else(|_| "seal-controller".into(), |h| h.trim().to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+}
+
+/// `:8080` (every interface), `127.0.0.1:8080` or `[::1]:8080`.
+fn parse_addr(text: &str) -> Result<SocketAddr> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .with_context(|| format!("{text:?} is not an address such as :8080 or 127.0.0.1:8080"))
 }
 
 /// `90s`, `30m`, `720h`, `30d` or `0`.

@@ -48,6 +48,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason that means the Secret was not written as asked.
+    pub const FAILURES: [Reason; 4] = [
+        Self::DecryptionFailed,
+        Self::NotManaged,
+        Self::InvalidTemplate,
+        Self::UpdateFailed,
+    ];
+
     /// The reason as the condition and the Event spell it.
     pub fn as_str(self) -> &'static str {
         match self {

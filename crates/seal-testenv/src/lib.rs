@@ -240,6 +240,7 @@ impl TestEnv {
 }
 
 /// A namespace made for one test.
+#[derive(Clone)]
 pub struct TestNamespace {
     name: String,
     client: Client,
@@ -263,6 +264,50 @@ impl TestNamespace {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, failing with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what}: not after {} s", limit.as_secs());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// An Opaque Secret `namespace/name` whose `stringData` holds `items`: the usual test input.
+pub fn secret_from_pairs(
+    name: &str,
+    namespace: &str,
+    items: &[(&str, &str)],
+) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
     }
 }
 

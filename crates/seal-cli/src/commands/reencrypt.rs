@@ -6,8 +6,7 @@
 
 use std::path::PathBuf;
 
-use seal_api::unsealing;
-use seal_core::envelope;
+use seal_api::sealing;
 
 use crate::failure::{Failure, Outcome};
 use crate::io;
@@ -53,21 +52,12 @@ pub fn run(args: &Args) -> Outcome {
                 continue;
             }
             let place = format!("{}:{line}", input.name);
-            let items = unsealing::unseal_items(sealed, &ring).map_err(|e| {
-                Failure::input(e)
+            *sealed = sealing::reseal(sealed, &ring, &loaded.certificate).map_err(|e| match e {
+                sealing::ResealError::Open(e) => Failure::input(e)
                     .at(&place)
-                    .hint("pass the key(s) the file was sealed with via --key")
+                    .hint("pass the key(s) the file was sealed with via --key"),
+                other => Failure::input(other).at(&place),
             })?;
-            let label = sealed.label().map_err(|e| Failure::input(e).at(&place))?;
-            for (item, value) in &items {
-                let resealed =
-                    envelope::seal_base64(loaded.certificate.public_key(), &label, value.expose())
-                        .map_err(|_| {
-                            Failure::input("sealing failed in the cryptographic library").at(&place)
-                        })?;
-                sealed.spec.encrypted_data.insert(item.clone(), resealed);
-            }
-            sealed.spec.certificate_fingerprint = Some(new_fingerprint.clone());
             changed += 1;
             file_changed = true;
         }

@@ -19,7 +19,7 @@ use seal_controller::unseal::{
     write_status,
 };
 use seal_core::{Certificate, KeySize, PrivateKey};
-use seal_testenv::{TestEnv, TestNamespace, testenv};
+use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv};
 
 /// A value that must never appear in a status message.
 const MARKER: &str = "plaintext-marker-7f3a";
@@ -51,26 +51,13 @@ impl Fixture {
         items: &[(&str, &str)],
         template_annotations: &[(&str, &str)],
     ) -> Result<SealedSecret> {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(self.ns.name().into()),
-                annotations: Some(
-                    template_annotations
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                ),
-                ..ObjectMeta::default()
-            },
-            string_data: Some(
-                items
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
-            ..Secret::default()
-        };
+        let mut secret = secret_from_pairs(name, self.ns.name(), items);
+        secret.metadata.annotations = Some(
+            template_annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
         let sealed = seal_secret(
             &secret,
             &SealOptions {

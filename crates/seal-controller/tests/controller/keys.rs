@@ -180,15 +180,7 @@ fn seal_value(
     certificate: &seal_core::Certificate,
     namespace: &str,
 ) -> Result<seal_api::SealedSecret> {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("db".into()),
-            namespace: Some(namespace.into()),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([("password".into(), "s3cret".into())])),
-        ..Secret::default()
-    };
+    let secret = seal_testenv::secret_from_pairs("db", namespace, &[("password", "s3cret")]);
     Ok(seal_api::sealing::seal_secret(
         &secret,
         &seal_api::sealing::SealOptions {

@@ -1,0 +1,216 @@
+//! The certificate API and the metrics endpoint of a running controller: the newest certificate,
+//! the list, verify (200/409, either flavour, JSON or YAML), rotate (to the newest key, under the
+//! SealedSecret's own scope whatever its template says), bad bodies, the rate limit, health, and
+//! metrics that count requests without ever carrying a value.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use seal_api::bitnami::{CLUSTER_WIDE_ANNOTATION, to_bitnami};
+use seal_api::manifest::{self, Format, Object};
+use seal_api::unsealing::{KeyRing, unseal_items};
+use seal_controller::keys::{ACTIVE, SEALING_KEY_LABEL};
+use seal_core::{Certificate, KeySize, PrivateKey, Scope};
+use seal_testenv::{eventually, testenv};
+use serde_json::Value;
+
+use crate::support::{ControllerProcess, first_key, get, metric, post, sealed};
+
+const MARKER: &str = "http-marker-0b7e";
+
+fn yaml<T: serde::Serialize>(object: &T) -> Result<String> {
+    Ok(manifest::write(
+        &[serde_json::to_value(object)?],
+        Format::Yaml,
+    )?)
+}
+
+fn json<T: serde::Serialize>(object: &T) -> Result<String> {
+    Ok(serde_json::to_string(object)?)
+}
+
+#[tokio::test]
+async fn the_certificate_api_serves_verifies_rotates_and_limits() -> Result<()> {
+    let env = testenv!();
+    let keys_ns = env.namespace("http-keys").await?;
+    let controller = ControllerProcess::start(
+        env,
+        keys_ns.name(),
+        &[
+            "--namespaces",
+            "none",
+            "--rate-limit",
+            "1",
+            "--rate-limit-burst",
+            "50",
+        ],
+    )
+    .await?;
+    let first = first_key(&keys_ns).await?;
+    eventually("ready", Duration::from_secs(30), || {
+        let url = format!("{}/readyz", controller.api);
+        async move { Ok((get(&url)?.0 == 200).then_some(())) }
+    })
+    .await?;
+    assert_eq!(get(&format!("{}/healthz", controller.api))?.0, 200);
+
+    let (code, pem) = get(&format!("{}/v1/cert.pem", controller.api))?;
+    assert_eq!(code, 200);
+    assert_eq!(
+        Certificate::from_pem(pem.as_bytes())?.fingerprint(),
+        first.fingerprint()
+    );
+
+    // verify: 200 for an object that opens (JSON as kubeseal posts it, YAML, Bitnami's flavour),
+    // 409 for one sealed elsewhere, naming the item and not the value.
+    let ours = sealed(&first, "team-a", "db", &[("password", MARKER)])?;
+    let verify = format!("{}/v1/verify", controller.api);
+    assert_eq!(post(&verify, &json(&ours)?)?.0, 200);
+    assert_eq!(post(&verify, &yaml(&ours)?)?.0, 200);
+    assert_eq!(post(&verify, &json(&to_bitnami(&ours))?)?.0, 200);
+    let stranger = PrivateKey::generate(KeySize::Rsa2048)?;
+    let stranger_cert =
+        Certificate::self_signed(&stranger, SystemTime::now(), Duration::from_secs(3600))?;
+    let theirs = sealed(&stranger_cert, "team-a", "db", &[("password", MARKER)])?;
+    let (code, _, body) = post(&verify, &json(&theirs)?)?;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("password") && !body.contains(MARKER),
+        "{body}"
+    );
+    let (code, _, body) = post(&verify, "kind: [not closed")?;
+    assert_eq!(code, 400, "{body}");
+    let (code, _, body) = post(
+        &verify,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )?;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("expected a SealedSecret"), "{body}");
+
+    // A key added at runtime with a later start becomes the newest; rotate moves objects to it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = PrivateKey::generate(KeySize::Rsa2048)?;
+    let second_cert =
+        Certificate::self_signed(&second, SystemTime::now(), Duration::from_secs(86_400))?;
+    keys_ns
+        .api::<Secret>()
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("byo-key".into()),
+                    labels: Some(BTreeMap::from([(SEALING_KEY_LABEL.into(), ACTIVE.into())])),
+                    ..ObjectMeta::default()
+                },
+                type_: Some("kubernetes.io/tls".into()),
+                data: Some(BTreeMap::from([
+                    (
+                        "tls.crt".into(),
+                        ByteString(second_cert.to_pem().into_bytes()),
+                    ),
+                    (
+                        "tls.key".into(),
+                        ByteString(second.to_pkcs1_pem().as_bytes().to_vec()),
+                    ),
+                ])),
+                ..Secret::default()
+            },
+        )
+        .await?;
+    let certs: Value = eventually("both keys listed", Duration::from_secs(30), || {
+        let url = format!("{}/v1/certs", controller.api);
+        async move {
+            let (_, body) = get(&url)?;
+            let certs: Value = serde_json::from_str(&body)?;
+            Ok((certs["certificates"].as_array().map(Vec::len) == Some(2)).then_some(certs))
+        }
+    })
+    .await?;
+    let listed = certs["certificates"].as_array().context("a list")?;
+    assert_eq!(listed[0]["fingerprint"], first.fingerprint().to_string());
+    assert_eq!(listed[0]["newest"], false);
+    assert_eq!(
+        listed[1]["fingerprint"],
+        second_cert.fingerprint().to_string()
+    );
+    assert_eq!(listed[1]["newest"], true);
+    assert_eq!(listed[1]["secret"], "byo-key");
+    assert!(
+        listed[1]["notAfter"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let (_, pem) = get(&format!("{}/v1/cert.pem", controller.api))?;
+    assert_eq!(
+        Certificate::from_pem(pem.as_bytes())?.fingerprint(),
+        second_cert.fingerprint()
+    );
+
+    // Rotate a Bitnami object whose template claims cluster-wide: the answer is Bitnami's
+    // flavour, YAML as posted, sealed to the newest key under the object's own (strict) scope.
+    let mut bitnami = to_bitnami(&ours);
+    bitnami
+        .spec
+        .template
+        .get_or_insert_default()
+        .metadata
+        .get_or_insert_default()
+        .annotations
+        .get_or_insert_default()
+        .insert(CLUSTER_WIDE_ANNOTATION.into(), "true".into());
+    let (code, _, body) = post(&format!("{}/v1/rotate", controller.api), &yaml(&bitnami)?)?;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.starts_with("apiVersion: bitnami.com/v1alpha1"),
+        "{body}"
+    );
+    let Some(Object::Bitnami(rotated)) = manifest::parse(&body)?.pop().map(|l| l.object) else {
+        panic!("rotate did not answer with one Bitnami SealedSecret: {body}");
+    };
+    let rotated = seal_api::bitnami::from_bitnami(&rotated)?;
+    assert_eq!(rotated.scope(), Scope::Strict);
+    assert_eq!(rotated.fingerprint(), Some(second_cert.fingerprint()));
+    let opened = unseal_items(&rotated, &KeyRing::new([second]))?;
+    assert_eq!(opened["password"].expose(), MARKER.as_bytes());
+    let (code, _, body) = post(&format!("{}/v1/rotate", controller.api), &json(&theirs)?)?;
+    assert_eq!(code, 409, "{body}");
+    assert!(!body.contains(MARKER));
+
+    // The limit: 1 per second sustained after a burst of 50 per client.
+    let mut refused = None;
+    for _ in 0..60 {
+        let (code, retry_after, _) = post(&verify, &json(&ours)?)?;
+        if code == 429 {
+            refused = Some(retry_after);
+            break;
+        }
+        assert_eq!(code, 200);
+    }
+    assert_eq!(
+        refused,
+        Some(Some("1".to_owned())),
+        "no 429 after the burst"
+    );
+
+    let scrape = controller.scrape()?;
+    assert_eq!(
+        metric(&scrape, "seal_controller_keys"),
+        Some(2.0),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(r#"seal_controller_http_requests_total{handler="verify",code="429"} 1"#),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(r#"handler="rotate",code="200""#),
+        "{scrape}"
+    );
+    assert!(!scrape.contains(MARKER));
+    assert!(!controller.log().contains(MARKER));
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! seal-controller against the real API server of the test environment: the key store and the
+//! unseal step as library calls, then the binary as a process (HTTP API, metrics, leader election,
+//! restarts under load).
+
+// Each test is one scenario read top to bottom, as a user would live it.
+#![allow(clippy::too_many_lines)]
+
+mod bulk;
+mod ha;
+mod http;
+mod keys;
+mod process;
+mod support;
+mod unseal;

@@ -1,0 +1,216 @@
+//! What the controller tests share: SealedSecret fixtures and the `seal-controller` binary run as a
+//! process, with the addresses it reports and its log.
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::ListParams;
+use seal_api::SealedSecret;
+use seal_api::sealing::{SealOptions, seal_secret};
+use seal_controller::keys::SEALING_KEY_LABEL;
+use seal_core::Certificate;
+use seal_testenv::{TestEnv, TestNamespace, eventually, secret_from_pairs};
+
+/// Installs seal's CRDs.
+pub async fn install_crds(env: &TestEnv) -> Result<()> {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&seal_api::crd_yaml())?;
+    env.apply_crd(&crd).await
+}
+
+/// A strict SealedSecret `namespace/name` holding `items`, sealed to `certificate`.
+pub fn sealed(
+    certificate: &Certificate,
+    namespace: &str,
+    name: &str,
+    items: &[(&str, &str)],
+) -> Result<SealedSecret> {
+    Ok(seal_secret(
+        &secret_from_pairs(name, namespace, items),
+        &SealOptions {
+            certificate,
+            scope: None,
+            namespace: None,
+            name: None,
+            allow_empty_data: false,
+        },
+    )?)
+}
+
+/// An item of a Secret's `data`.
+pub fn item(secret: &Secret, name: &str) -> Option<Vec<u8>> {
+    Some(secret.data.as_ref()?.get(name)?.0.clone())
+}
+
+/// The certificate of the first key Secret the controller makes in `keys`.
+pub async fn first_key(keys: &TestNamespace) -> Result<Certificate> {
+    let api = keys.api::<Secret>();
+    let secret = eventually(
+        "the controller makes a key",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let list = api
+                    .list(&ListParams::default().labels(SEALING_KEY_LABEL))
+                    .await?;
+                Ok(list.items.into_iter().next())
+            }
+        },
+    )
+    .await?;
+    Ok(Certificate::from_pem(
+        &item(&secret, "tls.crt").context("no tls.crt")?,
+    )?)
+}
+
+/// A `seal-controller` process; killed when dropped. Its log goes to a file.
+pub struct ControllerProcess {
+    child: Child,
+    log: tempfile::NamedTempFile,
+    /// `http://127.0.0.1:PORT` of the certificate API.
+    pub api: String,
+    /// `http://127.0.0.1:PORT` of the metrics endpoint.
+    pub metrics: String,
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ControllerProcess {
+    /// Starts the controller with its keys in `keys_namespace`, 2048-bit keys, both servers on
+    /// loopback ports of its choosing, and `args`; returns once both servers listen.
+    pub async fn start(env: &TestEnv, keys_namespace: &str, args: &[&str]) -> Result<Self> {
+        Self::start_as(env, keys_namespace, "seal-controller-0", args).await
+    }
+
+    /// As [`ControllerProcess::start`], with `POD_NAME` (the leader election identity) set.
+    pub async fn start_as(
+        env: &TestEnv,
+        keys_namespace: &str,
+        pod_name: &str,
+        args: &[&str],
+    ) -> Result<Self> {
+        let log = tempfile::NamedTempFile::new()?;
+        let child = Command::new(env!("CARGO_BIN_EXE_seal-controller"))
+            .args(["--key-namespace", keys_namespace, "--key-size", "2048"])
+            .args(["--listen-addr", "127.0.0.1:0"])
+            .args(["--listen-metrics-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("POD_NAME", pod_name)
+            .env("RUST_LOG", "debug,hyper=info,tower=info,kube_client=info")
+            .stdout(Stdio::null())
+            .stderr(log.reopen()?)
+            .spawn()?;
+        let mut process = Self {
+            child,
+            log,
+            api: String::new(),
+            metrics: String::new(),
+        };
+        let (api, metrics) = eventually("the controller listens", Duration::from_secs(30), || {
+            let log = process.log();
+            let exited = process.child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    bail!("the controller exited ({status}):\n{log}");
+                }
+                Ok(address(&log, "serving the certificate API")
+                    .zip(address(&log, "serving the metrics")))
+            }
+        })
+        .await?;
+        process.api = format!("http://{api}");
+        process.metrics = format!("http://{metrics}");
+        Ok(process)
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL, as a node failure would.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits up to 20 s for the exit.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("still running 20 s after SIGTERM:\n{}", self.log())
+    }
+
+    /// The metrics text.
+    pub fn scrape(&self) -> Result<String> {
+        let (code, body) = get(&format!("{}/metrics", self.metrics))?;
+        if code != 200 {
+            bail!("/metrics answered {code}");
+        }
+        Ok(body)
+    }
+}
+
+/// The value of an unlabelled metric line `name VALUE`.
+pub fn metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// `address=HOST:PORT` on the log line carrying `message`.
+fn address(log: &str, message: &str) -> Option<String> {
+    let line = log.lines().find(|line| line.contains(message))?;
+    let rest = &line[line.find("address=")? + "address=".len()..];
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// GET `url`: status code and body.
+pub fn get(url: &str) -> Result<(u16, String)> {
+    let mut response = agent().get(url).call()?;
+    Ok((
+        response.status().as_u16(),
+        response.body_mut().read_to_string()?,
+    ))
+}
+
+/// POST `body` to `url`: status code, `Retry-After` if any, and body.
+pub fn post(url: &str, body: &str) -> Result<(u16, Option<String>, String)> {
+    let mut response = agent().post(url).send(body)?;
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((
+        response.status().as_u16(),
+        retry_after,
+        response.body_mut().read_to_string()?,
+    ))
+}
