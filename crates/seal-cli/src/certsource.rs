@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use seal_core::{Certificate, Fingerprint};
 use serde::Deserialize;
 
+use crate::cluster::{Controller, ControllerArgs};
 use crate::failure::{Failure, Outcome};
 use crate::io::read_bytes;
 
@@ -57,6 +58,8 @@ pub struct CertSource {
     pub cert: Option<String>,
     /// `--env` or `SEAL_ENV`.
     pub env: Option<String>,
+    /// `--controller`: fetch it from the controller.
+    pub controller: Option<ControllerArgs>,
     /// `--request-timeout`.
     pub timeout: Duration,
 }
@@ -71,6 +74,19 @@ pub struct Loaded {
 
 /// Finds, reads and checks the certificate.
 pub fn load(source: &CertSource) -> Outcome<Loaded> {
+    if let Some(controller) = &source.controller {
+        let bytes = fetch_from_controller(controller, source.timeout)?;
+        let origin = controller.describe();
+        let certificate =
+            Certificate::from_pem(&bytes).map_err(|e| Failure::input(format!("{origin}: {e}")))?;
+        certificate
+            .check_not_expired(SystemTime::now())
+            .map_err(|e| Failure::input(format!("{origin}: {e}")))?;
+        return Ok(Loaded {
+            certificate,
+            origin,
+        });
+    }
     let (location, base, pin, origin) = match (source.cert.as_deref(), source.env.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(Failure::input("--cert and --env both given; pass one"));
@@ -138,6 +154,21 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
     })
 }
 
+/// The newest certificate the controller serves (`GET /v1/cert.pem`).
+pub fn fetch_from_controller(args: &ControllerArgs, timeout: Duration) -> Outcome<Vec<u8>> {
+    let controller = Controller::new(args, timeout)?;
+    let answer = controller.get("/v1/cert.pem")?;
+    if answer.status != 200 {
+        return Err(Failure::io(format!(
+            "{}: /v1/cert.pem answered {}: {}",
+            controller.describe(),
+            answer.status,
+            answer.text()
+        )));
+    }
+    Ok(answer.body)
+}
+
 /// Reads a certificate file, or fetches an http(s) URL.
 pub fn read_location(location: &str, timeout: Duration) -> Outcome<Vec<u8>> {
     if is_url(location) {
@@ -175,16 +206,20 @@ fn find_config() -> Outcome<(PathBuf, Config)> {
     Ok((path, config))
 }
 
-/// Fetches a certificate over http(s) with a timeout, trusting the platform's CA store.
-fn fetch(url: &str, timeout: Duration) -> Outcome<Vec<u8>> {
-    let tls = ureq::tls::TlsConfig::builder()
+/// TLS for https URLs: rustls on aws-lc-rs, trusting the platform's CA store.
+pub fn tls_config() -> ureq::tls::TlsConfig {
+    ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .build();
+        .build()
+}
+
+/// Fetches a certificate over http(s) with a timeout, trusting the platform's CA store.
+fn fetch(url: &str, timeout: Duration) -> Outcome<Vec<u8>> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
-        .tls_config(tls)
+        .tls_config(tls_config())
         .user_agent(concat!("seal/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();

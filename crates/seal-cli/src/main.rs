@@ -6,6 +6,7 @@
 //! Exit codes are a contract, documented in `failure.rs` and the README.
 
 mod certsource;
+mod cluster;
 mod commands;
 mod failure;
 mod io;
@@ -61,8 +62,16 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 struct CertArgs {
     /// Certificate file or http(s) URL to seal with [env: SEAL_CERT].
-    #[arg(long, value_name = "FILE|URL", conflicts_with = "env")]
+    #[arg(long, value_name = "FILE|URL", conflicts_with_all = ["env", "controller"])]
     cert: Option<String>,
+
+    /// Fetch the certificate from the controller through the API server (kubeconfig), as
+    /// kubeseal does; see --controller-namespace, --controller-name, --controller-url.
+    #[arg(long, conflicts_with = "env")]
+    controller: bool,
+
+    #[command(flatten)]
+    controller_args: cluster::ControllerArgs,
 
     /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV].
     #[arg(long, value_name = "NAME")]
@@ -79,6 +88,7 @@ impl CertArgs {
     fn source(&self) -> CertSource {
         let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let (cert, env) = match (&self.cert, &self.env) {
+            (None, None) if self.controller => (None, None),
             (None, None) => match from_env("SEAL_CERT") {
                 Some(cert) => (Some(cert), None),
                 None => (None, from_env("SEAL_ENV")),
@@ -88,6 +98,7 @@ impl CertArgs {
         CertSource {
             cert,
             env,
+            controller: self.controller.then(|| self.controller_args.clone()),
             timeout: self.request_timeout,
         }
     }
@@ -224,7 +235,7 @@ struct SealArgs {
     #[arg(long, hide = true)]
     validate: bool,
 
-    /// kubeseal's --fetch-cert: in seal, fetch with `seal cert info URL` or curl.
+    /// kubeseal's --fetch-cert: in seal this is `seal cert fetch`.
     #[arg(long, hide = true)]
     fetch_cert: bool,
 }
@@ -253,9 +264,13 @@ Examples:
   seal keygen --out keys/ --bits 2048 --validity-days 365")]
     Keygen(commands::keygen::Args),
 
-    /// Inspect certificates.
+    /// Inspect certificates, or fetch the controller's.
     #[command(subcommand)]
     Cert(commands::cert::Command),
+
+    /// Renew the controller's key now, or restore keys from a backup.
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
 
     /// Check offline that SealedSecrets are well-formed and sealed with a certificate; with keys,
     /// prove every item opens (printing no values).
@@ -327,6 +342,7 @@ fn main() -> ExitCode {
         Some(Command::Unseal(args)) => commands::unseal::run(&args),
         Some(Command::Keygen(args)) => commands::keygen::run(&args),
         Some(Command::Cert(command)) => commands::cert::run(&command),
+        Some(Command::Keys(command)) => commands::keys::run(&command),
         Some(Command::Verify(args)) => commands::verify::run(&args),
         Some(Command::ReEncrypt(args)) => commands::reencrypt::run(&args),
         Some(Command::Convert(args)) => commands::convert::run(&args),

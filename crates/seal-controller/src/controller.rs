@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::backup::{BACKUP_CONFIGMAP, write_backup};
 use crate::http::{RateLimiter, api_router, metrics_router};
 use crate::keys::{BITNAMI_KEY_LABEL, KeySet, KeyStore, RenewalPolicy, SEALING_KEY_LABEL};
 use crate::metrics::Metrics;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub rate_limit_burst: u32,
     /// Leader election; `None` runs as the only replica.
     pub leader_election: Option<LeaderElection>,
+    /// The offline recovery certificate every key is backed up to (`--backup-cert`).
+    pub backup_certificate: Option<seal_core::Certificate>,
 }
 
 /// Leader election on a coordination.k8s.io Lease in the key namespace.
@@ -263,6 +266,14 @@ async fn lead(
     }
     shared.keys.send_replace(Arc::new(keys));
     let renewal = tokio::spawn(renew_keys(store, settings.renewal, shared.keys.subscribe()));
+    let backup = settings.backup_certificate.clone().map(|recovery| {
+        tokio::spawn(back_up_keys(
+            client.clone(),
+            settings.key_namespace.clone(),
+            recovery,
+            shared.keys.subscribe(),
+        ))
+    });
     let reporter = Reporter {
         controller: "seal-controller".into(),
         instance: std::env::var("POD_NAME")
@@ -325,6 +336,9 @@ async fn lead(
     });
     futures::future::join_all(controllers).await;
     renewal.abort();
+    if let Some(backup) = backup {
+        backup.abort();
+    }
     info!("stopped reconciling");
     Ok(())
 }
@@ -424,15 +438,20 @@ async fn renew_keys(
     loop {
         let wait = {
             let keys = changes.borrow_and_update();
-            match (keys.newest(), policy.period) {
+            let now = SystemTime::now();
+            let until = |at: SystemTime| at.duration_since(now).unwrap_or_default();
+            let by_age = match (keys.newest(), policy.period) {
                 (Some(newest), Some(period)) => {
-                    let due = SystemTime::from(newest.certificate.not_before()) + period;
-                    due.duration_since(SystemTime::now())
-                        .unwrap_or_default()
-                        .min(Duration::from_secs(3600))
+                    until(SystemTime::from(newest.certificate.not_before()) + period)
                 }
                 _ => Duration::from_secs(3600),
-            }
+            };
+            // A request stamped by a clock ahead of this one is acted on when its time comes.
+            let by_request = keys
+                .renewal_requested()
+                .filter(|at| *at > now)
+                .map_or(Duration::MAX, |at| until(at) + Duration::from_secs(1));
+            by_age.min(by_request).min(Duration::from_secs(3600))
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -447,6 +466,35 @@ async fn renew_keys(
                 warn!(%error, "renewing the sealing key");
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
+        }
+    }
+}
+
+/// Keeps the key backup current: written at once and after every change of the keys.
+async fn back_up_keys(
+    client: Client,
+    namespace: String,
+    recovery: seal_core::Certificate,
+    mut changes: watch::Receiver<Arc<KeySet>>,
+) {
+    loop {
+        let keys = Arc::clone(&changes.borrow_and_update());
+        match write_backup(client.clone(), &namespace, &recovery, &keys).await {
+            Ok(true) => info!(
+                configmap = BACKUP_CONFIGMAP,
+                keys = keys.keys().len(),
+                recovery = %recovery.fingerprint(),
+                "backed up the keys"
+            ),
+            Ok(false) => {}
+            Err(error) => {
+                warn!(%error, "backing up the keys");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                continue;
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -69,6 +69,10 @@ struct Args {
     /// How long the leader's Lease lasts unrenewed: the longest a dead leader goes unreplaced.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     leader_elect_lease_duration: Duration,
+    /// Back up every key, sealed to this offline recovery certificate (PEM), into the ConfigMap
+    /// seal-key-backup in the key namespace; `seal keys restore` reads it.
+    #[arg(long, value_name = "FILE")]
+    backup_cert: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -92,6 +96,17 @@ async fn main() -> Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot reach the Kubernetes API server")?;
+    let backup_certificate = match &args.backup_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --backup-cert {}", path.display()))?;
+            Some(
+                seal_core::Certificate::from_pem(&pem)
+                    .with_context(|| format!("--backup-cert {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let size = KeySize::from_bits(args.key_size).expect("invariant: validated by the parser");
     let settings = Settings {
         key_namespace: args.key_namespace,
@@ -108,6 +123,7 @@ async fn main() -> Result<()> {
         metrics_addr: args.listen_metrics_addr,
         rate_limit: args.rate_limit,
         rate_limit_burst: args.rate_limit_burst,
+        backup_certificate,
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_name: args.leader_elect_lease_name,
             identity: identity(),

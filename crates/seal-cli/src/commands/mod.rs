@@ -4,6 +4,7 @@
 pub mod cert;
 pub mod convert;
 pub mod keygen;
+pub mod keys;
 pub mod raw;
 pub mod reencrypt;
 pub mod scan;

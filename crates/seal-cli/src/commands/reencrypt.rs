@@ -3,11 +3,18 @@
 //! namespace. Every file is processed in memory first; files are rewritten (atomically, one by one)
 //! only when all of them succeeded. Files already sealed with the new certificate are left alone, so
 //! git shows only what changed.
+//!
+//! With `--online` no key leaves the cluster: each SealedSecret is sent to the controller
+//! (`POST /v1/rotate`), which re-seals it with its newest key under the object's own scope.
 
 use std::path::PathBuf;
 
+use seal_api::SealedSecret;
 use seal_api::sealing;
+use seal_api::unsealing::KeyRing;
+use seal_core::Certificate;
 
+use crate::cluster::Controller;
 use crate::failure::{Failure, Outcome};
 use crate::io;
 use crate::manifests::SealedFile;
@@ -20,10 +27,15 @@ pub struct Args {
     #[arg(
         long = "key",
         value_name = "FILE",
-        required = true,
+        required_unless_present = "online",
         value_delimiter = ','
     )]
     pub keys: Vec<PathBuf>,
+
+    /// Let the controller re-seal with its newest key (POST /v1/rotate through the API server;
+    /// see --controller-namespace, --controller-url); no key or certificate needed here.
+    #[arg(long, conflicts_with_all = ["keys", "cert", "env"])]
+    pub online: bool,
 
     #[command(flatten)]
     pub cert: CertArgs,
@@ -35,9 +47,26 @@ pub struct Args {
 
 /// Runs `seal re-encrypt`.
 pub fn run(args: &Args) -> Outcome {
-    let ring = super::unseal::load_key_ring(&args.keys)?;
-    let loaded = certsource::load(&args.cert.source())?;
-    let new_fingerprint = loaded.certificate.fingerprint().to_string();
+    let resealer = if args.online {
+        let controller = Controller::new(&args.cert.controller_args, args.cert.request_timeout)?;
+        let pem = certsource::fetch_from_controller(
+            &args.cert.controller_args,
+            args.cert.request_timeout,
+        )?;
+        let certificate = Certificate::from_pem(&pem)
+            .map_err(|e| Failure::input(format!("{}: {e}", controller.describe())))?;
+        Resealer::Online {
+            controller: Box::new(controller),
+            certificate,
+        }
+    } else {
+        Resealer::Offline {
+            ring: super::unseal::load_key_ring(&args.keys)?,
+            loaded: certsource::load(&args.cert.source())?,
+        }
+    };
+    let certificate = resealer.certificate();
+    let new_fingerprint = certificate.fingerprint().to_string();
     let mut rewrites = Vec::new();
     let (mut changed, mut unchanged) = (0usize, 0usize);
     for path in &args.files {
@@ -52,12 +81,7 @@ pub fn run(args: &Args) -> Outcome {
                 continue;
             }
             let place = format!("{}:{line}", input.name);
-            *sealed = sealing::reseal(sealed, &ring, &loaded.certificate).map_err(|e| match e {
-                sealing::ResealError::Open(e) => Failure::input(e)
-                    .at(&place)
-                    .hint("pass the key(s) the file was sealed with via --key"),
-                other => Failure::input(other).at(&place),
-            })?;
+            *sealed = resealer.reseal(sealed, &place)?;
             changed += 1;
             file_changed = true;
         }
@@ -77,8 +101,72 @@ pub fn run(args: &Args) -> Outcome {
     eprintln!(
         "re-encrypted {changed} SealedSecret(s) in {} file(s) for {} ({}); {unchanged} already sealed with it",
         rewrites.len(),
-        loaded.origin,
-        loaded.certificate.fingerprint().short()
+        resealer.origin(),
+        certificate.fingerprint().short()
     );
     Ok(())
+}
+
+/// Who re-seals: this process with the old keys, or the controller with its own.
+enum Resealer {
+    Offline {
+        ring: KeyRing,
+        loaded: certsource::Loaded,
+    },
+    Online {
+        controller: Box<Controller>,
+        certificate: Certificate,
+    },
+}
+
+impl Resealer {
+    /// The certificate the result is sealed to.
+    fn certificate(&self) -> &Certificate {
+        match self {
+            Self::Offline { loaded, .. } => &loaded.certificate,
+            Self::Online { certificate, .. } => certificate,
+        }
+    }
+
+    fn origin(&self) -> String {
+        match self {
+            Self::Offline { loaded, .. } => loaded.origin.clone(),
+            Self::Online { controller, .. } => controller.describe(),
+        }
+    }
+
+    fn reseal(&self, sealed: &SealedSecret, place: &str) -> Outcome<SealedSecret> {
+        match self {
+            Self::Offline { ring, loaded } => sealing::reseal(sealed, ring, &loaded.certificate)
+                .map_err(|e| match e {
+                    sealing::ResealError::Open(e) => Failure::input(e)
+                        .at(place)
+                        .hint("pass the key(s) the file was sealed with via --key"),
+                    other => Failure::input(other).at(place),
+                }),
+            Self::Online { controller, .. } => {
+                let body = serde_json::to_vec(sealed).map_err(|e| Failure::input(e).at(place))?;
+                let answer =
+                    super::verify::post_within_rate_limit(controller, "/v1/rotate", &body)?;
+                if answer.status != 200 {
+                    let failure = format!(
+                        "the controller refused ({}): {}",
+                        answer.status,
+                        answer.text()
+                    );
+                    return Err(if answer.status == 409 || answer.status == 400 {
+                        Failure::input(failure).at(place)
+                    } else {
+                        Failure::io(failure).at(place)
+                    });
+                }
+                serde_json::from_slice(&answer.body).map_err(|e| {
+                    Failure::io(format!(
+                        "the controller's answer is not a SealedSecret: {e}"
+                    ))
+                    .at(place)
+                })
+            }
+        }
+    }
 }

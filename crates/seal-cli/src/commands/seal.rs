@@ -146,7 +146,7 @@ fn refuse_kubeseal_only_flags(args: &SealArgs) -> Outcome {
     if args.fetch_cert {
         return Err(kubeseal_flag(
             "--fetch-cert",
-            "seal cert info URL shows a served certificate",
+            "seal cert fetch [--controller-namespace NS] [-w FILE]",
         ));
     }
     Ok(())

@@ -1,6 +1,10 @@
 //! `seal verify`: offline checks that each SealedSecret is well-formed and was sealed with the given
 //! certificate, which catches "sealed for the wrong environment" before a deploy does. With private
 //! keys it also proves that every item opens with the certificate's key, printing no values.
+//!
+//! With `--online` the controller itself answers (`POST /v1/verify`): every item opens with one of
+//! the keys the cluster holds. No certificate or key is needed on the workstation, and nothing is
+//! ever decrypted outside the cluster.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -9,6 +13,7 @@ use seal_api::SealedSecret;
 use seal_api::unsealing;
 use seal_core::{Certificate, PrivateKey, envelope};
 
+use crate::cluster::Controller;
 use crate::failure::{Failure, Outcome};
 use crate::io;
 use crate::manifests::{Doc, SealedFile};
@@ -24,6 +29,11 @@ pub struct Args {
     #[arg(long = "key", value_name = "FILE", value_delimiter = ',')]
     pub keys: Vec<PathBuf>,
 
+    /// Ask the controller whether every item opens with the cluster's keys (POST /v1/verify
+    /// through the API server; see --controller-namespace, --controller-url).
+    #[arg(long, conflicts_with_all = ["keys", "cert", "env"])]
+    pub online: bool,
+
     /// SealedSecret manifests to check.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
@@ -31,6 +41,9 @@ pub struct Args {
 
 /// Runs `seal verify`.
 pub fn run(args: &Args) -> Outcome {
+    if args.online {
+        return run_online(args);
+    }
     let loaded = certsource::load(&args.cert.source())?;
     // With keys, only the certificate's own key may open the items: that proves both "sealed with
     // this certificate" and "opens", where any key of the ring would prove only the latter.
@@ -93,6 +106,80 @@ pub fn run(args: &Args) -> Outcome {
         )));
     }
     Ok(())
+}
+
+fn run_online(args: &Args) -> Outcome {
+    let controller = Controller::new(&args.cert.controller_args, args.cert.request_timeout)?;
+    let mut report = String::new();
+    let (mut checked, mut failed) = (0usize, 0usize);
+    for path in &args.files {
+        let input = io::read_input(path)?;
+        let file = SealedFile::parse(&input)?;
+        let mut found = false;
+        for doc in &file.docs {
+            let Doc::Sealed { line, sealed, .. } = doc else {
+                continue;
+            };
+            found = true;
+            checked += 1;
+            let place = format!("{}:{line} {}", input.name, object_name(sealed));
+            let body =
+                serde_json::to_vec(sealed.as_ref()).map_err(|e| Failure::input(e).at(&place))?;
+            let answer = post_within_rate_limit(&controller, "/v1/verify", &body)?;
+            match answer.status {
+                200 => {
+                    let _ = writeln!(
+                        report,
+                        "ok    {place}: {} items open in {}",
+                        sealed.spec.encrypted_data.len(),
+                        controller.describe()
+                    );
+                }
+                400 | 409 => {
+                    failed += 1;
+                    let _ = writeln!(report, "FAIL  {place}: {}", answer.text());
+                }
+                status => {
+                    return Err(Failure::io(format!(
+                        "{}: /v1/verify answered {status}: {}",
+                        controller.describe(),
+                        answer.text()
+                    )));
+                }
+            }
+        }
+        if !found {
+            failed += 1;
+            let _ = writeln!(report, "FAIL  {}: no SealedSecret in this file", input.name);
+        }
+    }
+    io::print(&report)?;
+    if failed > 0 {
+        return Err(Failure::found(format!(
+            "{failed} of {} checks failed",
+            checked.max(failed)
+        )));
+    }
+    Ok(())
+}
+
+/// POSTs to the controller, waiting out its rate limit (429 with Retry-After) for up to a minute.
+pub fn post_within_rate_limit(
+    controller: &Controller,
+    path: &str,
+    body: &[u8],
+) -> Outcome<crate::cluster::Answer> {
+    for _ in 0..60 {
+        let answer = controller.post(path, body.to_vec())?;
+        if answer.status != 429 {
+            return Ok(answer);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    Err(Failure::io(format!(
+        "{}: still rate-limited after a minute of retries",
+        controller.describe()
+    )))
 }
 
 fn check(

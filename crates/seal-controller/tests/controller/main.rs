@@ -9,6 +9,7 @@ mod bulk;
 mod ha;
 mod http;
 mod keys;
+mod online;
 mod process;
 mod support;
 mod unseal;

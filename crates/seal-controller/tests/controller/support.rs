@@ -98,9 +98,12 @@ impl ControllerProcess {
         args: &[&str],
     ) -> Result<Self> {
         let log = tempfile::NamedTempFile::new()?;
-        let child = Command::new(env!("CARGO_BIN_EXE_seal-controller"))
-            .args(["--key-namespace", keys_namespace, "--key-size", "2048"])
-            .args(["--listen-addr", "127.0.0.1:0"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_seal-controller"));
+        command.args(["--key-namespace", keys_namespace, "--key-size", "2048"]);
+        if !args.contains(&"--listen-addr") {
+            command.args(["--listen-addr", "127.0.0.1:0"]);
+        }
+        let child = command
             .args(["--listen-metrics-addr", "127.0.0.1:0"])
             .args(args)
             .env("KUBECONFIG", env.kubeconfig())
@@ -213,4 +216,74 @@ pub fn post(url: &str, body: &str) -> Result<(u16, Option<String>, String)> {
         retry_after,
         response.body_mut().read_to_string()?,
     ))
+}
+
+/// The `seal` binary of this workspace, built on first use (a no-op when `cargo test --workspace`
+/// already built it).
+pub fn seal_binary() -> Result<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build", "--quiet", "--locked", "-p", "seal-cli", "--bin", "seal",
+                ])
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !status.success() {
+                return Err(format!("building seal failed ({status})"));
+            }
+            Ok(std::path::Path::new(env!("CARGO_BIN_EXE_seal-controller")).with_file_name("seal"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// A finished command: exit code, stdout, stderr.
+pub struct Ran {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `program args` with `env` added, in `cwd`.
+pub fn run(
+    program: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    cwd: &std::path::Path,
+) -> Result<Ran> {
+    let output = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    Ok(Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// kubeseal v0.40.0 from `SEAL_KUBESEAL` (which `cargo xtask test` sets). Missing, it fails the
+/// test where the test environment is required and skips it elsewhere.
+pub fn kubeseal() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("SEAL_KUBESEAL") {
+        return Some(path.into());
+    }
+    let required = std::env::var("SEAL_REQUIRE_TESTENV").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !required,
+        "SEAL_KUBESEAL is not set; `cargo xtask test` sets it"
+    );
+    println!("SKIPPED: SEAL_KUBESEAL is not set; run `cargo xtask peers` and export it");
+    None
 }
