@@ -116,6 +116,31 @@ impl TestEnv {
         Client::try_from(config).context("cannot build the impersonating Kubernetes client")
     }
 
+    /// Writes a kubeconfig to `path` that acts as ServiceAccount `namespace/name` (the admin
+    /// impersonates it, with the groups the API server gives ServiceAccounts), for running a
+    /// process with exactly that identity's rights.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<()> {
+        let mut kubeconfig = Kubeconfig::read_from(self.kubeconfig())
+            .with_context(|| format!("cannot read {}", self.kubeconfig().display()))?;
+        for user in &mut kubeconfig.auth_infos {
+            if let Some(auth) = user.auth_info.as_mut() {
+                auth.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+                auth.impersonate_groups = Some(vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{namespace}"),
+                    "system:authenticated".into(),
+                ]);
+            }
+        }
+        let text = serde_yaml::to_string(&kubeconfig).context("cannot write a kubeconfig")?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
     async fn kube_config(&self) -> Result<Config> {
         let kubeconfig = Kubeconfig::read_from(self.kubeconfig())
             .with_context(|| format!("cannot read {}", self.kubeconfig().display()))?;

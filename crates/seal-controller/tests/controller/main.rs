@@ -11,5 +11,6 @@ mod http;
 mod keys;
 mod online;
 mod process;
+mod rbac;
 mod support;
 mod unseal;

@@ -97,6 +97,16 @@ impl ControllerProcess {
         pod_name: &str,
         args: &[&str],
     ) -> Result<Self> {
+        Self::start_with(env.kubeconfig(), keys_namespace, pod_name, args).await
+    }
+
+    /// As [`ControllerProcess::start_as`], with the identity of `kubeconfig`.
+    pub async fn start_with(
+        kubeconfig: &std::path::Path,
+        keys_namespace: &str,
+        pod_name: &str,
+        args: &[&str],
+    ) -> Result<Self> {
         let log = tempfile::NamedTempFile::new()?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_seal-controller"));
         command.args(["--key-namespace", keys_namespace, "--key-size", "2048"]);
@@ -106,7 +116,7 @@ impl ControllerProcess {
         let child = command
             .args(["--listen-metrics-addr", "127.0.0.1:0"])
             .args(args)
-            .env("KUBECONFIG", env.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", pod_name)
             .env("RUST_LOG", "debug,hyper=info,tower=info,kube_client=info")
             .stdout(Stdio::null())

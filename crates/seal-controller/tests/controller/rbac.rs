@@ -1,0 +1,198 @@
+//! The shipped RBAC (`deploy/rbac/seal-controller.yaml`) is enough: the controller runs under
+//! exactly that ServiceAccount's rights (an impersonating kubeconfig) and does all of its work
+//! (key, unseal, status, Event, leader Lease, key backup) without one refusal. And it is not more
+//! than that: the same identity cannot delete Secrets, read ConfigMaps elsewhere, or list Pods.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use seal_api::SealedSecret;
+use seal_api::manifest::{self, Object};
+use seal_controller::backup::BACKUP_CONFIGMAP;
+use seal_core::{Certificate, KeySize, PrivateKey};
+use seal_testenv::{TestEnv, eventually, testenv, unique_name};
+use serde_json::Value;
+
+use crate::support::{ControllerProcess, first_key, install_crds, item, sealed};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Applies the shipped RBAC for a controller in `namespace`, with the cluster-wide objects renamed
+/// `cluster_name` so that runs sharing one API server do not meet.
+async fn apply_shipped_rbac(env: &TestEnv, namespace: &str, cluster_name: &str) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac/seal-controller.yaml");
+    let text = std::fs::read_to_string(&path)?.replace("seal-system", namespace);
+    let client = env.kube_client().await?;
+    let apply = PatchParams::apply("seal-rbac-test").force();
+    for located in manifest::parse(&text)? {
+        let Object::Other {
+            kind, mut value, ..
+        } = located.object
+        else {
+            anyhow::bail!("unexpected object at line {}", located.line);
+        };
+        match kind.as_str() {
+            "ServiceAccount" => {
+                let account: ServiceAccount = serde_json::from_value(value)?;
+                Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+                    .patch("seal-controller", &apply, &Patch::Apply(&account))
+                    .await?;
+            }
+            "ClusterRole" => {
+                value["metadata"]["name"] = Value::from(cluster_name);
+                let role: ClusterRole = serde_json::from_value(value)?;
+                Api::<ClusterRole>::all(client.clone())
+                    .patch(cluster_name, &apply, &Patch::Apply(&role))
+                    .await?;
+            }
+            "ClusterRoleBinding" => {
+                value["metadata"]["name"] = Value::from(cluster_name);
+                value["roleRef"]["name"] = Value::from(cluster_name);
+                let binding: ClusterRoleBinding = serde_json::from_value(value)?;
+                Api::<ClusterRoleBinding>::all(client.clone())
+                    .patch(cluster_name, &apply, &Patch::Apply(&binding))
+                    .await?;
+            }
+            "Role" => {
+                let role: Role = serde_json::from_value(value)?;
+                Api::<Role>::namespaced(client.clone(), namespace)
+                    .patch("seal-controller", &apply, &Patch::Apply(&role))
+                    .await?;
+            }
+            "RoleBinding" => {
+                let binding: RoleBinding = serde_json::from_value(value)?;
+                Api::<RoleBinding>::namespaced(client.clone(), namespace)
+                    .patch("seal-controller", &apply, &Patch::Apply(&binding))
+                    .await?;
+            }
+            other => anyhow::bail!("the RBAC file holds a {other}"),
+        }
+    }
+    Ok(())
+}
+
+fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
+}
+
+#[tokio::test]
+async fn the_shipped_rbac_is_enough_and_no_more() -> Result<()> {
+    let env = testenv!();
+    install_crds(env).await?;
+    let keys = env.namespace("rbac-keys").await?;
+    let app = env.namespace("rbac-app").await?;
+    apply_shipped_rbac(env, keys.name(), &unique_name("seal-controller-test")).await?;
+    let work = tempfile::tempdir()?;
+    let kubeconfig = work.path().join("kubeconfig");
+    env.service_account_kubeconfig(keys.name(), "seal-controller", &kubeconfig)?;
+    let recovery = PrivateKey::generate(KeySize::Rsa2048)?;
+    let recovery_cert = work.path().join("recovery.crt");
+    std::fs::write(
+        &recovery_cert,
+        Certificate::self_signed(&recovery, SystemTime::now(), Duration::from_secs(3600))?.to_pem(),
+    )?;
+
+    let controller = ControllerProcess::start_with(
+        &kubeconfig,
+        keys.name(),
+        "seal-controller-0",
+        &["--backup-cert", recovery_cert.to_str().context("utf-8")?],
+    )
+    .await?;
+    let certificate = first_key(&keys).await?;
+    app.api::<SealedSecret>()
+        .create(
+            &PostParams::default(),
+            &sealed(
+                &certificate,
+                app.name(),
+                "db",
+                &[("password", "rbac-value")],
+            )?,
+        )
+        .await?;
+    let secrets = app.api::<Secret>();
+    eventually("the Secret is unsealed", LIMIT, || {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get_opt("db").await?;
+            Ok(secret.filter(|s| item(s, "password").as_deref() == Some(b"rbac-value".as_slice())))
+        }
+    })
+    .await?;
+    let api = app.api::<SealedSecret>();
+    eventually("the status says Ready", LIMIT, || {
+        let api = api.clone();
+        async move {
+            let sealed = api.get("db").await?;
+            let ready = sealed.status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            Ok(ready.then_some(()))
+        }
+    })
+    .await?;
+    let events = app.api::<Event>();
+    eventually("an Event was recorded", LIMIT, || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .next())
+        }
+    })
+    .await?;
+    let configmaps = keys.api::<ConfigMap>();
+    eventually("the keys are backed up", LIMIT, || {
+        let configmaps = configmaps.clone();
+        async move { Ok(configmaps.get_opt(BACKUP_CONFIGMAP).await?) }
+    })
+    .await?;
+    let lease = keys.api::<Lease>().get("seal-controller").await?;
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("seal-controller-0")
+    );
+    let log = controller.log();
+    assert!(
+        !log.contains("forbidden") && !log.contains("Forbidden"),
+        "a request was refused:\n{log}"
+    );
+
+    // No more than needed.
+    let user = format!("system:serviceaccount:{}:seal-controller", keys.name());
+    let limited: Client = env.kube_client_as(&user).await?;
+    assert!(forbidden(
+        Api::<Secret>::namespaced(limited.clone(), app.name())
+            .delete("db", &DeleteParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<ConfigMap>::namespaced(limited.clone(), app.name())
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Pod>::all(limited.clone())
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<SealedSecret>::namespaced(limited, app.name())
+            .delete("db", &DeleteParams::default())
+            .await
+    ));
+    Ok(())
+}
