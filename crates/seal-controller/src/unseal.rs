@@ -9,6 +9,10 @@
 //! and keep the others). The label is also what the controller watches Secrets by, so its memory
 //! does not grow with the cluster's unrelated Secrets.
 //!
+//! An immutable Secret whose values must change, or a Secret whose type must change, is deleted and
+//! created again (Kubernetes allows no other way); nothing is deleted for a Secret the controller
+//! may only patch.
+//!
 //! The [`Outcome`] says what happened in words safe for status, Events and logs: item names and
 //! reasons, never a value, and every decryption failure reads the same.
 
@@ -17,7 +21,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 use seal_api::SealedSecret;
 use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
@@ -159,17 +163,61 @@ pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &Ke
         };
     }
     desired.metadata.namespace = Some(namespace.clone());
+    write_secret(&api, existing.as_ref(), &desired, patch_only).await
+}
+
+/// Writes `desired` with server-side apply, first deleting `existing` when it cannot be changed in
+/// place (immutable, or of another type).
+async fn write_secret(
+    api: &Api<Secret>,
+    existing: Option<&Secret>,
+    desired: &Secret,
+    patch_only: bool,
+) -> Outcome {
+    let namespace = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
+    // An immutable Secret cannot change, nor can any Secret's type: the controller replaces one it
+    // may write, as a person would (pods that mounted it keep the old values until they restart).
+    let mut replaced = false;
+    let must_replace = |e: &&Secret| {
+        e.immutable == Some(true) || (desired.type_.is_some() && desired.type_ != e.type_)
+    };
+    if let Some(existing) = existing.filter(must_replace) {
+        if patch_only {
+            return Outcome::failed(
+                Reason::UpdateFailed,
+                format!(
+                    "Secret {namespace}/{name} is immutable or of another type; items cannot be added to it"
+                ),
+            );
+        }
+        let delete = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: existing.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(error) = api.delete(&name, &delete).await {
+            return Outcome::failed(Reason::UpdateFailed, api_failure(&error));
+        }
+        replaced = true;
+    }
     match api
         .patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
+            &Patch::Apply(desired),
         )
         .await
     {
         Ok(_) => Outcome {
             reason: Reason::Unsealed,
-            message: format!("Secret {namespace}/{name} written"),
+            message: if replaced {
+                format!("Secret {namespace}/{name} was replaced (immutable, or its type changed)")
+            } else {
+                format!("Secret {namespace}/{name} written")
+            },
             wrote: true,
         },
         Err(error) => Outcome::failed(Reason::UpdateFailed, api_failure(&error)),

@@ -18,7 +18,7 @@ use seal_controller::unseal::{
     MANAGED_ANNOTATION, PATCH_ANNOTATION, Reason, SEALED_SECRET_UID_LABEL, unseal_into_secret,
     write_status,
 };
-use seal_core::{Certificate, KeySize, PrivateKey};
+use seal_core::{Certificate, KeySize, PrivateKey, Scope};
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv};
 
 /// A value that must never appear in a status message.
@@ -290,5 +290,100 @@ async fn a_value_moved_to_another_name_fails_decryption_and_writes_nothing() -> 
         (outcome.reason, outcome.message)
     );
     assert!(f.secret("db").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_immutable_secret_is_replaced_when_its_values_change() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-immutable").await?;
+    let api = f.ns.api::<SealedSecret>();
+    let mut first = f.create_sealed("db", &[("password", "one")], &[]).await?;
+    first.spec.template.get_or_insert_default().immutable = Some(true);
+    let first = api.replace("db", &PostParams::default(), &first).await?;
+    assert!(
+        unseal_into_secret(f.ns.client(), &first, &f.ring)
+            .await
+            .wrote
+    );
+    let before = f.secret("db").await?.context("no Secret")?;
+    assert_eq!(before.immutable, Some(true));
+
+    let mut second = first.clone();
+    let resealed = seal_secret(
+        &secret_from_pairs("db", f.ns.name(), &[("password", "two")]),
+        &SealOptions {
+            certificate: &f.key_certificate,
+            scope: None,
+            namespace: None,
+            name: None,
+            allow_empty_data: false,
+        },
+    )?;
+    second.spec.encrypted_data = resealed.spec.encrypted_data;
+    let second = api.replace("db", &PostParams::default(), &second).await?;
+    let outcome = unseal_into_secret(f.ns.client(), &second, &f.ring).await;
+    assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
+    assert!(outcome.message.contains("replaced"), "{}", outcome.message);
+    let after = f.secret("db").await?.context("no Secret")?;
+    assert_eq!(item(&after, "password").as_deref(), Some("two"));
+    assert_eq!(after.immutable, Some(true));
+    assert_ne!(
+        after.uid(),
+        before.uid(),
+        "an immutable Secret is replaced, not edited"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn scopes_decide_where_a_value_may_be_moved() -> Result<()> {
+    let env = testenv!();
+    let f = fixture(env, "unseal-scope").await?;
+    let elsewhere = env.namespace("unseal-scope-other").await?;
+    let seal_as = |scope: Scope, name: &str| {
+        seal_secret(
+            &secret_from_pairs(name, f.ns.name(), &[("password", MARKER)]),
+            &SealOptions {
+                certificate: &f.key_certificate,
+                scope: Some(scope),
+                namespace: None,
+                name: None,
+                allow_empty_data: false,
+            },
+        )
+    };
+    // Moves the ciphertext of `sealed` to `namespace/name` and unseals it there.
+    let moved = |sealed: SealedSecret, ns: TestNamespace, name: &'static str| {
+        let ring = &f.ring;
+        async move {
+            let mut copy = SealedSecret::new(name, sealed.spec);
+            copy.metadata.namespace = Some(ns.name().into());
+            let copy = ns
+                .api::<SealedSecret>()
+                .create(&PostParams::default(), &copy)
+                .await?;
+            anyhow::Ok(unseal_into_secret(ns.client(), &copy, ring).await.reason)
+        }
+    };
+    let namespace_wide = seal_as(Scope::NamespaceWide, "nw")?;
+    assert_eq!(
+        moved(namespace_wide.clone(), f.ns.clone(), "nw-renamed").await?,
+        Reason::Unsealed
+    );
+    assert_eq!(
+        moved(namespace_wide, elsewhere.clone(), "nw").await?,
+        Reason::DecryptionFailed
+    );
+    let cluster_wide = seal_as(Scope::ClusterWide, "cw")?;
+    assert_eq!(
+        moved(cluster_wide, elsewhere.clone(), "cw-renamed").await?,
+        Reason::Unsealed
+    );
+    let strict = seal_as(Scope::Strict, "st")?;
+    assert_eq!(
+        moved(strict, elsewhere, "st").await?,
+        Reason::DecryptionFailed
+    );
     Ok(())
 }
