@@ -5,6 +5,7 @@
 //!   workspace against a test environment started for the run and stopped after it, with the peers
 //!   and the environment required. Every step runs; the exit code is non-zero if any failed, and
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
+//! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
@@ -16,6 +17,7 @@
 
 mod bench;
 mod bench_peers;
+mod demo;
 mod go;
 mod interrupt;
 mod peers;
@@ -45,12 +47,15 @@ fn main() -> ExitCode {
             )),
         },
         Some("testenv") => testenv::command(&args[1..]),
+        Some("demo") => demo::demo(),
+        Some("__demo") => demo::steps(),
         Some("__measure") => bench::measure_child(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>
 
   test [CARGO TEST ARGS...]   lint, start the test environment, run every test, stop it
+  demo                        the main job end to end: control plane, controller, seal, unseal
   peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
   bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)

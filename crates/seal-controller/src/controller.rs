@@ -354,7 +354,7 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             info!(%namespace, %name, "unsealed");
         }
     } else {
-        warn!(%namespace, %name, reason = outcome.reason.as_str(), message = %outcome.message, "not unsealed");
+        warn!(%namespace, %name, reason = outcome.reason.as_str(), message = %outcome.note, "not unsealed");
     }
     let changed = write_status(ctx.client.clone(), &sealed, &outcome)
         .await
@@ -368,7 +368,7 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 EventType::Warning
             },
             reason: outcome.reason.as_str().into(),
-            note: Some(outcome.message.clone()),
+            note: Some(outcome.note.clone()),
             action: "Unseal".into(),
             secondary: None,
         };

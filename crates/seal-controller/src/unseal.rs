@@ -77,8 +77,11 @@ impl Reason {
 pub struct Outcome {
     /// The condition's reason.
     pub reason: Reason,
-    /// A message for status and Events; names items, never values.
+    /// The state, for the status: the same words for as long as the state holds, so that a
+    /// reconcile that changes nothing writes nothing. Names items, never values.
     pub message: String,
+    /// What this reconcile did, for the Event and the log (a write, a replacement, a failure).
+    pub note: String,
     /// Whether the Secret was written.
     pub wrote: bool,
 }
@@ -87,6 +90,7 @@ impl Outcome {
     fn failed(reason: Reason, message: String) -> Self {
         Self {
             reason,
+            note: message.clone(),
             message,
             wrote: false,
         }
@@ -158,7 +162,8 @@ pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &Ke
     {
         return Outcome {
             reason: Reason::Unsealed,
-            message: format!("Secret {namespace}/{name} is up to date"),
+            message: unsealed(&namespace, &name),
+            note: format!("Secret {namespace}/{name} is up to date"),
             wrote: false,
         };
     }
@@ -213,7 +218,8 @@ async fn write_secret(
     {
         Ok(_) => Outcome {
             reason: Reason::Unsealed,
-            message: if replaced {
+            message: unsealed(&namespace, &name),
+            note: if replaced {
                 format!("Secret {namespace}/{name} was replaced (immutable, or its type changed)")
             } else {
                 format!("Secret {namespace}/{name} written")
@@ -222,6 +228,11 @@ async fn write_secret(
         },
         Err(error) => Outcome::failed(Reason::UpdateFailed, api_failure(&error)),
     }
+}
+
+/// The status message of an unsealed SealedSecret.
+fn unsealed(namespace: &str, name: &str) -> String {
+    format!("Secret {namespace}/{name} holds the unsealed items")
 }
 
 fn annotated(secret: &Secret, annotation: &str) -> bool {

@@ -324,7 +324,7 @@ async fn an_immutable_secret_is_replaced_when_its_values_change() -> Result<()> 
     let second = api.replace("db", &PostParams::default(), &second).await?;
     let outcome = unseal_into_secret(f.ns.client(), &second, &f.ring).await;
     assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
-    assert!(outcome.message.contains("replaced"), "{}", outcome.message);
+    assert!(outcome.note.contains("replaced"), "{}", outcome.note);
     let after = f.secret("db").await?.context("no Secret")?;
     assert_eq!(item(&after, "password").as_deref(), Some("two"));
     assert_eq!(after.immutable, Some(true));
