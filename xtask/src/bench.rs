@@ -261,3 +261,46 @@ fn kib_to_mib(kib: u64) -> f64 {
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
+
+/// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
+/// server (`crates/seal-controller/benches/controller.rs` says what is measured).
+pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
+    let seal_only = match args {
+        [] => false,
+        [flag] if flag == "--seal-only" => true,
+        _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
+    };
+    let bitnami = crate::bench_peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
+    eprintln!("==> building seal-controller (release)");
+    run(Command::new(cargo())
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "seal-controller",
+            "--bin",
+            "seal-controller",
+        ])
+        .current_dir(workspace_root()))?;
+    let mut bench = Command::new(cargo());
+    bench
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "seal-controller",
+            "--bench",
+            "controller",
+        ])
+        .current_dir(workspace_root())
+        .env(
+            "SEAL_BENCH_CONTROLLER",
+            workspace_root().join("target/release/seal-controller"),
+        )
+        .env("SEAL_BENCH_BITNAMI", bitnami);
+    if seal_only {
+        bench.env("SEAL_BENCH_SEAL_ONLY", "1");
+    }
+    crate::testenv::run_against(&mut bench)
+}

@@ -66,7 +66,7 @@ impl BenchPeers {
 }
 
 /// Builds the sealed-secrets controller unless the cache has it.
-fn ensure_sealed_secrets_controller(cache: &Path) -> Result<PathBuf> {
+pub fn ensure_sealed_secrets_controller(cache: &Path) -> Result<PathBuf> {
     GoBuild {
         output: &cache.join(format!(
             "sealed-secrets-controller-{SEALED_SECRETS_CONTROLLER_VERSION}/controller"

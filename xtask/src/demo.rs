@@ -26,7 +26,14 @@ const CONTROLLER_NAMESPACE: &str = "seal-system";
 pub fn demo() -> Result<ExitCode> {
     eprintln!("==> building seal and seal-controller");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--locked", "-p", "seal-cli", "-p", "seal-controller"])
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "seal-cli",
+            "-p",
+            "seal-controller",
+        ])
         .current_dir(workspace_root())
         .status()
         .context("cannot run cargo")?;
@@ -46,7 +53,11 @@ pub fn steps() -> Result<ExitCode> {
 
     step("installing the CRD and the namespaces");
     kubectl(&["apply", "--server-side", "-f", "deploy/crds/"])?;
-    kubectl(&["wait", "--for=condition=Established", "crd/sealedsecrets.seal.dev"])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/sealedsecrets.seal.dev",
+    ])?;
     for namespace in [CONTROLLER_NAMESPACE, NAMESPACE] {
         let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
         apply(&kubectl, &manifest)?;
@@ -54,7 +65,9 @@ pub fn steps() -> Result<ExitCode> {
 
     let port = free_port()?;
     let api = format!("http://127.0.0.1:{port}");
-    step(&format!("starting seal-controller (certificate API on {api})"));
+    step(&format!(
+        "starting seal-controller (certificate API on {api})"
+    ));
     let log = tempfile::NamedTempFile::new()?;
     let controller = Controller(
         Command::new(bin.join("seal-controller"))
@@ -67,13 +80,25 @@ pub fn steps() -> Result<ExitCode> {
             .context("cannot start seal-controller")?,
     );
     let seal = bin.join("seal");
-    let fetched = wait_for("the controller's certificate", Duration::from_secs(60), || {
-        let out = Command::new(&seal)
-            .args(["cert", "fetch", "--controller-url", &api])
-            .output()?;
-        Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stderr).trim().to_owned()))
-    })
-    .inspect_err(|_| eprint!("{}", std::fs::read_to_string(log.path()).unwrap_or_default()))?;
+    let fetched = wait_for(
+        "the controller's certificate",
+        Duration::from_secs(60),
+        || {
+            let out = Command::new(&seal)
+                .args(["cert", "fetch", "--controller-url", &api])
+                .output()?;
+            Ok(out
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+        },
+    )
+    .inspect_err(|_| {
+        eprint!(
+            "{}",
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        );
+    })?;
     println!("    {fetched}");
 
     step(&format!("seal --controller {EXAMPLE}"));
@@ -93,9 +118,14 @@ pub fn steps() -> Result<ExitCode> {
             .arg(format!("go-template={names_template}"))
             .stderr(Stdio::null())
             .output()?;
-        Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+        Ok(out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
     })?;
-    step(&format!("Secret {NAMESPACE}/{NAME}: item names (values stay in the cluster)"));
+    step(&format!(
+        "Secret {NAMESPACE}/{NAME}: item names (values stay in the cluster)"
+    ));
     println!("{}", indent(&names));
     let status = output(
         &Binaries::ensure()?.kubectl,
@@ -110,7 +140,9 @@ pub fn steps() -> Result<ExitCode> {
         ],
         &root,
     )?;
-    step(&format!("SealedSecret {NAMESPACE}/{NAME}: status (observedGeneration, Ready)"));
+    step(&format!(
+        "SealedSecret {NAMESPACE}/{NAME}: status (observedGeneration, Ready)"
+    ));
     println!("{}", indent(&status));
     drop(controller);
     step("done: the controller stopped; the environment goes down unless `testenv up` started it");

@@ -8,6 +8,7 @@
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
+//! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
 //!   Agent); tests never install them.
 //! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
@@ -39,11 +40,12 @@ fn main() -> ExitCode {
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
+            Some("controller") => bench::controller(&args[2..]),
             Some("peers") => bench_peers::BenchPeers::ensure()
                 .and_then(|p| p.report())
                 .map(|()| ExitCode::SUCCESS),
             _ => Err(anyhow::anyhow!(
-                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | cargo xtask bench peers"
+                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] | bench peers"
             )),
         },
         Some("testenv") => testenv::command(&args[1..]),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
   demo                        the main job end to end: control plane, controller, seal, unseal
   peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
+  bench controller            seal-controller vs Bitnami's controller: 1,000 SealedSecrets, RSS
   bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)
   testenv build               build the test servers into the cache (first time: ~25 min)
   testenv up | down | status  start, stop or inspect the test environment (Kubernetes, OpenBao, moto)

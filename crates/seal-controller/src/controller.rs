@@ -38,7 +38,7 @@ use crate::backup::{BACKUP_CONFIGMAP, write_backup};
 use crate::http::{RateLimiter, api_router, metrics_router};
 use crate::keys::{BITNAMI_KEY_LABEL, KeySet, KeyStore, RenewalPolicy, SEALING_KEY_LABEL};
 use crate::metrics::Metrics;
-use crate::unseal::{Reason, SEALED_SECRET_UID_LABEL, unseal_into_secret, write_status};
+use crate::unseal::{Reason, SEALED_SECRET_UID_LABEL, decrypt, write_status, write_unsealed};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -85,6 +85,12 @@ pub enum ReconcileError {
     /// The status could not be written.
     #[error("cannot write the status: {0}")]
     Status(#[source] kube::Error),
+    /// The produced Secret could not be read.
+    #[error("cannot read the Secret: {0}")]
+    Secret(#[source] kube::Error),
+    /// The decryption task did not finish (it panicked or the runtime is stopping).
+    #[error("the decryption task did not finish")]
+    Decrypt,
 }
 
 /// What every task of one replica shares: the current keys, the metrics, the rate limiter.
@@ -107,6 +113,47 @@ struct Context {
     client: Client,
     shared: Arc<Shared>,
     recorder: Recorder,
+    settled: Settled,
+}
+
+/// What the leader last made of each unsealed SealedSecret (by uid): its generation and the
+/// resourceVersion of the Secret that holds it. The events the controller's own writes cause (the
+/// Secret it wrote, the status it set) and key reloads then cost one GET instead of an RSA
+/// operation per item and a second write. Bounded: emptied when it outgrows [`SETTLED_LIMIT`]
+/// (entries of deleted SealedSecrets are otherwise never looked at again).
+#[derive(Default)]
+struct Settled(std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, String)>>);
+
+/// Entries [`Settled`] holds before it starts over.
+const SETTLED_LIMIT: usize = 200_000;
+
+impl Settled {
+    fn get(&self, uid: &str) -> Option<(Option<i64>, String)> {
+        self.lock().get(uid).cloned()
+    }
+
+    fn record(&self, uid: String, generation: Option<i64>, secret_version: Option<String>) {
+        let mut map = self.lock();
+        match secret_version {
+            Some(version) => {
+                if map.len() >= SETTLED_LIMIT {
+                    map.clear();
+                }
+                map.insert(uid, (generation, version));
+            }
+            None => {
+                map.remove(&uid);
+            }
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Option<i64>, String)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Runs until the process is told to stop (SIGTERM or Ctrl-C), or until it loses the leader Lease
@@ -284,6 +331,7 @@ async fn lead(
         client: client.clone(),
         shared: Arc::clone(&shared),
         recorder: Recorder::new(client.clone(), reporter),
+        settled: Settled::default(),
     });
 
     let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
@@ -345,8 +393,34 @@ async fn lead(
 
 async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    let uid = sealed.uid().unwrap_or_default();
+    if let Some((generation, version)) = ctx.settled.get(&uid)
+        && generation == sealed.metadata.generation
+    {
+        let secrets: Api<Secret> =
+            Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+        let current = secrets
+            .get_metadata_opt(&sealed.name_any())
+            .await
+            .map_err(ReconcileError::Secret)?;
+        if current.and_then(|s| s.metadata.resource_version) == Some(version) {
+            ctx.shared
+                .metrics
+                .reconciled(Reason::Unsealed, started.elapsed());
+            return Ok(Action::await_change());
+        }
+    }
     let keys = ctx.shared.keys();
-    let outcome = unseal_into_secret(ctx.client.clone(), &sealed, keys.ring()).await;
+    let decrypted = {
+        let sealed = Arc::clone(&sealed);
+        tokio::task::spawn_blocking(move || decrypt(&sealed, keys.ring()))
+            .await
+            .map_err(|_| ReconcileError::Decrypt)?
+    };
+    let outcome = match decrypted {
+        Ok(desired) => write_unsealed(ctx.client.clone(), &sealed, desired).await,
+        Err(failed) => failed,
+    };
     let namespace = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
     if outcome.reason == Reason::Unsealed {
@@ -376,6 +450,10 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             warn!(%error, "cannot publish an Event");
         }
     }
+    let settled = (outcome.reason == Reason::Unsealed)
+        .then(|| outcome.secret_version.clone())
+        .flatten();
+    ctx.settled.record(uid, sealed.metadata.generation, settled);
     ctx.shared
         .metrics
         .reconciled(outcome.reason, started.elapsed());

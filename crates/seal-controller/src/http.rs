@@ -248,11 +248,21 @@ async fn verify(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    let response = match limited(&shared, client) {
+    rate_limited(&shared, client, "verify", verify_body(&shared, body)).await
+}
+
+/// Runs `work` unless `client` is over the rate limit, and counts the answer under `handler`.
+async fn rate_limited(
+    shared: &Shared,
+    client: SocketAddr,
+    handler: &'static str,
+    work: impl Future<Output = Response>,
+) -> Response {
+    let response = match limited(shared, client) {
         Some(refused) => refused,
-        None => verify_body(&shared, body).await,
+        None => work.await,
     };
-    counted(&shared, "verify", response)
+    counted(shared, handler, response)
 }
 
 async fn verify_body(shared: &Shared, body: Bytes) -> Response {
@@ -290,11 +300,7 @@ async fn rotate(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    let response = match limited(&shared, client) {
-        Some(refused) => refused,
-        None => rotate_body(&shared, body).await,
-    };
-    counted(&shared, "rotate", response)
+    rate_limited(&shared, client, "rotate", rotate_body(&shared, body)).await
 }
 
 async fn rotate_body(shared: &Shared, body: Bytes) -> Response {

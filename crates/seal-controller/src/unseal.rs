@@ -84,6 +84,8 @@ pub struct Outcome {
     pub note: String,
     /// Whether the Secret was written.
     pub wrote: bool,
+    /// The Secret's resourceVersion once it holds the unsealed items.
+    pub secret_version: Option<String>,
 }
 
 impl Outcome {
@@ -93,31 +95,40 @@ impl Outcome {
             note: message.clone(),
             message,
             wrote: false,
+            secret_version: None,
         }
     }
 }
 
 /// Unseals `sealed` with `ring` and writes its Secret if it may and must.
 pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &KeyRing) -> Outcome {
+    match decrypt(sealed, ring) {
+        Ok(desired) => write_unsealed(client, sealed, desired).await,
+        Err(failed) => failed,
+    }
+}
+
+/// The Secret `sealed` stands for, or the failure in words safe for status. This is the CPU-bound
+/// half (an RSA private-key operation per item), which the controller runs off its async workers.
+pub fn decrypt(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret, Outcome> {
+    unseal_to_secret(sealed, ring).map_err(|error| match error {
+        UnsealError::Template { item, error } => Outcome::failed(
+            Reason::InvalidTemplate,
+            format!("template.data {item:?}: {error}"),
+        ),
+        // One text for every failure: which key was tried or why it failed is not said.
+        UnsealError::Item { item, .. } => Outcome::failed(
+            Reason::DecryptionFailed,
+            format!("item {item:?} cannot be decrypted with any of the controller's keys"),
+        ),
+        error => Outcome::failed(Reason::DecryptionFailed, error.to_string()),
+    })
+}
+
+/// Writes `desired`, the decrypted Secret of `sealed`, if it may and must.
+pub async fn write_unsealed(client: Client, sealed: &SealedSecret, mut desired: Secret) -> Outcome {
     let namespace = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
-    let mut desired = match unseal_to_secret(sealed, ring) {
-        Ok(secret) => secret,
-        Err(UnsealError::Template { item, error }) => {
-            return Outcome::failed(
-                Reason::InvalidTemplate,
-                format!("template.data {item:?}: {error}"),
-            );
-        }
-        Err(UnsealError::Item { item, .. }) => {
-            // One text for every failure: which key was tried or why it failed is not said.
-            return Outcome::failed(
-                Reason::DecryptionFailed,
-                format!("item {item:?} cannot be decrypted with any of the controller's keys"),
-            );
-        }
-        Err(error) => return Outcome::failed(Reason::DecryptionFailed, error.to_string()),
-    };
     let uid = sealed.uid().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     let existing = match api.get_opt(&name).await {
@@ -165,6 +176,7 @@ pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &Ke
             message: unsealed(&namespace, &name),
             note: format!("Secret {namespace}/{name} is up to date"),
             wrote: false,
+            secret_version: existing.as_ref().and_then(ResourceExt::resource_version),
         };
     }
     desired.metadata.namespace = Some(namespace.clone());
@@ -216,7 +228,7 @@ async fn write_secret(
         )
         .await
     {
-        Ok(_) => Outcome {
+        Ok(written) => Outcome {
             reason: Reason::Unsealed,
             message: unsealed(&namespace, &name),
             note: if replaced {
@@ -225,6 +237,7 @@ async fn write_secret(
                 format!("Secret {namespace}/{name} written")
             },
             wrote: true,
+            secret_version: written.resource_version(),
         },
         Err(error) => Outcome::failed(Reason::UpdateFailed, api_failure(&error)),
     }

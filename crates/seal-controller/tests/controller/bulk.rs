@@ -4,25 +4,16 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{ListParams, PostParams};
-use seal_api::SealedSecret;
-use seal_controller::unseal::SEALED_SECRET_UID_LABEL;
-use seal_testenv::{TestNamespace, eventually, testenv};
+use kube::api::ListParams;
+use seal_testenv::{eventually, testenv};
 
-use crate::support::{ControllerProcess, first_key, install_crds, item, sealed};
+use crate::support::{
+    ControllerProcess, count_produced, create_many, first_key, install_crds, item,
+};
 
 const OBJECTS: usize = 1000;
-
-async fn count_secrets(app: &TestNamespace) -> Result<usize> {
-    let list = app
-        .api::<Secret>()
-        .list_metadata(&ListParams::default().labels(SEALED_SECRET_UID_LABEL))
-        .await?;
-    Ok(list.items.len())
-}
 
 #[tokio::test]
 async fn a_restart_mid_bulk_converges_with_nothing_lost() -> Result<()> {
@@ -39,32 +30,18 @@ async fn a_restart_mid_bulk_converges_with_nothing_lost() -> Result<()> {
     let mut first = ControllerProcess::start_as(env, keys.name(), "first", &args).await?;
     let certificate = first_key(&keys).await?;
 
-    let api = app.api::<SealedSecret>();
-    futures::stream::iter(0..OBJECTS)
-        .map(|i| {
-            let api = api.clone();
-            let object = sealed(
-                &certificate,
-                app.name(),
-                &format!("b{i}"),
-                &[("v", &format!("bulk-{i}"))],
-            );
-            async move { anyhow::Ok(api.create(&PostParams::default(), &object?).await?) }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_many(&app, &certificate, "b", OBJECTS).await?;
     eventually(
         "part of the bulk is unsealed",
         Duration::from_secs(120),
         || {
             let app = app.clone();
-            async move { Ok((count_secrets(&app).await? >= 100).then_some(())) }
+            async move { Ok((count_produced(&app).await? >= 100).then_some(())) }
         },
     )
     .await?;
     first.kill()?;
-    let before = count_secrets(&app).await?;
+    let before = count_produced(&app).await?;
     eprintln!("killed the controller with {before} of {OBJECTS} Secrets written");
     assert!(
         before < OBJECTS,
@@ -74,14 +51,14 @@ async fn a_restart_mid_bulk_converges_with_nothing_lost() -> Result<()> {
     let _second = ControllerProcess::start_as(env, keys.name(), "second", &args).await?;
     eventually("every Secret is written", Duration::from_secs(300), || {
         let app = app.clone();
-        async move { Ok((count_secrets(&app).await? == OBJECTS).then_some(())) }
+        async move { Ok((count_produced(&app).await? == OBJECTS).then_some(())) }
     })
     .await?;
     let secrets = app.api::<Secret>().list(&ListParams::default()).await?;
     let mut found = 0;
     for secret in &secrets.items {
         if let Some(i) = secret.name_any().strip_prefix('b') {
-            assert_eq!(item(secret, "v"), Some(format!("bulk-{i}").into_bytes()));
+            assert_eq!(item(secret, "v"), Some(format!("b-value-{i}").into_bytes()));
             found += 1;
         }
     }

@@ -7,17 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use seal_api::SealedSecret;
 use seal_controller::unseal::SEALED_SECRET_UID_LABEL;
 use seal_testenv::{TestNamespace, eventually, testenv};
 
-use crate::support::{ControllerProcess, first_key, install_crds, item, metric, sealed};
+use crate::support::{
+    ControllerProcess, count_produced, create_many, first_key, install_crds, item, metric,
+};
 
 const OBJECTS: usize = 300;
 const LEASE_SECONDS: u64 = 4;
@@ -25,14 +27,6 @@ const LEASE_SECONDS: u64 = 4;
 async fn holder(keys: &TestNamespace) -> Result<Option<String>> {
     let lease = keys.api::<Lease>().get_opt("seal-controller").await?;
     Ok(lease.and_then(|l| l.spec?.holder_identity))
-}
-
-async fn count_secrets(app: &TestNamespace) -> Result<usize> {
-    let list = app
-        .api::<Secret>()
-        .list_metadata(&ListParams::default().labels(SEALED_SECRET_UID_LABEL))
-        .await?;
-    Ok(list.items.len())
 }
 
 #[tokio::test]
@@ -77,20 +71,7 @@ async fn the_standby_takes_over_a_killed_leader_without_lost_or_repeated_writes(
     });
 
     let api = app.api::<SealedSecret>();
-    futures::stream::iter(0..OBJECTS)
-        .map(|i| {
-            let api = api.clone();
-            let object = sealed(
-                &certificate,
-                app.name(),
-                &format!("s{i}"),
-                &[("v", &format!("value-{i}"))],
-            );
-            async move { anyhow::Ok(api.create(&PostParams::default(), &object?).await?) }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_many(&app, &certificate, "s", OBJECTS).await?;
     assert_eq!(
         metric(&standby.scrape()?, "seal_controller_leader"),
         Some(0.0),
@@ -98,10 +79,10 @@ async fn the_standby_takes_over_a_killed_leader_without_lost_or_repeated_writes(
     );
     eventually("the leader has started", Duration::from_secs(60), || {
         let app = app.clone();
-        async move { Ok((count_secrets(&app).await? >= 20).then_some(())) }
+        async move { Ok((count_produced(&app).await? >= 20).then_some(())) }
     })
     .await?;
-    let written_before = count_secrets(&app).await?;
+    let written_before = count_produced(&app).await?;
     leader.kill()?;
     let killed = Instant::now();
     eventually("replica-b leads", Duration::from_secs(30), || {
@@ -128,7 +109,7 @@ async fn the_standby_takes_over_a_killed_leader_without_lost_or_repeated_writes(
 
     eventually("every Secret is written", Duration::from_secs(120), || {
         let app = app.clone();
-        async move { Ok((count_secrets(&app).await? == OBJECTS).then_some(())) }
+        async move { Ok((count_produced(&app).await? == OBJECTS).then_some(())) }
     })
     .await?;
     let secrets = app.api::<Secret>().list(&ListParams::default()).await?;
@@ -138,7 +119,7 @@ async fn the_standby_takes_over_a_killed_leader_without_lost_or_repeated_writes(
             .iter()
             .find(|s| s.name_any() == format!("s{i}"))
             .unwrap_or_else(|| panic!("s{i} is missing"));
-        assert_eq!(item(secret, "v"), Some(format!("value-{i}").into_bytes()));
+        assert_eq!(item(secret, "v"), Some(format!("s-value-{i}").into_bytes()));
     }
     eventually(
         "every SealedSecret is Ready",

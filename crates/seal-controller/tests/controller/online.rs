@@ -388,40 +388,26 @@ async fn seal_works_online_and_keys_survive_a_restore() -> Result<()> {
             .await?;
     }
     let new_keys = env.namespace("online-restored").await?;
-    let restored = run(
-        &seal,
-        &[
+    let restore = |key: &str| {
+        let args = [
             "keys",
             "restore",
             "--key",
-            "recovery.key",
+            key,
             "--controller-namespace",
             new_keys.name(),
             "keys-backup.yaml",
-        ],
-        &cluster_env,
-        dir,
-    )?;
+        ];
+        run(&seal, &args, &cluster_env, dir)
+    };
+    let restored = restore("recovery.key")?;
     expect(&restored, 0, "seal keys restore")?;
     assert!(
         restored.stderr.contains("2 key(s) restored"),
         "{}",
         restored.stderr
     );
-    let again = run(
-        &seal,
-        &[
-            "keys",
-            "restore",
-            "--key",
-            "recovery.key",
-            "--controller-namespace",
-            new_keys.name(),
-            "keys-backup.yaml",
-        ],
-        &cluster_env,
-        dir,
-    )?;
+    let again = restore("recovery.key")?;
     expect(&again, 0, "seal keys restore, twice")?;
     assert!(
         again
@@ -430,20 +416,7 @@ async fn seal_works_online_and_keys_survive_a_restore() -> Result<()> {
         "{}",
         again.stderr
     );
-    let wrong_key = run(
-        &seal,
-        &[
-            "keys",
-            "restore",
-            "--key",
-            "stranger.crt",
-            "--controller-namespace",
-            new_keys.name(),
-            "keys-backup.yaml",
-        ],
-        &cluster_env,
-        dir,
-    )?;
+    let wrong_key = restore("stranger.crt")?;
     ensure!(
         wrong_key.code != 0,
         "a restore without the recovery key succeeded"

@@ -74,7 +74,9 @@ async fn the_controller_process_unseals_restores_and_follows_updates() -> Result
         }
     })
     .await?;
-    assert!(status.is_some());
+    let status = serde_json::to_string(&status.expect("a status"))?;
+    assert!(status.contains("holds the unsealed items"), "{status}");
+    assert!(!status.contains(MARKER) && !status.contains("rotated-value"));
 
     let events = app_ns.api::<k8s_openapi::api::events::v1::Event>();
     let unsealed = eventually("an Unsealed Event", LIMIT, || {

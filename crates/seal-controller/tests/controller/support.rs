@@ -11,6 +11,7 @@ use kube::api::ListParams;
 use seal_api::SealedSecret;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_controller::keys::SEALING_KEY_LABEL;
+use seal_controller::unseal::SEALED_SECRET_UID_LABEL;
 use seal_core::Certificate;
 use seal_testenv::{TestEnv, TestNamespace, eventually, secret_from_pairs};
 
@@ -37,6 +38,46 @@ pub fn sealed(
             allow_empty_data: false,
         },
     )?)
+}
+
+/// Creates `count` SealedSecrets `{prefix}{i}` in `ns`, 16 at a time, each with the one item
+/// `v` = `{prefix}-value-{i}`, sealed to `certificate`.
+pub async fn create_many(
+    ns: &TestNamespace,
+    certificate: &Certificate,
+    prefix: &str,
+    count: usize,
+) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    let api = ns.api::<SealedSecret>();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let api = api.clone();
+            let object = sealed(
+                certificate,
+                ns.name(),
+                &format!("{prefix}{i}"),
+                &[("v", &format!("{prefix}-value-{i}"))],
+            );
+            async move {
+                api.create(&kube::api::PostParams::default(), &object?)
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// How many Secrets in `ns` the controller produced.
+pub async fn count_produced(ns: &TestNamespace) -> Result<usize> {
+    let list = ns
+        .api::<Secret>()
+        .list_metadata(&ListParams::default().labels(SEALED_SECRET_UID_LABEL))
+        .await?;
+    Ok(list.items.len())
 }
 
 /// An item of a Secret's `data`.
