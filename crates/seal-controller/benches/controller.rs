@@ -5,7 +5,8 @@
 //! Workload: 1,000 SealedSecrets of 3 items each, sealed with the newest of 3 RSA-4096 keys that
 //! both controllers hold. Each run starts a controller on fresh namespaces, waits until it is ready,
 //! then creates the 1,000 objects (16 at a time) and measures the wall time from the first create
-//! until every Secret exists, and the controller's peak RSS (`VmHWM`). Then 10,000 unrelated
+//! until every Secret exists, and the controller's peak RSS (`VmHWM`); then deletes them and waits
+//! until they and their Secrets are gone, so no run sees another's. Then 10,000 unrelated
 //! Secrets (1 KiB each) are created elsewhere in the cluster and both run again: seal-controller
 //! watches only the Secrets it made, so its memory should not move.
 //!
@@ -376,11 +377,29 @@ async fn run_once(
     let peak_rss_mib = f64::from(u32::try_from(running.peak_rss_kib()?)?) / 1024.0;
     drop(running);
     drop(in_cluster);
+    // The next run must not see this run's objects (every controller watches every namespace).
+    clear(&api, &secrets).await?;
     Ok(Measured {
         apply,
         all_present,
         peak_rss_mib,
     })
+}
+
+/// Deletes the SealedSecrets of `api` and waits until they and their Secrets are gone.
+async fn clear(api: &Api<kube::api::DynamicObject>, secrets: &Api<Secret>) -> Result<()> {
+    api.delete_collection(&kube::api::DeleteParams::default(), &ListParams::default())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !secrets.list_metadata(&ListParams::default()).await?.items.is_empty()
+        || !api.list_metadata(&ListParams::default()).await?.items.is_empty()
+    {
+        if Instant::now() > deadline {
+            bail!("this run's objects were not gone within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
 }
 
 async fn unrelated_secrets(env: &TestEnv) -> Result<()> {
