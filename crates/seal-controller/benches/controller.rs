@@ -391,8 +391,16 @@ async fn clear(api: &Api<kube::api::DynamicObject>, secrets: &Api<Secret>) -> Re
     api.delete_collection(&kube::api::DeleteParams::default(), &ListParams::default())
         .await?;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !secrets.list_metadata(&ListParams::default()).await?.items.is_empty()
-        || !api.list_metadata(&ListParams::default()).await?.items.is_empty()
+    while !secrets
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .is_empty()
+        || !api
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .is_empty()
     {
         if Instant::now() > deadline {
             bail!("this run's objects were not gone within 5 minutes");
