@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use seal_api::bitnami::to_bitnami;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_core::{Certificate, KeySize, PrivateKey};
@@ -342,6 +343,15 @@ async fn run_once(
     };
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(app.client(), app.name(), &resource);
+    // Secrets are counted from a watch rather than by listing them over and over, which would
+    // load the API server both contenders share.
+    let secrets = app.api::<Secret>();
+    let (present_tx, mut present) = tokio::sync::watch::channel(None::<usize>);
+    let counter = tokio::spawn(count_secrets(
+        app.api::<PartialObjectMeta<Secret>>(),
+        present_tx,
+    ));
+    present.wait_for(Option::is_some).await?;
     let started = Instant::now();
     futures::stream::iter(objects)
         .map(|object| {
@@ -355,25 +365,21 @@ async fn run_once(
         .try_collect::<Vec<_>>()
         .await?;
     let apply = started.elapsed();
-    let secrets = app.api::<Secret>();
-    loop {
-        let present = secrets
-            .list_metadata(&ListParams::default())
-            .await?
-            .items
-            .len();
-        if present >= OBJECTS {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(1200) {
-            bail!(
-                "{}: only {present} of {OBJECTS} Secrets after 20 minutes",
-                contender.name()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1200),
+        present.wait_for(|n| n.is_some_and(|n| n >= OBJECTS)),
+    )
+    .await
+    .map(|_| ());
     let all_present = started.elapsed();
+    counter.abort();
+    if waited.is_err() {
+        bail!(
+            "{}: only {} of {OBJECTS} Secrets after 20 minutes",
+            contender.name(),
+            present.borrow().unwrap_or_default()
+        );
+    }
     let peak_rss_mib = f64::from(u32::try_from(running.peak_rss_kib()?)?) / 1024.0;
     drop(running);
     drop(in_cluster);
@@ -384,6 +390,33 @@ async fn run_once(
         all_present,
         peak_rss_mib,
     })
+}
+
+/// Counts the distinct Secrets a watch of `secrets` has seen, into `present`; the first count is
+/// sent once the watch is established, so nothing created after that is missed.
+async fn count_secrets(
+    secrets: Api<PartialObjectMeta<Secret>>,
+    present: tokio::sync::watch::Sender<Option<usize>>,
+) {
+    let mut seen = std::collections::HashSet::new();
+    let events = kube::runtime::watcher(secrets, kube::runtime::watcher::Config::default());
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(kube::runtime::watcher::Event::InitDone) => {
+                present.send_replace(Some(seen.len()));
+            }
+            Ok(
+                kube::runtime::watcher::Event::Apply(secret)
+                | kube::runtime::watcher::Event::InitApply(secret),
+            ) => {
+                seen.insert(secret.metadata.name.unwrap_or_default());
+                present.send_replace(Some(seen.len()));
+            }
+            Ok(_) => {}
+            Err(error) => eprintln!("  watching Secrets: {error}"),
+        }
+    }
 }
 
 /// Deletes the SealedSecrets of `api` and waits until they and their Secrets are gone.

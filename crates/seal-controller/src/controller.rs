@@ -2,8 +2,10 @@
 //! outcome in its status, and keep the sealing keys current ([`crate::keys`]).
 //!
 //! - SealedSecrets are watched in every namespace or in a configured list; Secrets only through the
-//!   label the controller puts on the Secrets it produced, so a deleted or edited Secret is put back
-//!   and memory does not grow with the cluster's other Secrets.
+//!   label the controller puts on the Secrets it produced, and only their metadata, so a deleted or
+//!   edited Secret is put back, memory does not grow with the cluster's other Secrets, and no
+//!   plaintext is held between reconciles. That metadata is kept in a store, which tells a
+//!   reconcile caused by the controller's own writes that nothing is left to do without a request.
 //! - Keys are held parsed in memory (a freshly parsed RSA key's first decryption costs ~40 ms) and
 //!   reloaded whenever a key Secret changes, which also re-runs every SealedSecret, so one that
 //!   failed for want of a key unseals as soon as the key is added.
@@ -23,10 +25,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use seal_api::SealedSecret;
@@ -109,17 +112,21 @@ impl Shared {
     }
 }
 
+/// What one reconcile loop (one per watched namespace, or one for all) shares.
 struct Context {
     client: Client,
     shared: Arc<Shared>,
     recorder: Recorder,
-    settled: Settled,
+    settled: Arc<Settled>,
+    /// The metadata of the Secrets this controller produced, as last seen by the watch.
+    produced: Store<PartialObjectMeta<Secret>>,
 }
 
 /// What the leader last made of each unsealed SealedSecret (by uid): its generation and the
 /// resourceVersion of the Secret that holds it. The events the controller's own writes cause (the
-/// Secret it wrote, the status it set) and key reloads then cost one GET instead of an RSA
-/// operation per item and a second write. Bounded: emptied when it outgrows [`SETTLED_LIMIT`]
+/// Secret it wrote, the status it set) and key reloads then cost a look into the watched metadata
+/// (or, when the watch has not caught up yet, one GET) instead of an RSA operation per item and a
+/// second write. Bounded: emptied when it outgrows [`SETTLED_LIMIT`]
 /// (entries of deleted SealedSecrets are otherwise never looked at again).
 #[derive(Default)]
 struct Settled(std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, String)>>);
@@ -327,12 +334,8 @@ async fn lead(
             .ok()
             .filter(|name| !name.is_empty()),
     };
-    let context = Arc::new(Context {
-        client: client.clone(),
-        shared: Arc::clone(&shared),
-        recorder: Recorder::new(client.clone(), reporter),
-        settled: Settled::default(),
-    });
+    let recorder = Recorder::new(client.clone(), reporter);
+    let settled = Arc::new(Settled::default());
 
     let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
         vec![None]
@@ -345,13 +348,15 @@ async fn lead(
             .collect()
     };
     let controllers = namespaces.into_iter().map(|namespace| {
-        let (sealed, secrets): (Api<SealedSecret>, Api<Secret>) = match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+        // Produced Secrets are watched as metadata only: no plaintext crosses the watch.
+        let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) =
+            match &namespace {
+                Some(ns) => (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                ),
+                None => (Api::all(client.clone()), Api::all(client.clone())),
+            };
         // Every change of the keys re-runs every SealedSecret.
         let mut key_changes = shared.keys.subscribe();
         key_changes.mark_unchanged();
@@ -359,23 +364,36 @@ async fn lead(
             changes.changed().await.ok().map(|()| ((), changes))
         });
         let mut stopped = stopped.clone();
-        Controller::new(sealed, watcher::Config::default())
-            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-            .watches(
+        let (produced, writer) = reflector::store();
+        let produced_changes = reflector(
+            writer,
+            watcher(
                 secrets,
                 watcher::Config::default().labels(SEALED_SECRET_UID_LABEL),
-                // A produced Secret has its SealedSecret's name and namespace.
-                |secret: Secret| {
-                    secret
-                        .namespace()
-                        .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
-                },
             )
+            .default_backoff(),
+        )
+        .touched_objects();
+        let context = Arc::new(Context {
+            client: client.clone(),
+            shared: Arc::clone(&shared),
+            recorder: recorder.clone(),
+            settled: Arc::clone(&settled),
+            produced,
+        });
+        Controller::new(sealed, watcher::Config::default())
+            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+            // A produced Secret has its SealedSecret's name and namespace.
+            .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
+                secret
+                    .namespace()
+                    .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
+            })
             .reconcile_all_on(rerun)
             .graceful_shutdown_on(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
-            .run(reconcile, error_policy, Arc::clone(&context))
+            .run(reconcile, error_policy, context)
             .for_each(|result| async move {
                 if let Err(error) = result {
                     warn!(%error, "reconcile failed");
@@ -396,19 +414,12 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     let uid = sealed.uid().unwrap_or_default();
     if let Some((generation, version)) = ctx.settled.get(&uid)
         && generation == sealed.metadata.generation
+        && produced_is_at(&ctx, &sealed, &version).await?
     {
-        let secrets: Api<Secret> =
-            Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
-        let current = secrets
-            .get_metadata_opt(&sealed.name_any())
-            .await
-            .map_err(ReconcileError::Secret)?;
-        if current.and_then(|s| s.metadata.resource_version) == Some(version) {
-            ctx.shared
-                .metrics
-                .reconciled(Reason::Unsealed, started.elapsed());
-            return Ok(Action::await_change());
-        }
+        ctx.shared
+            .metrics
+            .reconciled(Reason::Unsealed, started.elapsed());
+        return Ok(Action::await_change());
     }
     let keys = ctx.shared.keys();
     let decrypted = {
@@ -461,6 +472,31 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Reason::UpdateFailed => Action::requeue(Duration::from_secs(30)),
         _ => Action::await_change(),
     })
+}
+
+/// Whether the Secret `sealed` produced is still at `version`, the one the controller wrote: seen
+/// in the watched metadata, or, when the watch has not caught up with that write yet (or the Secret
+/// changed), asked of the API server.
+async fn produced_is_at(
+    ctx: &Context,
+    sealed: &SealedSecret,
+    version: &str,
+) -> Result<bool, ReconcileError> {
+    let namespace = sealed.namespace().unwrap_or_default();
+    let name = sealed.name_any();
+    let watched = ctx.produced.get(&ObjectRef::new(&name).within(&namespace));
+    if watched.is_some_and(|secret| secret.metadata.resource_version.as_deref() == Some(version)) {
+        return Ok(true);
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = secrets
+        .get_metadata_opt(&name)
+        .await
+        .map_err(ReconcileError::Secret)?;
+    Ok(current
+        .and_then(|secret| secret.metadata.resource_version)
+        .as_deref()
+        == Some(version))
 }
 
 fn error_policy(_: Arc<SealedSecret>, _: &ReconcileError, _: Arc<Context>) -> Action {
