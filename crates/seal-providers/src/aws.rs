@@ -284,7 +284,8 @@ impl AwsProvider {
             }
             for error in output.errors.unwrap_or_default() {
                 let Some(id) = error.secret_id else { continue };
-                let fault = classify_code(error.error_code.as_deref(), 400);
+                let fault =
+                    classify_code(error.error_code.as_deref(), error.message.as_deref(), 400);
                 let detail = format!(
                     "{}: {}",
                     error.error_code.as_deref().unwrap_or("error"),
@@ -507,7 +508,11 @@ where
     match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code();
-            let fault = classify_code(code, service.raw().status().as_u16());
+            let fault = classify_code(
+                code,
+                service.err().message(),
+                service.raw().status().as_u16(),
+            );
             Failure::new(
                 fault,
                 format!(
@@ -532,10 +537,14 @@ where
 }
 
 /// The class of an AWS error code (also used for BatchGetSecretValue's per-secret errors, which
-/// have no status).
-pub(crate) fn classify_code(code: Option<&str>, status: u16) -> Fault {
+/// have no status). A secret scheduled for deletion answers InvalidRequestException; like ESO,
+/// this counts it as not found, so the caller's deletion policy applies.
+pub(crate) fn classify_code(code: Option<&str>, message: Option<&str>, status: u16) -> Fault {
+    let marked_deleted =
+        message.is_some_and(|m| m.contains("marked for deletion") || m.contains("marked deleted"));
     match code {
         Some("ResourceNotFoundException") => Fault::NotFound,
+        Some("InvalidRequestException") if marked_deleted => Fault::NotFound,
         Some(
             "AccessDeniedException"
             | "AccessDenied"
@@ -593,36 +602,30 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_what_callers_do() {
-        assert_eq!(
-            classify_code(Some("ResourceNotFoundException"), 400),
-            Fault::NotFound
-        );
-        assert_eq!(
-            classify_code(Some("AccessDeniedException"), 400),
-            Fault::Denied
-        );
-        assert_eq!(
-            classify_code(Some("ExpiredTokenException"), 400),
-            Fault::Denied
-        );
-        assert_eq!(
-            classify_code(Some("ThrottlingException"), 400),
-            Fault::Throttled
-        );
-        assert_eq!(
-            classify_code(Some("InternalServiceError"), 500),
-            Fault::Unavailable
-        );
-        assert_eq!(
-            classify_code(Some("InvalidRequestException"), 400),
-            Fault::BadRequest
-        );
-        assert_eq!(
-            classify_code(Some("InvalidParameterException"), 400),
-            Fault::BadRequest
-        );
-        assert_eq!(classify_code(None, 503), Fault::Unavailable);
-        assert_eq!(classify_code(None, 429), Fault::Throttled);
-        assert_eq!(classify_code(None, 403), Fault::Denied);
+        let code = |code, status| classify_code(Some(code), None, status);
+        assert_eq!(code("ResourceNotFoundException", 400), Fault::NotFound);
+        assert_eq!(code("AccessDeniedException", 400), Fault::Denied);
+        assert_eq!(code("ExpiredTokenException", 400), Fault::Denied);
+        assert_eq!(code("ThrottlingException", 400), Fault::Throttled);
+        assert_eq!(code("InternalServiceError", 500), Fault::Unavailable);
+        assert_eq!(code("InvalidRequestException", 400), Fault::BadRequest);
+        assert_eq!(code("InvalidParameterException", 400), Fault::BadRequest);
+        assert_eq!(classify_code(None, None, 503), Fault::Unavailable);
+        assert_eq!(classify_code(None, None, 429), Fault::Throttled);
+        assert_eq!(classify_code(None, None, 403), Fault::Denied);
+    }
+
+    #[test]
+    fn a_secret_marked_for_deletion_is_not_found() {
+        // AWS's wording, then moto's.
+        for message in [
+            "You can't perform this operation on the secret because it was marked for deletion.",
+            "You tried to perform the operation on a secret that's currently marked deleted.",
+        ] {
+            assert_eq!(
+                classify_code(Some("InvalidRequestException"), Some(message), 400),
+                Fault::NotFound
+            );
+        }
     }
 }
