@@ -144,6 +144,7 @@ pub fn from_bitnami(bitnami: &BitnamiSealedSecret) -> Result<SealedSecret, Conve
             certificate_fingerprint,
             encrypted_data: bitnami.spec.encrypted_data.clone(),
             template,
+            rollout_restart_targets: Vec::new(),
         },
         status: None,
     })
@@ -216,6 +217,7 @@ mod tests {
                     type_: Some("Opaque".into()),
                     ..SecretTemplate::default()
                 }),
+                rollout_restart_targets: Vec::new(),
             },
         );
         sealed.metadata.namespace = Some("ml-prod".into());

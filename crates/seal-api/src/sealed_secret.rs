@@ -63,6 +63,7 @@ impl From<seal_core::Scope> for SealingScope {
     namespaced,
     status = "SealedSecretStatus",
     shortname = "sealed",
+    category = "seal",
     derive = "PartialEq",
     doc = "A Secret sealed with a cluster's public key: safe to keep in git, unsealed only by that cluster's seal-controller.",
     printcolumn = r#"{"name":"Scope","type":"string","jsonPath":".spec.scope"}"#,
@@ -87,6 +88,12 @@ pub struct SealedSecretSpec {
     /// Shape of the Secret to produce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplate>,
+    /// Workloads in this namespace whose pods are restarted (through a checksum annotation on
+    /// their pod template) when the unsealed Secret's data changes. Not in Bitnami's format:
+    /// `seal convert --to bitnami` refuses a SealedSecret that sets it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub rollout_restart_targets: Vec<crate::rollout::RolloutRestartTarget>,
 }
 
 /// What the produced Secret looks like besides its sealed items.

@@ -151,6 +151,7 @@ pub fn seal_secret(secret: &Secret, options: &SealOptions<'_>) -> Result<SealedS
                 immutable: secret.immutable,
                 data: None,
             }),
+            rollout_restart_targets: Vec::new(),
         },
     );
     sealed.metadata.name = name;
