@@ -290,11 +290,18 @@ Examples:
     )]
     ReEncrypt(commands::reencrypt::Args),
 
-    /// Convert SealedSecret manifests between seal.dev/v1alpha1 and bitnami.com/v1alpha1.
+    /// Convert manifests to seal.dev/v1alpha1 from Bitnami's SealedSecrets and ESO's
+    /// ExternalSecrets and stores, and back.
     #[command(after_help = "\
 Examples:
   seal convert bitnami-sealed.yaml > sealed.yaml
-  seal convert --to bitnami --in-place deploy/legacy/*.yaml")]
+  seal convert --to bitnami --in-place deploy/legacy/*.yaml
+  seal convert --in-place deploy/eso/*.yaml        # external-secrets.io/v1 or v1beta1 -> seal.dev
+  seal convert --to eso externalsecret.yaml        # seal.dev -> external-secrets.io/v1
+
+ESO stores convert for the aws (SecretsManager) and vault providers; another provider, or an ESO
+field seal does not implement (sourceRef, templateFrom, ...), is an error naming the field, and
+nothing is written.")]
     Convert(commands::convert::Args),
 
     /// Find plaintext Secret manifests (the pre-commit guard); exit 1 if any.

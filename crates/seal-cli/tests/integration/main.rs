@@ -3,6 +3,7 @@
 //! with kubeseal and kubesealpy. One test binary, as ripgrep does, with a small harness.
 
 mod bad_input;
+mod convert_eso;
 mod flows;
 mod harness;
 mod interop;
