@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::types::Tag;
 use seal_providers::{
-    AwsAuth, AwsConfig, AwsProvider, Call, CallStatus, Error, FindQuery, SecretProvider, SecretRef,
-    TokenSource,
+    AwsAuth, AwsConfig, AwsProvider, Call, CallStatus, Error, FindQuery, Provider, ProviderKind,
+    SecretProvider, SecretRef, TokenSource,
 };
 use seal_testenv::{TestEnv, unique_name};
 use secrecy::SecretString;
@@ -144,7 +144,9 @@ async fn get_many_costs_one_batch_call_per_twenty_distinct_secrets() -> Result<(
         .collect();
     refs.push(SecretRef::new(missing.clone()));
 
-    let aws = provider(env).await?;
+    // Through the run-time choice of backend, as the controller holds it.
+    let aws = Provider::Aws(provider(env).await?);
+    assert_eq!(aws.kind(), ProviderKind::Aws);
     let values = aws.get_many(&refs).await;
     assert_eq!(values.len(), refs.len());
     for (i, pair) in values[..82].chunks(2).enumerate() {

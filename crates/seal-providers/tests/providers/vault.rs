@@ -294,6 +294,65 @@ async fn kubernetes_login_with_a_token_request_token_from_a_file() -> Result<()>
     Ok(())
 }
 
+/// A plain HTTP client for the few admin calls vaultrs has no function for.
+fn admin_http() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .tls_backend_rustls()
+        .tls_certs_only(Vec::new())
+        .build()?)
+}
+
+#[tokio::test]
+async fn a_namespace_scopes_every_call() -> Result<()> {
+    let env = testenv!();
+    let namespace = unique_name("team-ml");
+    let created = admin_http()?
+        .post(format!(
+            "{}/v1/sys/namespaces/{namespace}",
+            env.vault_addr()
+        ))
+        .header("X-Vault-Token", env.var("VAULT_TOKEN"))
+        .send()
+        .await?;
+    assert!(created.status().is_success(), "{}", created.status());
+    let in_namespace = vaultrs::client::VaultClient::new(
+        vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(env.vault_addr())
+            .token(env.var("VAULT_TOKEN"))
+            .namespace(Some(namespace.clone()))
+            .build()?,
+    )?;
+    vaultrs::sys::mount::enable(&in_namespace, "secret", "kv-v2", None).await?;
+    let path = format!("{}/db", unique_name("ml"));
+    // The mount may take a moment to accept writes.
+    eventually("the namespace's KV mount", Duration::from_secs(10), || {
+        let (client, path) = (&in_namespace, &path);
+        async move {
+            let written =
+                vaultrs::kv2::set(client, "secret", path, &pairs(&[("password", "scoped")])).await;
+            Ok(written.ok().map(|_| ()))
+        }
+    })
+    .await?;
+
+    let config = VaultConfig::new(
+        env.vault_addr(),
+        VaultAuth::Token(SecretString::from(env.var("VAULT_TOKEN"))),
+    );
+    let scoped = VaultProvider::new(config.clone().namespace(&namespace))?;
+    let value = scoped.get(&format!("secret/{path}"), None).await?;
+    assert_eq!(text(&value.property("password")?), "scoped");
+    // The same path outside the namespace is another secret (here: none).
+    let outside = VaultProvider::new(config)?
+        .get(&format!("secret/{path}"), None)
+        .await;
+    assert!(
+        matches!(outside, Err(Error::NotFound { .. })),
+        "{outside:?}"
+    );
+    Ok(())
+}
+
 /// An AppRole on an auth mount of its own, whose tokens live `ttl`: revoking that mount's
 /// logins touches no other test's tokens.
 async fn short_lived_approle(env: &TestEnv, ttl: &str) -> Result<(String, String, String)> {
@@ -385,10 +444,7 @@ async fn a_revoked_token_is_replaced_by_a_new_login() -> Result<()> {
     let calls = vault.calls().clone();
 
     // Revoke every token of that mount, as an operator would after a leak.
-    let revoked = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .tls_certs_only(Vec::new())
-        .build()?
+    let revoked = admin_http()?
         .put(format!(
             "{}/v1/sys/leases/revoke-prefix/auth/{mount}/login",
             env.vault_addr()
