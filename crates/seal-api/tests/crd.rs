@@ -513,3 +513,93 @@ async fn server_side_apply_refuses_an_unknown_auth_method() -> Result<()> {
         other => bail!("an unknown field under strict validation: {other:?}"),
     }
 }
+
+/// The schema's duration pattern (checked by the API server with Go's RE2) and
+/// `parse_duration` agree: what one accepts the other does.
+#[tokio::test]
+async fn the_api_server_and_parse_duration_agree_on_refresh_intervals() -> Result<()> {
+    let env = testenv!();
+    install(env).await?;
+    let ns = env.namespace("api-crds-durations").await?;
+    let externals = api(&env.kube_client().await?, "ExternalSecret", Some(ns.name()));
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let samples = [
+        "0", "0s", "+5s", "1h", "15m", "1h30m", "1h0m0s", "1.5h", ".5s", "1.s", "500ms", "10us",
+        "10µs", "7ns", "", "1", "-1h", "1d", "h", "1h5", "1..5s", "00", " 1h", "1H",
+    ];
+    for sample in samples {
+        let spec = json!({
+            "secretStoreRef": {"name": "vault"},
+            "refreshInterval": sample,
+            "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]
+        });
+        let server = externals
+            .create(&dry_run, &object("ExternalSecret", "duration", &spec)?)
+            .await
+            .is_ok();
+        let ours = seal_api::parse_duration(sample).is_ok();
+        assert_eq!(
+            server, ours,
+            "{sample:?}: API server {server}, parse_duration {ours}"
+        );
+    }
+    Ok(())
+}
+
+/// ESO's manifests, converted by `seal_api::eso::from_eso`, are accepted by the API server as
+/// seal's objects.
+#[tokio::test]
+async fn converted_eso_manifests_are_accepted_by_the_api_server() -> Result<()> {
+    let env = testenv!();
+    install(env).await?;
+    let ns = env.namespace("api-crds-eso").await?;
+    let client = env.kube_client().await?;
+    let eso = [
+        json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "SecretStore",
+            "metadata": {"name": "aws-store", "uid": "0b9c4c2e-0000-4000-8000-000000000000"},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1",
+                "role": "arn:aws:iam::123456789012:role/r",
+                "auth": {"jwt": {"serviceAccountRef": {"name": "ml-batch"}}}}}}
+        }),
+        json!({
+            "apiVersion": "external-secrets.io/v1beta1",
+            "kind": "SecretStore",
+            "metadata": {"name": "vault-store"},
+            "spec": {"provider": {"vault": {"server": "https://vault:8200", "path": "secret",
+                "version": "v2", "auth": {"jwt": {"path": "jwt", "role": "ci",
+                "kubernetesServiceAccountToken": {"serviceAccountRef": {"name": "ci"},
+                "audiences": ["vault"], "expirationSeconds": 600}}}}}}
+        }),
+        json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": "db"},
+            "spec": {
+                "refreshInterval": "1h0m0s",
+                "secretStoreRef": {"name": "aws-store", "kind": "SecretStore"},
+                "target": {"name": "db", "creationPolicy": "Owner", "deletionPolicy": "Retain",
+                    "template": {"engineVersion": "v2", "mergePolicy": "Replace",
+                        "data": {"url": "postgres://{{ .user }}:{{ .password | urlquery }}@db"}}},
+                "data": [{"secretKey": "user", "remoteRef": {"key": "ml/db", "property": "user",
+                    "conversionStrategy": "Default", "decodingStrategy": "None", "metadataPolicy": "None"}}],
+                "dataFrom": [{"find": {"name": {"regexp": "^ml/"}, "conversionStrategy": "Default"},
+                    "rewrite": [{"regexp": {"source": "ml/(.*)", "target": "$1"}}]}]
+            },
+            "status": {"refreshTime": "2025-01-01T00:00:00Z"}
+        }),
+    ];
+    for document in &eso {
+        let converted = seal_api::eso::from_eso(document)?;
+        let kind = converted["kind"].as_str().unwrap_or_default().to_owned();
+        let object: DynamicObject = serde_json::from_value(converted)?;
+        api(&client, &kind, Some(ns.name()))
+            .create(&PostParams::default(), &object)
+            .await?;
+    }
+    Ok(())
+}
