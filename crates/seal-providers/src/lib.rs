@@ -29,6 +29,9 @@
 //!
 //! **TLS.** Both backends use rustls on aws-lc-rs (one TLS stack with kube's). When the process
 //! has not installed a rustls `CryptoProvider` yet, building a provider installs aws-lc-rs's.
+//!
+//! **Runtime.** Providers run on Tokio (the AWS SDK's `rt-tokio`; the Vault provider spawns its
+//! token-renewal task with `tokio::spawn` at the first login).
 
 mod aws;
 mod error;
