@@ -37,6 +37,7 @@ mod aws;
 mod error;
 mod metrics;
 mod property;
+pub mod reference;
 mod retry;
 mod value;
 mod vault;

@@ -1,0 +1,485 @@
+//! Resolving many references at once, at the lowest cost and all or nothing: the engine behind
+//! `seal get`, `seal env`, `seal render` and `seal exec`.
+//!
+//! References are grouped by the provider they need (Vault address, namespace, auth, mount and KV
+//! version; AWS region, endpoint, profile and role), one provider is built per group, and each
+//! group is read with one [`SecretProvider::get_many`]: every distinct secret is fetched once
+//! however many properties are wanted from it, AWS reads 20 secrets per BatchGetSecretValue, and
+//! the groups run concurrently. Every remote call is bounded by the [`RetryPolicy`]'s timeout.
+//! One failed reference fails the whole resolution ([`ResolveError`] names the first one in input
+//! order and counts the others), so a caller never acts on part of a set.
+//!
+//! What the reference does not say comes from [`Defaults`], which the CLI fills from flags and
+//! the usual environment variables (`VAULT_ADDR`, `VAULT_TOKEN`, `AWS_REGION`, ...); this module
+//! reads no environment itself, except through the AWS SDK's default credential chain.
+//!
+//! KV version: vals users write KV v2 paths with their `/data/` segment (`secret/data/ml/db`),
+//! so a path whose segment after the mount is `data`, or a reference with `version=`, is read as
+//! KV v2, and any other path as a plain (KV v1) read, as vals does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_credential_types::provider::ProvideCredentials as _;
+use secrecy::SecretString;
+
+use super::{Backend, Param, Reference};
+use crate::{
+    AwsAuth, AwsConfig, AwsProvider, CallCounter, Error, KvVersion, Provider, ProviderKind,
+    RetryPolicy, SecretProvider, SecretRef, SecretValue, TokenSource, VaultAuth, VaultConfig,
+    VaultProvider,
+};
+
+/// The Kubernetes ServiceAccount token a pod has, for `auth_method=kubernetes`.
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// A Vault auth method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VaultAuthMethod {
+    /// A token (the default).
+    #[default]
+    Token,
+    /// AppRole: role id and secret id.
+    AppRole,
+    /// JWT/OIDC: a CI system's OIDC token and a role.
+    Jwt,
+    /// Kubernetes: a ServiceAccount token and a role.
+    Kubernetes,
+}
+
+impl std::str::FromStr for VaultAuthMethod {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "token" => Ok(VaultAuthMethod::Token),
+            "approle" => Ok(VaultAuthMethod::AppRole),
+            "jwt" => Ok(VaultAuthMethod::Jwt),
+            "kubernetes" => Ok(VaultAuthMethod::Kubernetes),
+            other => Err(format!(
+                "unknown Vault auth method {other:?} (token, approle, jwt, kubernetes)"
+            )),
+        }
+    }
+}
+
+/// Vault settings for references that do not carry them.
+#[derive(Clone, Debug, Default)]
+pub struct VaultDefaults {
+    /// The address (`VAULT_ADDR`).
+    pub address: Option<String>,
+    /// The namespace (`VAULT_NAMESPACE`).
+    pub namespace: Option<String>,
+    /// A PEM CA bundle to trust instead of the system's (`VAULT_CACERT`'s content).
+    pub ca_bundle: Option<String>,
+    /// The auth method when a reference names none (default: token).
+    pub auth_method: Option<VaultAuthMethod>,
+    /// The auth mount path (default: `approle`, `jwt` or `kubernetes`).
+    pub auth_mount: Option<String>,
+    /// The token for the token method.
+    pub token: Option<TokenSource>,
+    /// The JWT or Kubernetes role.
+    pub role: Option<String>,
+    /// The AppRole role id.
+    pub role_id: Option<String>,
+    /// The AppRole secret id.
+    pub secret_id: Option<SecretString>,
+    /// The OIDC token for the JWT method.
+    pub jwt: Option<TokenSource>,
+    /// The ServiceAccount token for the Kubernetes method (default: the pod's).
+    pub kubernetes_token: Option<TokenSource>,
+}
+
+/// AWS settings for references that do not carry them.
+#[derive(Clone, Debug, Default)]
+pub struct AwsDefaults {
+    /// The region (`AWS_REGION`, `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    /// An endpoint for every call (`AWS_ENDPOINT_URL`), e.g. a local test server.
+    pub endpoint: Option<String>,
+    /// A role to assume for every reference without `role_arn`.
+    pub role_arn: Option<String>,
+}
+
+/// What references do not say, and how calls are timed.
+#[derive(Clone, Debug, Default)]
+pub struct Defaults {
+    /// Vault.
+    pub vault: VaultDefaults,
+    /// AWS.
+    pub aws: AwsDefaults,
+    /// Timeout and retries of every call.
+    pub retry: RetryPolicy,
+}
+
+/// The first reference that could not be resolved, and how many others failed too.
+#[derive(Debug, thiserror::Error)]
+#[error("{reference}: {cause}")]
+pub struct ResolveError {
+    /// The reference, as its redacted `Display`.
+    pub reference: String,
+    /// Why.
+    pub cause: Error,
+    /// How many other references failed.
+    pub others: usize,
+}
+
+/// Resolves sets of references with one [`CallCounter`] for all its providers.
+pub struct Resolver {
+    defaults: Defaults,
+    calls: Arc<CallCounter>,
+}
+
+/// Which provider a reference needs; references with equal keys share one. Holds an AppRole
+/// secret id given in a reference, so it has no `Debug`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Vault {
+        address: String,
+        namespace: Option<String>,
+        method: VaultAuthMethod,
+        role: Option<String>,
+        role_id: Option<String>,
+        secret_id: Option<String>,
+        mount: Option<String>,
+        v2: bool,
+    },
+    Aws {
+        region: Option<String>,
+        role_arn: Option<String>,
+        profile: Option<String>,
+    },
+}
+
+impl Resolver {
+    /// A resolver with `defaults`.
+    pub fn new(defaults: Defaults) -> Self {
+        Resolver {
+            defaults,
+            calls: Arc::new(CallCounter::new()),
+        }
+    }
+
+    /// Every call made so far, by every provider this resolver built.
+    pub fn calls(&self) -> &Arc<CallCounter> {
+        &self.calls
+    }
+
+    /// The value of every reference, in order; all of them or an error.
+    ///
+    /// Errors: the first failing reference in `refs` order with its provider error
+    /// ([`Error::NotFound`], [`Error::Denied`], [`Error::Unavailable`], [`Error::InvalidValue`]
+    /// for a missing property, [`Error::InvalidConfig`] for missing settings such as no Vault
+    /// address or token), and the number of other failures.
+    pub async fn resolve(&self, refs: &[Reference]) -> Result<Vec<SecretValue>, ResolveError> {
+        let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<GroupKey, usize> = HashMap::new();
+        for (i, reference) in refs.iter().enumerate() {
+            let key = self.group_key(reference);
+            let group = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[group].1.push(i);
+        }
+        let reads = groups.iter().map(|(key, members)| async move {
+            let wanted: Vec<SecretRef> = members.iter().map(|&i| secret_ref(&refs[i])).collect();
+            let results = match self.provider(key, &refs[members[0]]).await {
+                Ok(provider) => provider.get_many(&wanted).await,
+                Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
+            };
+            (members, results)
+        });
+        let mut results: Vec<(usize, Result<SecretValue, Error>)> =
+            futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .flat_map(|(members, results)| members.iter().copied().zip(results))
+                .collect();
+        results.sort_by_key(|(i, _)| *i);
+        let mut values = Vec::with_capacity(refs.len());
+        let mut first: Option<(usize, Error)> = None;
+        let mut others = 0;
+        for (i, result) in results {
+            match result {
+                Ok(value) => values.push(value),
+                Err(e) if first.is_none() => first = Some((i, e)),
+                Err(_) => others += 1,
+            }
+        }
+        match first {
+            None => Ok(values),
+            Some((i, cause)) => Err(ResolveError {
+                reference: refs[i].to_string(),
+                cause,
+                others,
+            }),
+        }
+    }
+
+    fn group_key(&self, reference: &Reference) -> GroupKey {
+        let param = |p| reference.param(p).map(str::to_owned);
+        match reference.backend() {
+            Backend::Vault => {
+                let vault = &self.defaults.vault;
+                GroupKey::Vault {
+                    address: param(Param::Address)
+                        .or_else(|| vault.address.clone())
+                        .unwrap_or_default(),
+                    namespace: param(Param::Namespace).or_else(|| vault.namespace.clone()),
+                    method: reference
+                        .param(Param::AuthMethod)
+                        .and_then(|m| m.parse().ok())
+                        .or(vault.auth_method)
+                        .unwrap_or_default(),
+                    role: param(Param::Role),
+                    role_id: param(Param::RoleId),
+                    secret_id: param(Param::SecretId),
+                    mount: param(Param::Mount),
+                    v2: is_kv_v2(reference),
+                }
+            }
+            Backend::AwsSecrets => GroupKey::Aws {
+                region: param(Param::Region),
+                role_arn: param(Param::RoleArn).or_else(|| self.defaults.aws.role_arn.clone()),
+                profile: param(Param::Profile),
+            },
+        }
+    }
+
+    /// The provider for one group; `example` is one of its references (for its parameters).
+    async fn provider(&self, key: &GroupKey, example: &Reference) -> Result<Provider, Error> {
+        match key {
+            GroupKey::Vault {
+                address,
+                namespace,
+                method,
+                mount,
+                v2,
+                ..
+            } => {
+                let invalid = |detail: &str| Error::InvalidConfig {
+                    provider: ProviderKind::Vault,
+                    store: address.clone(),
+                    detail: detail.to_owned(),
+                };
+                if address.is_empty() {
+                    return Err(invalid(
+                        "no Vault address: set VAULT_ADDR or add ?address= to the reference",
+                    ));
+                }
+                let auth = self
+                    .vault_auth(*method, example)
+                    .await
+                    .map_err(|d| invalid(&d))?;
+                let mut config = VaultConfig::new(address.clone(), auth)
+                    .kv_version(if *v2 { KvVersion::V2 } else { KvVersion::V1 })
+                    .retry(self.defaults.retry.clone())
+                    .calls(self.calls.clone());
+                if let Some(namespace) = namespace {
+                    config = config.namespace(namespace.clone());
+                }
+                if let Some(mount) = mount {
+                    config = config.mount(mount.clone());
+                }
+                if let Some(ca) = &self.defaults.vault.ca_bundle {
+                    config = config.ca_bundle(ca.clone());
+                }
+                VaultProvider::new(config).map(Provider::Vault)
+            }
+            GroupKey::Aws {
+                region,
+                role_arn,
+                profile,
+            } => {
+                let aws = &self.defaults.aws;
+                let region = match region.clone().or_else(|| aws.region.clone()) {
+                    Some(region) => Some(region),
+                    None => profile_region(profile.as_deref()).await,
+                };
+                let store = region.clone().unwrap_or_default();
+                let invalid = |detail: String| Error::InvalidConfig {
+                    provider: ProviderKind::Aws,
+                    store: store.clone(),
+                    detail,
+                };
+                let Some(region) = region else {
+                    return Err(invalid(
+                        "no AWS region: set AWS_REGION or add ?region= to the reference".into(),
+                    ));
+                };
+                let mut config = AwsConfig::new(region)
+                    .retry(self.defaults.retry.clone())
+                    .calls(self.calls.clone());
+                if let Some(endpoint) = &aws.endpoint {
+                    config = config.endpoint(endpoint.clone());
+                }
+                if let Some(profile) = profile {
+                    config = config.auth(profile_keys(profile).await.map_err(invalid)?);
+                }
+                if let Some(role) = role_arn {
+                    config = config.assume_role(role.clone());
+                }
+                AwsProvider::new(config).await.map(Provider::Aws)
+            }
+        }
+    }
+
+    /// The Vault auth for `method`, from the reference's parameters, else the defaults.
+    async fn vault_auth(
+        &self,
+        method: VaultAuthMethod,
+        reference: &Reference,
+    ) -> Result<VaultAuth, String> {
+        let vault = &self.defaults.vault;
+        let mount = |default: &str| vault.auth_mount.clone().unwrap_or_else(|| default.into());
+        let role = reference
+            .param(Param::Role)
+            .map(str::to_owned)
+            .or_else(|| vault.role.clone());
+        match method {
+            VaultAuthMethod::Token => {
+                let source = vault.token.as_ref().ok_or(
+                    "no Vault token: set VAULT_TOKEN, log in (~/.vault-token) or name a token file",
+                )?;
+                Ok(VaultAuth::Token(source.read().await?))
+            }
+            VaultAuthMethod::AppRole => {
+                let role_id = reference
+                    .param(Param::RoleId)
+                    .map(str::to_owned)
+                    .or_else(|| vault.role_id.clone())
+                    .ok_or("AppRole needs a role id (role_id= or VAULT_ROLE_ID)")?;
+                let secret_id = match reference.param(Param::SecretId) {
+                    Some(id) => SecretString::from(id),
+                    None => vault
+                        .secret_id
+                        .clone()
+                        .ok_or("AppRole needs a secret id (VAULT_SECRET_ID or secret_id=)")?,
+                };
+                Ok(VaultAuth::AppRole {
+                    mount: mount("approle"),
+                    role_id,
+                    secret_id,
+                })
+            }
+            VaultAuthMethod::Jwt => Ok(VaultAuth::Jwt {
+                mount: mount("jwt"),
+                role,
+                jwt: vault
+                    .jwt
+                    .clone()
+                    .ok_or("JWT auth needs the CI's OIDC token (SEAL_VAULT_JWT or a JWT file)")?,
+            }),
+            VaultAuthMethod::Kubernetes => Ok(VaultAuth::Kubernetes {
+                mount: mount("kubernetes"),
+                role: role.ok_or("Kubernetes auth needs a role (role= or a role flag)")?,
+                jwt: vault
+                    .kubernetes_token
+                    .clone()
+                    .unwrap_or_else(|| TokenSource::File(SERVICE_ACCOUNT_TOKEN.into())),
+            }),
+        }
+    }
+}
+
+/// True when `reference` reads KV v2: its segment after the mount is `data`, or it asks for a
+/// version.
+fn is_kv_v2(reference: &Reference) -> bool {
+    if reference.param(Param::Version).is_some() {
+        return true;
+    }
+    let path = reference.path().trim_matches('/');
+    let rest = match reference.param(Param::Mount) {
+        Some(mount) => path
+            .strip_prefix(mount.trim_matches('/'))
+            .map_or(path, |r| r.trim_start_matches('/')),
+        None => path.split_once('/').map_or("", |(_, rest)| rest),
+    };
+    rest == "data" || rest.starts_with("data/")
+}
+
+/// What the provider is asked for: the path, the version and the fragment as a property.
+fn secret_ref(reference: &Reference) -> SecretRef {
+    let mut wanted = SecretRef::new(reference.path());
+    let version = match reference.backend() {
+        Backend::Vault => reference.param(Param::Version).map(str::to_owned),
+        Backend::AwsSecrets => reference
+            .param(Param::VersionStage)
+            .map(str::to_owned)
+            .or_else(|| {
+                reference
+                    .param(Param::VersionId)
+                    .map(|id| format!("uuid/{id}"))
+            }),
+    };
+    if let Some(version) = version {
+        wanted = wanted.version(version);
+    }
+    if let Some(property) = reference.property() {
+        wanted = wanted.property(property);
+    }
+    wanted
+}
+
+/// The region of `profile` (or of `AWS_PROFILE`/`default`) in the shared config files.
+async fn profile_region(profile: Option<&str>) -> Option<String> {
+    use aws_config::meta::region::ProvideRegion as _;
+    let mut provider = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(profile) = profile {
+        provider = provider.profile_name(profile);
+    }
+    provider.build().region().await.map(|r| r.to_string())
+}
+
+/// The credentials of a named profile, loaded once: a CLI run is shorter than their lifetime.
+async fn profile_keys(profile: &str) -> Result<AwsAuth, String> {
+    let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+        .profile_name(profile)
+        .build()
+        .provide_credentials()
+        .await
+        .map_err(|e| format!("profile {profile:?}: {}", crate::chain(&e)))?;
+    Ok(AwsAuth::Static {
+        access_key_id: credentials.access_key_id().to_owned(),
+        secret_access_key: SecretString::from(credentials.secret_access_key()),
+        session_token: credentials.session_token().map(SecretString::from),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::parse;
+
+    #[test]
+    fn kv_version_follows_the_data_segment() {
+        let v2 = |text: &str| is_kv_v2(&parse(text).unwrap());
+        assert!(v2("ref+vault://secret/data/ml/db#/k"));
+        assert!(v2("ref+vault://secret/ml/db?version=3#/k"));
+        assert!(v2("ref+vault://team/kv/data/app?mount=team/kv"));
+        assert!(!v2("ref+vault://kv/ml/db#/k"));
+        assert!(!v2("ref+vault://team/kv/app?mount=team/kv"));
+    }
+
+    #[test]
+    fn aws_versions_become_eso_versions() {
+        let wanted = secret_ref(&parse("ref+awssecrets://a?version_id=123#/k").unwrap());
+        assert_eq!(wanted.version.as_deref(), Some("uuid/123"));
+        assert_eq!(wanted.property.as_deref(), Some("#/k"));
+        let wanted = secret_ref(&parse("ref+awssecrets://a?version_stage=AWSPREVIOUS").unwrap());
+        assert_eq!(wanted.version.as_deref(), Some("AWSPREVIOUS"));
+        assert_eq!(wanted.property, None);
+    }
+
+    #[test]
+    fn references_with_the_same_settings_share_a_provider() {
+        let resolver = Resolver::new(Defaults::default());
+        let key = |text: &str| resolver.group_key(&parse(text).unwrap());
+        assert!(key("ref+vault://secret/data/a#/x") == key("ref+vault://secret/data/b#/y"));
+        assert!(key("ref+vault://secret/data/a") != key("ref+vault://kv/a"));
+        assert!(key("ref+awssecrets://a") == key("ref+awssecrets://b#/k"));
+        assert!(key("ref+awssecrets://a") != key("ref+awssecrets://a?region=eu-west-1"));
+    }
+}
