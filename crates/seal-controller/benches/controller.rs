@@ -15,7 +15,12 @@
 //! removed after; the run refuses to start if that directory already exists). Its client-side
 //! rate limit (`--kubeclient-qps 5` by default) is switched off, so the comparison is of the
 //! controllers and not of that default. `SEAL_BENCH_SEAL_ONLY=1` (`cargo xtask bench controller
-//! --seal-only`) skips Bitnami's runs, for iterating on seal-controller.
+//! --seal-only`) skips Bitnami's runs, for iterating on seal-controller, and
+//! `SEAL_BENCH_CONTROLLER_ARGS` adds flags to seal-controller's command line (`--concurrency 8`).
+//!
+//! Each run also prints the CPU seconds the controller, kube-apiserver, etcd,
+//! kube-controller-manager (garbage collection follows every owned Secret) and the bench itself
+//! used while it ran: on two cores they all share, that says where the wall time went.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,49 @@ struct Measured {
     apply: Duration,
     all_present: Duration,
     peak_rss_mib: f64,
+    /// CPU seconds each process spent from the first create until every Secret was present.
+    cpu: Vec<(&'static str, f64)>,
+}
+
+/// CPU time (user + system, every thread) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("short /proc/PID/stat")?
+            .parse::<f64>()?)
+    };
+    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd.
+    let per_second = 100.0; // USER_HZ on Linux
+    Ok((ticks(11)? + ticks(12)?) / per_second)
+}
+
+/// Whose CPU time a run reports: the controller, the test servers it talks to, and this bench.
+fn cpu_sample(env: &TestEnv, controller: u32) -> Result<Vec<(&'static str, f64)>> {
+    let pids = std::fs::read_to_string(Path::new(env.var("SEAL_TESTENV_DIR")).join("pids"))?;
+    let server = |name: &str| -> Result<u32> {
+        pids.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .with_context(|| format!("no {name} in the test environment's pids"))
+    };
+    Ok(vec![
+        ("controller", cpu_seconds(controller)?),
+        ("kube-apiserver", cpu_seconds(server("kube-apiserver ")?)?),
+        ("etcd", cpu_seconds(server("etcd ")?)?),
+        (
+            "kube-controller-manager",
+            cpu_seconds(server("kube-controller-manager ")?)?,
+        ),
+        ("bench", cpu_seconds(std::process::id())?),
+    ])
 }
 
 struct Keys {
@@ -249,6 +297,11 @@ async fn start(
         Contender::Seal => {
             let mut c = Command::new(&binaries.seal);
             c.args(["--key-namespace", keys_ns.name()])
+                .args(
+                    std::env::var("SEAL_BENCH_CONTROLLER_ARGS")
+                        .unwrap_or_default()
+                        .split_whitespace(),
+                )
                 .env("KUBECONFIG", env.kubeconfig())
                 .env("RUST_LOG", "warn");
             c
@@ -352,6 +405,7 @@ async fn run_once(
         present_tx,
     ));
     present.wait_for(Option::is_some).await?;
+    let cpu_before = cpu_sample(env, running.child.id())?;
     let started = Instant::now();
     futures::stream::iter(objects)
         .map(|object| {
@@ -372,6 +426,11 @@ async fn run_once(
     .await
     .map(|_| ());
     let all_present = started.elapsed();
+    let cpu = cpu_sample(env, running.child.id())?
+        .into_iter()
+        .zip(cpu_before)
+        .map(|((who, after), (_, before))| (who, after - before))
+        .collect();
     counter.abort();
     if waited.is_err() {
         bail!(
@@ -389,6 +448,7 @@ async fn run_once(
         apply,
         all_present,
         peak_rss_mib,
+        cpu,
     })
 }
 
@@ -535,9 +595,15 @@ async fn main() -> Result<()> {
             eprintln!("{} ({label}) ...", contender.name());
             let measured = run_once(contender, env, &keys, &binaries, label).await?;
             eprintln!(
-                "  {:.1} s, {:.1} MiB",
+                "  {:.1} s, {:.1} MiB; CPU seconds meanwhile: {}",
                 measured.all_present.as_secs_f64(),
-                measured.peak_rss_mib
+                measured.peak_rss_mib,
+                measured
+                    .cpu
+                    .iter()
+                    .map(|(who, seconds)| format!("{who} {seconds:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             results.push(measured);
         }
