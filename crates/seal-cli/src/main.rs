@@ -304,6 +304,56 @@ field seal does not implement (sourceRef, templateFrom, ...), is an error naming
 nothing is written.")]
     Convert(commands::convert::Args),
 
+    /// Print the values of secret references (vals syntax), one per line.
+    #[command(after_help = "\
+Examples:
+  seal get 'ref+vault://secret/data/ml/db#/password'
+  seal get -o json ref+awssecrets://ml/db ref+vault://kv/ml/api
+  VAULT_ADDR=https://vault:8200 SEAL_VAULT_AUTH_METHOD=approle \\
+    VAULT_ROLE_ID=... VAULT_SECRET_ID=... seal get 'ref+vault://secret/data/ml/db#/user'
+
+A reference is ref+vault://PATH[?address=&namespace=&auth_method=&role=&role_id=&secret_id=
+&version=&mount=][#/json/path] or ref+awssecrets://NAME_OR_ARN[?region=&role_arn=&version_stage=
+&version_id=&profile=][#/json/path]. KV v2 paths include /data/ (secret/data/ml/db).
+Exit codes: 0 ok, 2 bad reference, missing secret or key, denied; 3 provider unreachable.")]
+    Get(commands::ci::get::Args),
+
+    /// Resolve a file of NAME: ref+... into dotenv, shell, JSON, GitHub Actions or GitLab form.
+    #[command(after_help = "\
+Examples:
+  # ci/secrets.yaml:  DB_PASSWORD: ref+vault://secret/data/ml/db#/password
+  #                   REGISTRY: ref+awssecrets://ci/registry
+  eval \"$(seal env -f ci/secrets.yaml --format shell)\"
+  seal env -f ci/secrets.yaml --format github      # masks, then appends to $GITHUB_ENV
+  seal env -f ci/secrets.yaml --format gitlab -w deploy.env   # artifacts:reports:dotenv
+  seal env -f ci/secrets.yaml --flatten --format json         # {\"DB_USER\": ..., \"DB_PASSWORD\": ...}
+
+Nothing is printed, written or exported unless every reference resolves.")]
+    Env(commands::ci::env::Args),
+
+    /// Resolve every ref+ string in YAML or JSON documents (helmfile or Helm values, manifests).
+    #[command(after_help = "\
+Examples:
+  seal render values.secrets.yaml > values.yaml
+  seal render --exclude-secret values.yaml          # keep secretref+ for review
+  seal render -w /tmp/values.yaml deploy/values/*.yaml
+  seal render --in-place rendered/values.yaml
+
+Structure and key order are kept; references inside longer strings end at + or whitespace:
+  url: postgres://ml:ref+vault://secret/data/ml/db#/password+@db:5432/ml")]
+    Render(commands::ci::render::Args),
+
+    /// Run a command with resolved references in its environment (nothing written to disk).
+    #[command(after_help = "\
+Examples:
+  seal exec -f ci/secrets.yaml -- helmfile -e prod apply
+  seal exec -f ci/migrate.yaml --clean-env -- /usr/bin/env
+  seal exec -f ci/secrets.yaml --flatten -- ./migrate.sh
+
+Exits with the command's code (128 + signal if a signal ended it); SIGINT, SIGTERM, SIGHUP and
+SIGQUIT are passed on to it.")]
+    Exec(commands::ci::exec::Args),
+
     /// Find plaintext Secret manifests (the pre-commit guard); exit 1 if any.
     #[command(after_help = "\
 Examples:
@@ -354,6 +404,13 @@ fn main() -> ExitCode {
         Some(Command::ReEncrypt(args)) => commands::reencrypt::run(&args),
         Some(Command::Convert(args)) => commands::convert::run(&args),
         Some(Command::Scan(args)) => commands::scan::run(&args),
+        Some(Command::Get(args)) => commands::ci::get::run(&args),
+        Some(Command::Env(args)) => commands::ci::env::run(&args),
+        Some(Command::Render(args)) => commands::ci::render::run(&args),
+        Some(Command::Exec(args)) => match commands::ci::exec::run(&args) {
+            Ok(code) => return code,
+            Err(failure) => Err(failure),
+        },
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "seal", &mut std::io::stdout());

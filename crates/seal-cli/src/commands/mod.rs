@@ -2,6 +2,7 @@
 //! writes only once everything succeeded.
 
 pub mod cert;
+pub mod ci;
 pub mod convert;
 pub mod keygen;
 pub mod keys;
