@@ -1,0 +1,99 @@
+//! `seal render`: nested YAML with references in lists and inside strings, key order kept,
+//! `secretref+` kept with `--exclude-secret`, JSON in and out, `-w` and `--in-place`.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use anyhow::Result;
+use seal_testenv::testenv;
+
+use crate::harness::{Ci, aws_secret, vault_kv2};
+
+#[tokio::test]
+async fn render_resolves_nested_values_and_keeps_structure_and_order() -> Result<()> {
+    let env = testenv!();
+    let ci = Ci::new(env);
+    let v2 = vault_kv2(env, &[("password", "pw 1"), ("user", "ml")]).await?;
+    let aws = aws_secret(env, r#"{"token":"t0k","cert":"line1\nline2"}"#).await?;
+    let values = format!(
+        "\
+zeta: first
+releases:
+- name: ml-api
+  values:
+    db:
+      url: postgres://ref+vault://{v2}#/user+:ref+vault://{v2}#/password+@db:5432/ml
+      password: ref+vault://{v2}#/password
+    tokens:
+    - ref+awssecrets://{aws}#/token
+    - literal
+    - 42
+    cert: ref+awssecrets://{aws}#/cert
+  review: secretref+vault://{v2}#/password
+alpha: last
+"
+    );
+    let file = ci.write("values.yaml", &values);
+    let expected = "\
+zeta: first
+releases:
+- name: ml-api
+  values:
+    db:
+      url: postgres://ml:pw 1@db:5432/ml
+      password: pw 1
+    tokens:
+    - t0k
+    - literal
+    - 42
+    cert: |-
+      line1
+      line2
+  review: REVIEW
+alpha: last
+";
+    let run = ci.seal(&["render", &file]);
+    assert_eq!(run.ok(), expected.replace("REVIEW", "pw 1"));
+
+    let kept = ci.seal(&["render", "--exclude-secret", &file]);
+    assert_eq!(
+        kept.ok(),
+        expected.replace("REVIEW", &format!("secretref+vault://{v2}#/password"))
+    );
+
+    // JSON in, JSON out, order kept; -w writes the file (0600) and prints nothing.
+    let json = ci.write(
+        "values.json",
+        &format!(r#"{{"b":{{"pw":"ref+vault://{v2}#/password"}},"a":[1,"ref+awssecrets://{aws}#/token"]}}"#),
+    );
+    assert_eq!(ci.seal(&["render", &json, "-w", "out.json"]).ok(), "");
+    assert_eq!(
+        ci.read("out.json"),
+        "{\n  \"b\": {\n    \"pw\": \"pw 1\"\n  },\n  \"a\": [\n    1,\n    \"t0k\"\n  ]\n}\n"
+    );
+    let mode = std::fs::metadata(ci.file("out.json"))?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Several YAML documents, rewritten in place.
+    let stream = ci.write(
+        "stream.yaml",
+        &format!("a: ref+vault://{v2}#/user\n---\nb: [ref+vault://{v2}#/password]\n"),
+    );
+    assert_eq!(ci.seal(&["render", "--in-place", &stream]).ok(), "");
+    assert_eq!(ci.read("stream.yaml"), "a: ml\n---\nb:\n- pw 1\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_malformed_reference_is_named_by_file_document_and_path() -> Result<()> {
+    let env = testenv!();
+    let ci = Ci::new(env);
+    let file = ci.write(
+        "values.yaml",
+        "a: 1\n---\nx:\n  list:\n  - ok\n  - ref+vault://secret/data/x?regoin=eu#/k\n",
+    );
+    ci.seal(&["render", &file]).fails(
+        2,
+        "values.yaml: document 2, .x.list[1]: malformed reference at column 27 (query): unknown parameter \"regoin\"",
+    );
+    Ok(())
+}
