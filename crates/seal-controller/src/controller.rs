@@ -400,7 +400,14 @@ async fn lead(
                 }
             })
     });
-    futures::future::join_all(controllers).await;
+    let external = crate::external::run(
+        client.clone(),
+        settings,
+        recorder.clone(),
+        Arc::clone(&shared),
+        stopped.clone(),
+    );
+    futures::future::join(futures::future::join_all(controllers), external).await;
     renewal.abort();
     if let Some(backup) = backup {
         backup.abort();
@@ -437,6 +444,20 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     if outcome.reason == Reason::Unsealed {
         if outcome.wrote {
             info!(%namespace, %name, "unsealed");
+            if let Some(version) = &outcome.secret_version
+                && !sealed.spec.rollout_restart_targets.is_empty()
+            {
+                crate::rollout::restart(
+                    &ctx.client,
+                    &ctx.recorder,
+                    &sealed.object_ref(&()),
+                    &namespace,
+                    &sealed.spec.rollout_restart_targets,
+                    &name,
+                    version,
+                )
+                .await;
+            }
         }
     } else {
         warn!(%namespace, %name, reason = outcome.reason.as_str(), message = %outcome.note, "not unsealed");

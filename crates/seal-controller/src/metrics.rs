@@ -3,8 +3,11 @@
 //! Every label value comes from a fixed set (a condition reason, a route, a status code), never from
 //! an object's content, so no value and no user-chosen string can reach a metric. The names follow
 //! Bitnami's controller (`..._unseal_requests_total`, `..._unseal_errors_total{reason}`) so existing
-//! dashboards need only a prefix change.
+//! dashboards need only a prefix change; the ExternalSecret and provider metrics follow ESO's
+//! (`externalsecret_sync_calls_total`, `externalsecret_sync_calls_error_total{reason}`,
+//! `provider_api_calls_total{provider,call,status}`) under the same prefix.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use seal_providers::CallCounter;
 
 use crate::keys::KeySet;
 use crate::unseal::Reason;
@@ -39,6 +44,18 @@ pub struct Metrics {
     newest_key_age: Gauge<f64, AtomicU64>,
     leader: Gauge,
     http_requests: Family<RequestLabels, Counter>,
+    external_syncs: Counter,
+    external_sync_errors: Family<ReasonLabel, Counter>,
+    external_reconcile_duration: Histogram,
+    provider_calls: Arc<CallCounter>,
+    provider_api_calls: Family<CallLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    provider: &'static str,
+    call: &'static str,
+    status: &'static str,
 }
 
 impl Default for Metrics {
@@ -89,6 +106,30 @@ impl Metrics {
             "HTTP requests to the certificate API, by handler and status code",
             http_requests.clone(),
         );
+        let external_syncs = Counter::default();
+        let external_sync_errors = Family::<ReasonLabel, Counter>::default();
+        let external_reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let provider_api_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "externalsecret_sync_calls",
+            "ExternalSecret syncs that read from a provider",
+            external_syncs.clone(),
+        );
+        registry.register(
+            "externalsecret_sync_calls_error",
+            "ExternalSecret syncs that failed, by a reason from a fixed set",
+            external_sync_errors.clone(),
+        );
+        registry.register(
+            "externalsecret_reconcile_duration_seconds",
+            "Time to reconcile one ExternalSecret",
+            external_reconcile_duration.clone(),
+        );
+        registry.register(
+            "provider_api_calls",
+            "Calls to AWS Secrets Manager, STS and Vault, by provider, call and status",
+            provider_api_calls.clone(),
+        );
         for reason in Reason::FAILURES {
             drop(unseal_errors.get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
@@ -103,7 +144,34 @@ impl Metrics {
             newest_key_age,
             leader,
             http_requests,
+            external_syncs,
+            external_sync_errors,
+            external_reconcile_duration,
+            provider_calls: Arc::new(CallCounter::new()),
+            provider_api_calls,
         }
+    }
+
+    /// The counter every provider the controller builds records its calls in.
+    pub fn provider_calls(&self) -> Arc<CallCounter> {
+        Arc::clone(&self.provider_calls)
+    }
+
+    /// Counts one ExternalSecret sync that reads from a provider.
+    pub fn external_sync(&self) {
+        self.external_syncs.inc();
+    }
+
+    /// Counts one failed ExternalSecret sync; `reason` comes from a fixed set.
+    pub fn external_sync_error(&self, reason: &'static str) {
+        self.external_sync_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Records the duration of one ExternalSecret reconcile.
+    pub fn external_reconciled(&self, took: Duration) {
+        self.external_reconcile_duration.observe(took.as_secs_f64());
     }
 
     /// Counts one reconcile and its outcome.
@@ -144,6 +212,14 @@ impl Metrics {
                 .as_secs_f64()
         });
         self.newest_key_age.set(age);
+        for count in self.provider_calls.snapshot() {
+            let counter = self.provider_api_calls.get_or_create(&CallLabels {
+                provider: count.provider.as_str(),
+                call: count.call.as_str(),
+                status: count.status.as_str(),
+            });
+            counter.inc_by(count.count.saturating_sub(counter.get()));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("invariant: writing to a String cannot fail");

@@ -6,6 +6,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod bulk;
+mod external;
 mod ha;
 mod http;
 mod keys;

@@ -1,0 +1,633 @@
+//! SecretStore and ClusterSecretStore: turning a store into a provider, and keeping the store's
+//! `Ready` condition honest.
+//!
+//! [`Providers`] is the one place providers are built. It is shared by the store reconciler and
+//! the ExternalSecret reconciler, and caches one provider per store identity (kind, namespace,
+//! name, and the namespace credentials are read in for a ClusterSecretStore whose references
+//! name none), rebuilt only when the store's generation or a credential Secret's resourceVersion
+//! changes. That is what keeps a Vault store to one login whose token the provider renews in the
+//! background, instead of a login per reconcile (one of ESO's most reported costs). Every
+//! provider counts its calls in one shared [`CallCounter`], which the metrics export.
+//!
+//! The store reconciler validates the configuration ([`SecretStore::validate`]), reads the
+//! credential Secrets, builds the provider and makes one cheap call with it (AWS: a ListSecrets
+//! for a name prefix no secret has; Vault: a read of a key no secret has, which logs in first).
+//! The outcome is the `Ready` condition (`Valid`, `InvalidProviderConfig`, `ValidationFailed`),
+//! written only when it changes. A store that is not Ready does not stop ExternalSecrets from
+//! trying it: each reports its own failure, and recovers by itself when the store does.
+//!
+//! Not yet implemented (refused with `InvalidProviderConfig`): Kubernetes and JWT auth that need a
+//! ServiceAccount token from the TokenRequest API (Vault `kubernetes.serviceAccountRef`, Vault
+//! `jwt.kubernetesServiceAccountToken`, AWS `jwt`). Vault `kubernetes` without a
+//! `serviceAccountRef` logs in with the controller's own projected token.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use seal_api::secret_store::{
+    self, SecretKeySelector, SecretStoreProvider, SecretStoreStatus, StoreCapabilities, reason,
+};
+use seal_api::{ClusterSecretStore, SecretStore};
+use seal_providers::{
+    AwsConfig, CallCounter, FindQuery, KvVersion, Provider, SecretProvider, TokenSource,
+    VaultConfig, VaultProvider,
+};
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Where the kubelet projects the controller's own ServiceAccount token.
+const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// The key the store probe reads; no real secret is expected to have it.
+const PROBE_KEY: &str = "seal-store-probe-does-not-exist";
+
+/// Which store an ExternalSecret (or the store reconciler) means.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoreId {
+    /// `SecretStore` or `ClusterSecretStore`.
+    pub cluster: bool,
+    /// The SecretStore's namespace; empty for a ClusterSecretStore.
+    pub namespace: String,
+    /// The store's name.
+    pub name: String,
+    /// The namespace credential references without a namespace are read in (a
+    /// ClusterSecretStore's, per ExternalSecret namespace); empty when every reference names one.
+    pub credentials_namespace: String,
+}
+
+/// Why a store yields no provider. Messages name Secrets and keys, never a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The configuration is incomplete, contradictory or not supported.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A credential Secret could not be read from the API server.
+    #[error("cannot read Secret {namespace}/{name}: {reason}")]
+    Kube {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// The API server's reason and code.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// The store condition's reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::InvalidConfig(_) => reason::INVALID_PROVIDER_CONFIG,
+            StoreError::Kube { .. } => reason::VALIDATION_FAILED,
+        }
+    }
+}
+
+/// The providers of every store in use, built once per store configuration and reused.
+pub struct Providers {
+    client: Client,
+    calls: Arc<CallCounter>,
+    cache: Mutex<HashMap<StoreId, (String, Arc<Provider>)>>,
+    /// Held while a provider is built, so that ExternalSecrets of one store reconciled at once
+    /// wait for one provider (one Vault login) instead of each building its own.
+    building: tokio::sync::Mutex<()>,
+}
+
+impl Providers {
+    /// An empty cache whose providers count their calls in `calls`.
+    pub fn new(client: Client, calls: Arc<CallCounter>) -> Self {
+        Self {
+            client,
+            calls,
+            cache: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The calls every provider built here made.
+    pub fn calls(&self) -> &Arc<CallCounter> {
+        &self.calls
+    }
+
+    /// The provider of `provider` (the spec of the store `id` at `generation`): the cached one
+    /// while neither the generation nor a credential Secret changed, else a new one.
+    pub async fn get(
+        &self,
+        id: &StoreId,
+        generation: Option<i64>,
+        provider: &SecretStoreProvider,
+    ) -> Result<Arc<Provider>, StoreError> {
+        let credentials = self.read_credentials(id, provider).await?;
+        let mut fingerprint = format!("{}", generation.unwrap_or_default());
+        for (selector, version, _) in &credentials {
+            let _ = write!(fingerprint, " {}/{}@{version}", selector.name, selector.key);
+        }
+        let cached = || {
+            self.lock()
+                .get(id)
+                .filter(|(cached, _)| *cached == fingerprint)
+                .map(|(_, built)| Arc::clone(built))
+        };
+        if let Some(built) = cached() {
+            return Ok(built);
+        }
+        let _building = self.building.lock().await;
+        if let Some(built) = cached() {
+            return Ok(built);
+        }
+        let built = Arc::new(self.build(id, provider, &credentials).await?);
+        info!(kind = kind(id), namespace = %id.namespace, name = %id.name, "built a provider");
+        self.lock()
+            .insert(id.clone(), (fingerprint, Arc::clone(&built)));
+        Ok(built)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StoreId, (String, Arc<Provider>)>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every credential the store refers to: (selector, the Secret's resourceVersion, the value).
+    async fn read_credentials<'a>(
+        &self,
+        id: &StoreId,
+        provider: &'a SecretStoreProvider,
+    ) -> Result<Vec<(&'a SecretKeySelector, String, SecretString)>, StoreError> {
+        let mut selectors = Vec::new();
+        if let Some(refs) = provider
+            .aws
+            .as_ref()
+            .and_then(|a| a.auth.as_ref())
+            .and_then(|a| a.secret_ref.as_ref())
+        {
+            selectors.push(&refs.access_key_id_secret_ref);
+            selectors.push(&refs.secret_access_key_secret_ref);
+            selectors.extend(refs.session_token_secret_ref.as_ref());
+        }
+        if let Some(vault) = &provider.vault {
+            selectors.extend(vault.auth.token_secret_ref.as_ref());
+            selectors.extend(vault.auth.app_role.as_ref().map(|a| &a.secret_ref));
+            selectors.extend(vault.auth.jwt.as_ref().and_then(|j| j.secret_ref.as_ref()));
+        }
+        let mut out = Vec::new();
+        for selector in selectors {
+            let namespace = match (&selector.namespace, id.cluster) {
+                (Some(ns), true) => ns.clone(),
+                (_, false) => id.namespace.clone(),
+                (None, true) => id.credentials_namespace.clone(),
+            };
+            if namespace.is_empty() {
+                return Err(StoreError::InvalidConfig(format!(
+                    "Secret {} has no namespace",
+                    selector.name
+                )));
+            }
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            let secret = api
+                .get_opt(&selector.name)
+                .await
+                .map_err(|error| StoreError::Kube {
+                    namespace: namespace.clone(),
+                    name: selector.name.clone(),
+                    reason: crate::external::api_reason(&error),
+                })?
+                .ok_or_else(|| {
+                    StoreError::InvalidConfig(format!(
+                        "Secret {namespace}/{} does not exist",
+                        selector.name
+                    ))
+                })?;
+            let value = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&selector.key))
+                .ok_or_else(|| {
+                    StoreError::InvalidConfig(format!(
+                        "Secret {namespace}/{} has no key {:?}",
+                        selector.name, selector.key
+                    ))
+                })?;
+            let text = std::str::from_utf8(&value.0).map_err(|_| {
+                StoreError::InvalidConfig(format!(
+                    "key {:?} of Secret {namespace}/{} is not UTF-8",
+                    selector.key, selector.name
+                ))
+            })?;
+            out.push((
+                selector,
+                secret.resource_version().unwrap_or_default(),
+                SecretString::from(text.trim()),
+            ));
+        }
+        Ok(out)
+    }
+
+    // One branch per provider and auth method, read top to bottom; splitting it would scatter them.
+    #[allow(clippy::too_many_lines)]
+    async fn build(
+        &self,
+        id: &StoreId,
+        provider: &SecretStoreProvider,
+        credentials: &[(&SecretKeySelector, String, SecretString)],
+    ) -> Result<Provider, StoreError> {
+        let credential = |selector: &SecretKeySelector| {
+            credentials
+                .iter()
+                .find(|(s, _, _)| std::ptr::eq(*s, selector))
+                .map(|(_, _, value)| value.clone())
+                .ok_or_else(|| StoreError::InvalidConfig("a credential was not read".into()))
+        };
+        let unsupported = |what: &str| {
+            StoreError::InvalidConfig(format!(
+                "{what} is not supported by this controller yet (it needs a TokenRequest)"
+            ))
+        };
+        let invalid = |error: seal_providers::Error| StoreError::InvalidConfig(error.to_string());
+        if let Some(aws) = &provider.aws {
+            let mut config = AwsConfig::new(&aws.region)
+                .calls(Arc::clone(&self.calls))
+                .session_name(format!("seal-{}", id.name));
+            if let Some(endpoint) = &aws.endpoint_url {
+                config = config.endpoint(endpoint);
+            }
+            if let Some(role) = &aws.role {
+                config = config.assume_role(role);
+            }
+            if let Some(auth) = &aws.auth {
+                if auth.jwt.is_some() {
+                    return Err(unsupported("aws.auth.jwt"));
+                }
+                if let Some(refs) = &auth.secret_ref {
+                    let access_key_id = credential(&refs.access_key_id_secret_ref)?;
+                    config = config.auth(seal_providers::AwsAuth::Static {
+                        access_key_id: secrecy::ExposeSecret::expose_secret(&access_key_id)
+                            .to_owned(),
+                        secret_access_key: credential(&refs.secret_access_key_secret_ref)?,
+                        session_token: refs
+                            .session_token_secret_ref
+                            .as_ref()
+                            .map(credential)
+                            .transpose()?,
+                    });
+                }
+            }
+            return seal_providers::AwsProvider::new(config)
+                .await
+                .map(Provider::Aws)
+                .map_err(invalid);
+        }
+        let Some(vault) = &provider.vault else {
+            return Err(StoreError::InvalidConfig(
+                "exactly one of aws, vault must be set".into(),
+            ));
+        };
+        let auth = &vault.auth;
+        let auth = if let Some(token) = &auth.token_secret_ref {
+            seal_providers::VaultAuth::Token(credential(token)?)
+        } else if let Some(app_role) = &auth.app_role {
+            seal_providers::VaultAuth::AppRole {
+                mount: app_role.mount_path().to_owned(),
+                role_id: app_role.role_id.clone(),
+                secret_id: credential(&app_role.secret_ref)?,
+            }
+        } else if let Some(kubernetes) = &auth.kubernetes {
+            if kubernetes.service_account_ref.is_some() {
+                return Err(unsupported("vault.auth.kubernetes.serviceAccountRef"));
+            }
+            seal_providers::VaultAuth::Kubernetes {
+                mount: kubernetes.mount_path().to_owned(),
+                role: kubernetes.role.clone(),
+                jwt: TokenSource::File(OWN_TOKEN.into()),
+            }
+        } else if let Some(jwt) = &auth.jwt {
+            let Some(secret) = &jwt.secret_ref else {
+                return Err(unsupported("vault.auth.jwt.kubernetesServiceAccountToken"));
+            };
+            seal_providers::VaultAuth::Jwt {
+                mount: jwt.mount_path().to_owned(),
+                role: jwt.role.clone(),
+                jwt: TokenSource::Value(credential(secret)?),
+            }
+        } else {
+            return Err(StoreError::InvalidConfig(
+                "exactly one Vault auth method must be set".into(),
+            ));
+        };
+        let mut config = VaultConfig::new(&vault.server, auth)
+            .calls(Arc::clone(&self.calls))
+            .kv_version(match vault.kv_version() {
+                secret_store::VaultKvVersion::V1 => KvVersion::V1,
+                secret_store::VaultKvVersion::V2 => KvVersion::V2,
+            });
+        if let Some(path) = &vault.path {
+            config = config.mount(path);
+        }
+        if let Some(namespace) = &vault.namespace {
+            config = config.namespace(namespace);
+        }
+        if let Some(bundle) = &vault.ca_bundle {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(bundle.trim())
+                .ok()
+                .and_then(|pem| String::from_utf8(pem).ok())
+                .ok_or_else(|| {
+                    StoreError::InvalidConfig("vault.caBundle is not base64 of PEM text".into())
+                })?;
+            config = config.ca_bundle(pem);
+        }
+        VaultProvider::new(config)
+            .map(Provider::Vault)
+            .map_err(invalid)
+    }
+}
+
+fn kind(id: &StoreId) -> &'static str {
+    if id.cluster {
+        "ClusterSecretStore"
+    } else {
+        "SecretStore"
+    }
+}
+
+/// One cheap call that proves the provider answers and accepts the credentials. A missing key is
+/// the expected answer.
+async fn probe(provider: &Provider) -> Result<(), seal_providers::Error> {
+    let result = match provider {
+        Provider::Aws(_) => provider
+            .find(&FindQuery {
+                path: Some(PROBE_KEY.into()),
+                limit: 1,
+                ..FindQuery::default()
+            })
+            .await
+            .map(drop),
+        Provider::Vault(_) => provider.get(PROBE_KEY, None).await.map(drop),
+    };
+    match result {
+        Err(seal_providers::Error::NotFound { .. } | seal_providers::Error::TooMany { .. })
+        | Ok(()) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// What the store reconciler shares.
+struct StoreContext {
+    client: Client,
+    providers: Arc<Providers>,
+}
+
+/// Runs the SecretStore (in `watched` namespaces, or all when empty) and ClusterSecretStore reconcilers
+/// until `stopped`.
+pub async fn run(
+    client: Client,
+    watched: &[String],
+    providers: Arc<Providers>,
+    stopped: watch::Receiver<bool>,
+) {
+    let context = Arc::new(StoreContext {
+        client: client.clone(),
+        providers,
+    });
+    let scopes: Vec<Api<SecretStore>> = if watched.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        watched
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let namespaced = scopes.into_iter().map(|api| {
+        let mut stopped = stopped.clone();
+        Controller::new(api, watcher::Config::default())
+            .graceful_shutdown_on(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .run(reconcile_store, retry_later, Arc::clone(&context))
+            .for_each(|_| async {})
+    });
+    let mut stopped_cluster = stopped.clone();
+    let cluster = Controller::new(
+        Api::<ClusterSecretStore>::all(client),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(async move {
+        let _ = stopped_cluster.wait_for(|stop| *stop).await;
+    })
+    .run(reconcile_cluster_store, retry_later, Arc::clone(&context))
+    .for_each(|_| async {});
+    futures::future::join(futures::future::join_all(namespaced), cluster).await;
+}
+
+/// The store reconcilers' only error: the status could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the store status: {0}")]
+pub struct StatusError(#[source] kube::Error);
+
+fn retry_later<K>(_: Arc<K>, _: &StatusError, _: Arc<StoreContext>) -> Action {
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile_store(
+    store: Arc<SecretStore>,
+    ctx: Arc<StoreContext>,
+) -> Result<Action, StatusError> {
+    let namespace = store.namespace().unwrap_or_default();
+    let id = StoreId {
+        cluster: false,
+        namespace: namespace.clone(),
+        name: store.name_any(),
+        credentials_namespace: String::new(),
+    };
+    let outcome = match store.validate() {
+        Err(error) => (
+            reason::INVALID_PROVIDER_CONFIG,
+            format!("invalid configuration: {error}"),
+        ),
+        Ok(()) => check(&ctx, &id, store.metadata.generation, &store.spec.provider).await,
+    };
+    let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &namespace);
+    write_store_status(
+        &api,
+        &store.name_any(),
+        store.metadata.generation,
+        store.status.as_ref(),
+        outcome,
+    )
+    .await
+}
+
+async fn reconcile_cluster_store(
+    store: Arc<ClusterSecretStore>,
+    ctx: Arc<StoreContext>,
+) -> Result<Action, StatusError> {
+    let id = StoreId {
+        cluster: true,
+        namespace: String::new(),
+        name: store.name_any(),
+        credentials_namespace: String::new(),
+    };
+    let needs_namespace = store
+        .spec
+        .provider
+        .reference_namespaces("spec.provider")
+        .len()
+        < credential_count(&store.spec.provider);
+    let outcome = match store.validate() {
+        Err(error) => (
+            reason::INVALID_PROVIDER_CONFIG,
+            format!("invalid configuration: {error}"),
+        ),
+        // Credentials read in each ExternalSecret's namespace cannot be checked here.
+        Ok(()) if needs_namespace => (
+            reason::VALID,
+            "configuration is valid; credentials are read in each ExternalSecret's namespace"
+                .to_owned(),
+        ),
+        Ok(()) => check(&ctx, &id, store.metadata.generation, &store.spec.provider).await,
+    };
+    let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
+    write_store_status(
+        &api,
+        &store.name_any(),
+        store.metadata.generation,
+        store.status.as_ref(),
+        outcome,
+    )
+    .await
+}
+
+/// How many credential references (Secrets and ServiceAccounts) the provider has.
+fn credential_count(provider: &SecretStoreProvider) -> usize {
+    let mut probe = provider.clone();
+    // Count references by giving each a namespace and asking which name one.
+    let set = |ns: &mut Option<String>| *ns = Some(String::new());
+    if let Some(auth) = probe.aws.as_mut().and_then(|a| a.auth.as_mut()) {
+        if let Some(refs) = auth.secret_ref.as_mut() {
+            set(&mut refs.access_key_id_secret_ref.namespace);
+            set(&mut refs.secret_access_key_secret_ref.namespace);
+            if let Some(token) = refs.session_token_secret_ref.as_mut() {
+                set(&mut token.namespace);
+            }
+        }
+        if let Some(jwt) = auth.jwt.as_mut() {
+            set(&mut jwt.service_account_ref.namespace);
+        }
+    }
+    if let Some(auth) = probe.vault.as_mut().map(|v| &mut v.auth) {
+        if let Some(token) = auth.token_secret_ref.as_mut() {
+            set(&mut token.namespace);
+        }
+        if let Some(app_role) = auth.app_role.as_mut() {
+            set(&mut app_role.secret_ref.namespace);
+        }
+        if let Some(account) = auth
+            .kubernetes
+            .as_mut()
+            .and_then(|k| k.service_account_ref.as_mut())
+        {
+            set(&mut account.namespace);
+        }
+        if let Some(jwt) = auth.jwt.as_mut() {
+            if let Some(secret) = jwt.secret_ref.as_mut() {
+                set(&mut secret.namespace);
+            }
+            if let Some(token) = jwt.kubernetes_service_account_token.as_mut() {
+                set(&mut token.service_account_ref.namespace);
+            }
+        }
+    }
+    probe.reference_namespaces("spec.provider").len()
+}
+
+/// Builds (or reuses) the store's provider and probes it: the condition's reason and message.
+async fn check(
+    ctx: &StoreContext,
+    id: &StoreId,
+    generation: Option<i64>,
+    provider: &SecretStoreProvider,
+) -> (&'static str, String) {
+    match ctx.providers.get(id, generation, provider).await {
+        Err(error) => (error.reason(), error.to_string()),
+        Ok(built) => match probe(&built).await {
+            Ok(()) => (
+                reason::VALID,
+                "the provider accepted the credentials".into(),
+            ),
+            Err(error) => {
+                warn!(kind = kind(id), namespace = %id.namespace, name = %id.name, %error, "store validation failed");
+                (
+                    reason::VALIDATION_FAILED,
+                    format!("the provider refused or did not answer: {error}"),
+                )
+            }
+        },
+    }
+}
+
+/// Writes the store's `Ready` condition and `observedGeneration` when they differ from `status`.
+async fn write_store_status<K>(
+    api: &Api<K>,
+    name: &str,
+    generation: Option<i64>,
+    status: Option<&SecretStoreStatus>,
+    (reason_now, message): (&'static str, String),
+) -> Result<Action, StatusError>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let ready = if reason_now == reason::VALID {
+        "True"
+    } else {
+        "False"
+    };
+    let previous = status.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == secret_store::CONDITION_READY)
+    });
+    let unchanged = previous
+        .is_some_and(|p| p.status == ready && p.reason == reason_now && p.message == message)
+        && status.and_then(|s| s.observed_generation) == generation;
+    if !unchanged {
+        let transition = previous.filter(|p| p.status == ready).map_or_else(
+            || Time(Timestamp::now()),
+            |p| p.last_transition_time.clone(),
+        );
+        let status = SecretStoreStatus {
+            observed_generation: generation,
+            conditions: vec![Condition {
+                type_: secret_store::CONDITION_READY.into(),
+                status: ready.into(),
+                reason: reason_now.into(),
+                message,
+                last_transition_time: transition,
+                observed_generation: generation,
+            }],
+            capabilities: Some(StoreCapabilities::ReadOnly),
+        };
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": status })),
+        )
+        .await
+        .map_err(StatusError)?;
+    }
+    Ok(if reason_now == reason::VALID {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(60))
+    })
+}
