@@ -9,6 +9,7 @@
 //! - `peers`: only install the interop peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
+//! - `bench ci`: one `seal env` against 200 `seal get` calls on the test environment (see `bench_ci.rs`).
 //! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
 //!   Agent); tests never install them.
 //! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
@@ -17,6 +18,7 @@
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
 
 mod bench;
+mod bench_ci;
 mod bench_peers;
 mod demo;
 mod go;
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("controller") => bench::controller(&args[2..]),
+            Some("ci") => bench_ci::ci(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("peers") => bench_peers::BenchPeers::ensure()
                 .and_then(|p| p.report())
                 .map(|()| ExitCode::SUCCESS),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
   peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
   bench controller            seal-controller vs Bitnami's controller: 1,000 SealedSecrets, RSS
+  bench ci [--debug]          seal env vs 200 seal get: wall time and provider calls
   bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)
   testenv build               build the test servers into the cache (first time: ~25 min)
   testenv up | down | status  start, stop or inspect the test environment (Kubernetes, OpenBao, moto)
