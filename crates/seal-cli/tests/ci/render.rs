@@ -105,24 +105,38 @@ async fn the_ci_examples_resolve() -> Result<()> {
     let ci = Ci::new(env);
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ci");
     let root = env.vault_client(None)?;
-    for (path, key, value) in [("ml-api/db", "password", "pw"), ("ml-api/registry", "token", "tk")] {
+    for (path, key, value) in [
+        ("ml-api/db", "password", "pw"),
+        ("ml-api/registry", "token", "tk"),
+    ] {
         let data: std::collections::HashMap<&str, &str> = [(key, value)].into_iter().collect();
         vaultrs::kv2::set(&root, "secret", path, &data).await?;
     }
     let sm = env.secretsmanager().await;
     for (name, text) in [
         ("ci/registry", r#"{"password":"reg"}"#),
-        ("ml-api/sentry", r#"{"dsn":"https://x@sentry","environment":"prod"}"#),
+        (
+            "ml-api/sentry",
+            r#"{"dsn":"https://x@sentry","environment":"prod"}"#,
+        ),
     ] {
         // Created once per environment; a rerun finds them there.
-        let _ = sm.create_secret().name(name).secret_string(text).send().await;
+        let _ = sm
+            .create_secret()
+            .name(name)
+            .secret_string(text)
+            .send()
+            .await;
     }
     let secrets = examples.join("secrets.yaml").display().to_string();
     assert_eq!(
         ci.seal(&["env", "-f", &secrets, "--flatten"]).ok(),
         "DATABASE_URL=postgres://ml:pw@db.prod.internal:5432/ml\nREGISTRY_PASSWORD=reg\nMODEL_REGISTRY_TOKEN=tk\nSENTRY_DSN=https://x@sentry\nSENTRY_ENVIRONMENT=prod\nDEPLOY_ENV=prod\n"
     );
-    let values = examples.join("helmfile/values.secrets.yaml").display().to_string();
+    let values = examples
+        .join("helmfile/values.secrets.yaml")
+        .display()
+        .to_string();
     assert_eq!(
         ci.seal(&["render", "--exclude-secret", &values]).ok(),
         "db:\n  url: postgres://ml:pw@db.prod.internal:5432/ml\n  password: pw\nregistry:\n  token: secretref+awssecrets://ml-api/registry?region=eu-west-1#/token\nreplicas: 3\n"
