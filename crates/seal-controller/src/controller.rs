@@ -371,7 +371,9 @@ async fn lead(
                 secrets,
                 watcher::Config::default().labels(SEALED_SECRET_UID_LABEL),
             )
-            .default_backoff(),
+            .default_backoff()
+            // The store needs names and resourceVersions; managedFields are most of the rest.
+            .modify(|secret| secret.managed_fields_mut().clear()),
         )
         .touched_objects();
         let context = Arc::new(Context {
