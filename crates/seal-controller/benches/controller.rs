@@ -555,9 +555,10 @@ async fn main() -> Result<()> {
             .map(PathBuf::from)
             .context("SEAL_BENCH_BITNAMI (Bitnami's controller) is not set")?,
     };
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&seal_api::crd_yaml())?;
-    env.apply_crd(&crd).await?;
+    // Every CRD the chart installs, so the controller runs as it does in a cluster.
+    for crd in seal_api::crds() {
+        env.apply_crd(&crd).await?;
+    }
     // Bitnami's kind, with an open schema: enough for its controller to read and update it.
     let bitnami_crd = serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1",
