@@ -318,7 +318,7 @@ A reference is ref+vault://PATH[?address=&namespace=&auth_method=&role=&role_id=
 Exit codes: 0 ok, 2 bad reference, missing secret or key, denied; 3 provider unreachable.")]
     Get(commands::ci::get::Args),
 
-    /// Resolve a file of NAME: ref+... into dotenv, shell, JSON, GitHub Actions or GitLab form.
+    /// Resolve NAME: ref+... files for shell, dotenv, JSON, GitHub Actions or GitLab.
     #[command(after_help = "\
 Examples:
   # ci/secrets.yaml:  DB_PASSWORD: ref+vault://secret/data/ml/db#/password
@@ -331,7 +331,7 @@ Examples:
 Nothing is printed, written or exported unless every reference resolves.")]
     Env(commands::ci::env::Args),
 
-    /// Resolve every ref+ string in YAML or JSON documents (helmfile or Helm values, manifests).
+    /// Resolve every ref+ string in YAML or JSON documents (helmfile values, manifests).
     #[command(after_help = "\
 Examples:
   seal render values.secrets.yaml > values.yaml
@@ -343,7 +343,7 @@ Structure and key order are kept; references inside longer strings end at + or w
   url: postgres://ml:ref+vault://secret/data/ml/db#/password+@db:5432/ml")]
     Render(commands::ci::render::Args),
 
-    /// Run a command with resolved references in its environment (nothing written to disk).
+    /// Run a command with resolved references in its environment, nothing written to disk.
     #[command(after_help = "\
 Examples:
   seal exec -f ci/secrets.yaml -- helmfile -e prod apply
