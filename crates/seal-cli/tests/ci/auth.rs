@@ -1,14 +1,19 @@
 //! Vault logins other than a token: JWT with an OIDC token signed in the test (from a file, from
-//! `SEAL_VAULT_JWT`, the role from a flag or the reference), and AppRole; a token from
-//! `~/.vault-token`. None of them has `VAULT_TOKEN`.
+//! `SEAL_VAULT_JWT`, the role from a flag or the reference), AppRole, and Kubernetes with a real
+//! ServiceAccount token checked by the API server; a token from `~/.vault-token`. None of them has
+//! `VAULT_TOKEN`. On AWS: web identity from the environment (a CI job's OIDC token and role, no
+//! keys) and a role to assume named in the reference.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
 use seal_testenv::{TestEnv, testenv};
 use serde_json::json;
 
-use crate::harness::{Ci, vault_kv2};
+use crate::harness::{Ci, aws_secret, vault_kv2};
 
 fn ci_jwt(env: &TestEnv, audience: &str) -> Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -89,5 +94,70 @@ async fn token_from_the_vault_token_file_and_none_at_all() -> Result<()> {
     ci.seal(&["get", &reference]).fails(2, "no Vault token");
     ci.write(".vault-token", &format!("{}\n", env.var("VAULT_TOKEN")));
     assert_eq!(ci.seal(&["get", &reference]).ok(), "from-file\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn kubernetes_login_with_a_service_account_token() -> Result<()> {
+    let env = testenv!();
+    let path = vault_kv2(env, &[("password", "from-kubernetes")]).await?;
+    let ns = env.namespace("ci-vault-k8s").await?;
+    let accounts = ns.api::<ServiceAccount>();
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "deployer"}}))?;
+    accounts.create(&PostParams::default(), &account).await?;
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 600}}))?;
+    let issued: TokenRequest = accounts
+        .create_subresource("token", "deployer", &PostParams::default(), &request)
+        .await?;
+    let token = issued
+        .status
+        .and_then(|s| s.token)
+        .context("no token in the TokenRequest")?;
+
+    let mut ci = no_token(env);
+    let file = ci.write("sa.token", &token);
+    ci.set("SEAL_VAULT_AUTH_METHOD", "kubernetes");
+    ci.set("SEAL_VAULT_KUBERNETES_TOKEN_FILE", &file);
+    let reference = format!(
+        "ref+vault://{path}?role={}#/password",
+        env.var("SEAL_TESTENV_KUBERNETES_ROLE")
+    );
+    assert_eq!(ci.seal(&["get", &reference]).ok(), "from-kubernetes\n");
+
+    // Vault asks the API server (TokenReview): a token it did not issue is refused.
+    ci.write("sa.token", "not.a.token");
+    ci.seal(&["get", &reference]).fails(2, "access denied");
+    Ok(())
+}
+
+#[tokio::test]
+async fn aws_web_identity_from_the_environment_and_role_arn_in_the_reference() -> Result<()> {
+    let env = testenv!();
+    let name = aws_secret(env, r#"{"password":"from-web-identity"}"#).await?;
+    let reference = format!("ref+awssecrets://{name}#/password");
+    // A CI job with an OIDC token and a role, and no keys.
+    let mut ci = Ci::new(env);
+    ci.unset("AWS_ACCESS_KEY_ID");
+    ci.unset("AWS_SECRET_ACCESS_KEY");
+    ci.seal(&["get", &reference]).fails(2, "no credentials");
+    let token = ci.write("oidc.jwt", &ci_jwt(env, "sts.amazonaws.com")?);
+    ci.set("AWS_WEB_IDENTITY_TOKEN_FILE", &token);
+    ci.set("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci-deployer");
+    assert_eq!(ci.seal(&["get", &reference]).ok(), "from-web-identity\n");
+
+    // Keys that may only assume a role: role_arn= in the reference costs one AssumeRole.
+    let mut ci = Ci::new(env);
+    ci.set("SEAL_DEBUG_CALLS", "1");
+    let assumed =
+        format!("ref+awssecrets://{name}?role_arn=arn:aws:iam::123456789012:role/reader#/password");
+    let run = ci.seal(&["get", &assumed]);
+    assert_eq!(run.ok(), "from-web-identity\n");
+    assert!(
+        run.stderr.contains("aws:AssumeRole:success=1"),
+        "no AssumeRole counted: {}",
+        run.stderr
+    );
     Ok(())
 }
