@@ -1037,3 +1037,105 @@ pub(crate) fn api_reason(error: &kube::Error) -> String {
         _ => "the API server could not be reached".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seal_api::external_secret::{ExternalSecretRewriteRegexp, ExternalSecretTemplateMetadata};
+
+    fn bytes(map: &BTreeMap<String, SecretBytes>, key: &str) -> Option<Vec<u8>> {
+        map.get(key).map(|v| v.expose().to_vec())
+    }
+
+    #[test]
+    fn decoding_strategies_follow_eso() {
+        let decoded = |s, v: &[u8]| decode(s, v).map(|b| b.expose().to_vec());
+        assert_eq!(
+            decoded(DecodingStrategy::None, b"aGk="),
+            Ok(b"aGk=".to_vec())
+        );
+        assert_eq!(
+            decoded(DecodingStrategy::Base64, b"aGk=\n"),
+            Ok(b"hi".to_vec())
+        );
+        assert_eq!(
+            decoded(DecodingStrategy::Base64Url, b"-_8="),
+            Ok(vec![0xfb, 0xff])
+        );
+        assert_eq!(decoded(DecodingStrategy::Auto, b"aGk="), Ok(b"hi".to_vec()));
+        assert_eq!(
+            decoded(DecodingStrategy::Auto, b"not base64!"),
+            Ok(b"not base64!".to_vec())
+        );
+        assert!(decoded(DecodingStrategy::Base64, b"not base64!").is_err());
+    }
+
+    #[test]
+    fn rewrites_apply_in_order_and_bad_regexps_are_errors() {
+        let rule = |source: &str, target: &str| ExternalSecretRewrite {
+            regexp: ExternalSecretRewriteRegexp {
+                source: source.into(),
+                target: target.into(),
+            },
+        };
+        let rules = [rule("^ml_", ""), rule("^(.*)$", "APP_$1")];
+        assert_eq!(rewrite(&rules, "ml_db".into()), Ok("APP_db".into()));
+        assert!(rewrite(&[rule("(", "")], "x".into()).is_err());
+    }
+
+    #[test]
+    fn extract_keeps_strings_and_serialises_the_rest() {
+        let value = SecretValue::from_text(r#"{"user":"u","port":5432,"tls":{"on":true}}"#);
+        let members: BTreeMap<_, _> = json_object(&value).unwrap().into_iter().collect();
+        assert_eq!(bytes(&members, "user"), Some(b"u".to_vec()));
+        assert_eq!(bytes(&members, "port"), Some(b"5432".to_vec()));
+        assert_eq!(bytes(&members, "tls"), Some(br#"{"on":true}"#.to_vec()));
+        assert!(json_object(&SecretValue::from_text("[1]")).is_err());
+        assert!(json_object(&SecretValue::from_text("plain")).is_err());
+    }
+
+    #[test]
+    fn templates_replace_or_merge_and_set_metadata() {
+        let fetched = || {
+            BTreeMap::from([
+                ("user".to_owned(), SecretBytes::new(b"u".to_vec())),
+                ("password".to_owned(), SecretBytes::new(b"p".to_vec())),
+            ])
+        };
+        let mut template = ExternalSecretTemplate {
+            type_: Some("Opaque".into()),
+            metadata: Some(ExternalSecretTemplateMetadata {
+                labels: BTreeMap::from([("team".into(), "ml".into())]),
+                annotations: BTreeMap::new(),
+            }),
+            data: BTreeMap::from([("dsn".into(), "{{ .user }}:{{ .password }}".into())]),
+            ..ExternalSecretTemplate::default()
+        };
+        let replaced = render(Some(&template), &mut fetched()).unwrap();
+        assert_eq!(bytes(&replaced.data, "dsn"), Some(b"u:p".to_vec()));
+        assert_eq!(replaced.data.len(), 1);
+        assert_eq!(replaced.labels.get("team").map(String::as_str), Some("ml"));
+        template.merge_policy = Some(TemplateMergePolicy::Merge);
+        let merged = render(Some(&template), &mut fetched()).unwrap();
+        assert_eq!(merged.data.len(), 3);
+        template.data = BTreeMap::from([("x".into(), "{{ .missing }}".into())]);
+        let error = render(Some(&template), &mut fetched()).err().unwrap();
+        assert!(error.contains("template.data \"x\""), "{error}");
+    }
+
+    #[test]
+    fn the_hash_changes_with_any_applied_content_and_only_then() {
+        let produced = |value: &[u8]| Produced {
+            data: BTreeMap::from([("k".to_owned(), SecretBytes::new(value.to_vec()))]),
+            type_: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        };
+        let base = content_hash(&produced(b"v"), false, true);
+        assert_eq!(base, content_hash(&produced(b"v"), false, true));
+        assert_ne!(base, content_hash(&produced(b"w"), false, true));
+        assert_ne!(base, content_hash(&produced(b"v"), true, true));
+        assert_ne!(base, content_hash(&produced(b"v"), false, false));
+        assert_eq!(base.len(), 64);
+    }
+}
