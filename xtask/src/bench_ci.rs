@@ -28,6 +28,21 @@ use crate::{cargo, run};
 /// Distinct secrets per provider; each is referenced twice.
 const SECRETS: usize = 50;
 
+/// Builds `seal` (release unless `debug`) and returns the binary's path.
+fn build_seal(debug: bool) -> Result<std::path::PathBuf> {
+    if debug {
+        run(Command::new(cargo())
+            .args(["build", "-p", "seal-cli"])
+            .current_dir(workspace_root()))?;
+        return Ok(workspace_root().join("target/debug/seal"));
+    }
+    eprintln!("==> building seal (release)");
+    run(Command::new(cargo())
+        .args(["build", "--release", "--locked", "-p", "seal-cli"])
+        .current_dir(workspace_root()))?;
+    Ok(workspace_root().join("target/release/seal"))
+}
+
 /// Runs the benchmark and prints the figures; fails if a target is not met.
 pub fn ci(args: &[String]) -> Result<()> {
     let debug = args.iter().any(|a| a == "--debug");
@@ -38,18 +53,7 @@ pub fn ci(args: &[String]) -> Result<()> {
     let env = Environment::current()
         .context("no test environment is running; start one with `cargo xtask testenv up`")?;
     let vars: BTreeMap<String, String> = env.vars()?.into_iter().collect();
-    let seal = if debug {
-        run(Command::new(cargo())
-            .args(["build", "-p", "seal-cli"])
-            .current_dir(workspace_root()))?;
-        workspace_root().join("target/debug/seal")
-    } else {
-        eprintln!("==> building seal (release)");
-        run(Command::new(cargo())
-            .args(["build", "--release", "--locked", "-p", "seal-cli"])
-            .current_dir(workspace_root()))?;
-        workspace_root().join("target/release/seal")
-    };
+    let seal = build_seal(debug)?;
 
     let work = std::env::temp_dir().join(format!("seal-bench-ci-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;

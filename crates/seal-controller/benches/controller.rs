@@ -337,27 +337,17 @@ struct Binaries {
     bitnami: PathBuf,
 }
 
-async fn run_once(
+/// The workload: [`OBJECTS`] SealedSecrets of 3 items in `namespace`, in the contender's flavour.
+fn sealed_objects(
     contender: Contender,
-    env: &TestEnv,
     keys: &Keys,
-    binaries: &Binaries,
-    label: &str,
-) -> Result<Measured> {
-    let keys_ns = env.namespace(&format!("bench-keys-{label}")).await?;
-    let app = env.namespace(&format!("bench-app-{label}")).await?;
-    keys.store(contender, &keys_ns).await?;
-    let in_cluster = match contender {
-        Contender::Bitnami => Some(InCluster::prepare(env, &keys_ns).await?),
-        Contender::Seal => None,
-    };
-    let running = start(contender, env, &keys_ns, binaries, in_cluster.as_ref()).await?;
-    // Seal every object first, so that the timed part is the cluster's work only.
-    let objects: Vec<serde_json::Value> = (0..OBJECTS)
+    namespace: &str,
+) -> Result<Vec<serde_json::Value>> {
+    (0..OBJECTS)
         .map(|i| {
             let secret = secret_from_pairs(
                 &format!("app-{i}"),
-                app.name(),
+                namespace,
                 &[
                     (
                         "DATABASE_URL",
@@ -382,7 +372,26 @@ async fn run_once(
                 Contender::Bitnami => serde_json::to_value(to_bitnami(&sealed))?,
             })
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+async fn run_once(
+    contender: Contender,
+    env: &TestEnv,
+    keys: &Keys,
+    binaries: &Binaries,
+    label: &str,
+) -> Result<Measured> {
+    let keys_ns = env.namespace(&format!("bench-keys-{label}")).await?;
+    let app = env.namespace(&format!("bench-app-{label}")).await?;
+    keys.store(contender, &keys_ns).await?;
+    let in_cluster = match contender {
+        Contender::Bitnami => Some(InCluster::prepare(env, &keys_ns).await?),
+        Contender::Seal => None,
+    };
+    let running = start(contender, env, &keys_ns, binaries, in_cluster.as_ref()).await?;
+    // Seal every object first, so that the timed part is the cluster's work only.
+    let objects = sealed_objects(contender, keys, app.name())?;
     let (group, plural) = match contender {
         Contender::Seal => ("seal.dev", "sealedsecrets"),
         Contender::Bitnami => ("bitnami.com", "sealedsecrets"),
