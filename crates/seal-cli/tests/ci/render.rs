@@ -78,8 +78,12 @@ alpha: last
         "stream.yaml",
         &format!("a: ref+vault://{v2}#/user\n---\nb: [ref+vault://{v2}#/password]\n"),
     );
+    std::fs::set_permissions(&stream, std::fs::Permissions::from_mode(0o644))?;
     assert_eq!(ci.seal(&["render", "--in-place", &stream]).ok(), "");
     assert_eq!(ci.read("stream.yaml"), "a: ml\n---\nb:\n- pw 1\n");
+    // It holds values now: readable by its owner only, whatever it was before.
+    let mode = std::fs::metadata(&stream)?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     Ok(())
 }
 

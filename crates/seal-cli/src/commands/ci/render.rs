@@ -7,7 +7,8 @@
 //!
 //! Every reference of every input is resolved in one batch before anything is written, and the
 //! outputs follow the CLI's rules: stdout, `-w FILE` (atomic, mode 0600: it holds secrets) or
-//! `--in-place` (each file atomically, keeping its mode). YAML comments and anchors do not
+//! `--in-place` (each file atomically, and mode 0600 too: a file that held references now holds
+//! values). YAML comments and anchors do not
 //! survive (the documents are parsed and written again), and neither does JSON's formatting.
 
 use std::fmt::Write as _;
@@ -43,7 +44,7 @@ pub struct Args {
     )]
     write: Option<PathBuf>,
 
-    /// Rewrite each file in place (atomically).
+    /// Rewrite each file in place (atomically, mode 0600: it holds values now).
     #[arg(long)]
     in_place: bool,
 
@@ -135,7 +136,7 @@ pub fn run(args: &Args) -> Outcome {
             let path = path
                 .as_ref()
                 .expect("invariant: --in-place inputs are files");
-            io::write_atomic(path, text.as_bytes())?;
+            io::write_private(path, text.as_bytes())?;
         }
         return Ok(());
     }
