@@ -235,13 +235,28 @@ impl SecretProvider for Provider {
 }
 
 /// Where a credential such as a ServiceAccount token or an OIDC token comes from. A file is read
-/// again at every login, so a projected token that the kubelet rotates is always current.
+/// again at every login, so a projected token that the kubelet rotates is always current; a
+/// [`FetchToken`] is asked again at every login, so a short-lived token requested for the login
+/// (the Kubernetes TokenRequest API) is never presented after it expired.
 #[derive(Clone, Debug)]
 pub enum TokenSource {
     /// The token itself.
     Value(SecretString),
     /// A file holding the token (surrounding whitespace is ignored).
     File(std::path::PathBuf),
+    /// A fresh token from the caller at every login.
+    Fetched(Arc<dyn FetchToken>),
+}
+
+/// Hands out a fresh token when a provider is about to log in ([`TokenSource::Fetched`]).
+pub trait FetchToken: Send + Sync + std::fmt::Debug {
+    /// A fresh token.
+    ///
+    /// Errors: a message saying what could not be obtained (which ServiceAccount, why); it is put
+    /// in the provider's error as is, so it must never hold a token.
+    fn fetch(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<SecretString, String>> + Send + '_>>;
 }
 
 impl TokenSource {
@@ -257,6 +272,7 @@ impl TokenSource {
                 zeroize::Zeroize::zeroize(&mut text);
                 Ok(token)
             }
+            TokenSource::Fetched(source) => source.fetch().await,
         }
     }
 }
