@@ -16,32 +16,39 @@
 //! written only when it changes. A store that is not Ready does not stop ExternalSecrets from
 //! trying it: each reports its own failure, and recovers by itself when the store does.
 //!
-//! Not yet implemented (refused with `InvalidProviderConfig`): Kubernetes and JWT auth that need a
-//! ServiceAccount token from the TokenRequest API (Vault `kubernetes.serviceAccountRef`, Vault
-//! `jwt.kubernetesServiceAccountToken`, AWS `jwt`). Vault `kubernetes` without a
-//! `serviceAccountRef` logs in with the controller's own projected token.
+//! Vault Kubernetes auth with a `serviceAccountRef` and JWT auth with a
+//! `kubernetesServiceAccountToken` log in with a token of that ServiceAccount from the TokenRequest
+//! API (the store's namespace; for a ClusterSecretStore the reference's, else the
+//! ExternalSecret's), requested at each login of the cached provider rather than once: a login
+//! happens when the store is first used and again only when the Vault token can no longer be
+//! renewed, by which time a token requested earlier would have expired. Kubernetes auth without a
+//! `serviceAccountRef` logs in with the controller's own projected token. AWS `jwt` (web identity
+//! with a requested token) is not implemented yet and is refused with `InvalidProviderConfig`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use seal_api::secret_store::{
-    self, SecretKeySelector, SecretStoreProvider, SecretStoreStatus, StoreCapabilities, reason,
+    self, SecretKeySelector, SecretStoreProvider, SecretStoreStatus, ServiceAccountSelector,
+    StoreCapabilities, reason,
 };
 use seal_api::{ClusterSecretStore, SecretStore};
 use seal_providers::{
-    AwsConfig, CallCounter, FindQuery, KvVersion, Provider, SecretProvider, TokenSource,
-    VaultConfig, VaultProvider,
+    AwsConfig, CallCounter, FetchToken, FindQuery, KvVersion, Provider, SecretProvider,
+    TokenSource, VaultConfig, VaultProvider,
 };
 use secrecy::SecretString;
 use tokio::sync::watch;
@@ -49,6 +56,13 @@ use tracing::{info, warn};
 
 /// Where the kubelet projects the controller's own ServiceAccount token.
 const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// Lifetime of a requested ServiceAccount token unless the store says otherwise: ESO's, and the
+/// shortest the API server grants. It only has to outlive the login it is requested for.
+const DEFAULT_TOKEN_SECONDS: i64 = 600;
+
+/// Audience of a token requested for Vault JWT auth when the store names none (ESO's).
+const DEFAULT_JWT_AUDIENCE: &str = "vault";
 
 /// The key the store probe reads; no real secret is expected to have it.
 const PROBE_KEY: &str = "seal-store-probe-does-not-exist";
@@ -159,6 +173,30 @@ impl Providers {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A token source that requests a token of `account` (in the namespace the store reads
+    /// references in) from the TokenRequest API at every login of the provider.
+    fn service_account_token(
+        &self,
+        id: &StoreId,
+        account: &ServiceAccountSelector,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+    ) -> Result<TokenSource, StoreError> {
+        let namespace = reference_namespace(
+            id,
+            account.namespace.as_ref(),
+            "ServiceAccount",
+            &account.name,
+        )?;
+        Ok(TokenSource::Fetched(Arc::new(ServiceAccountToken {
+            api: Api::namespaced(self.client.clone(), &namespace),
+            namespace,
+            name: account.name.clone(),
+            audiences,
+            expiration_seconds,
+        })))
+    }
+
     /// Every credential the store refers to: (selector, the Secret's resourceVersion, the value).
     async fn read_credentials<'a>(
         &self,
@@ -183,17 +221,8 @@ impl Providers {
         }
         let mut out = Vec::new();
         for selector in selectors {
-            let namespace = match (&selector.namespace, id.cluster) {
-                (Some(ns), true) => ns.clone(),
-                (_, false) => id.namespace.clone(),
-                (None, true) => id.credentials_namespace.clone(),
-            };
-            if namespace.is_empty() {
-                return Err(StoreError::InvalidConfig(format!(
-                    "Secret {} has no namespace",
-                    selector.name
-                )));
-            }
+            let namespace =
+                reference_namespace(id, selector.namespace.as_ref(), "Secret", &selector.name)?;
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
             let secret = api
                 .get_opt(&selector.name)
@@ -249,11 +278,6 @@ impl Providers {
                 .map(|(_, _, value)| value.clone())
                 .ok_or_else(|| StoreError::InvalidConfig("a credential was not read".into()))
         };
-        let unsupported = |what: &str| {
-            StoreError::InvalidConfig(format!(
-                "{what} is not supported by this controller yet (it needs a TokenRequest)"
-            ))
-        };
         let invalid = |error: seal_providers::Error| StoreError::InvalidConfig(error.to_string());
         if let Some(aws) = &provider.aws {
             let mut config = AwsConfig::new(&aws.region)
@@ -267,7 +291,9 @@ impl Providers {
             }
             if let Some(auth) = &aws.auth {
                 if auth.jwt.is_some() {
-                    return Err(unsupported("aws.auth.jwt"));
+                    return Err(StoreError::InvalidConfig(
+                        "aws.auth.jwt is not supported by this controller yet; use the default chain (IRSA) or secretRef".into(),
+                    ));
                 }
                 if let Some(refs) = &auth.secret_ref {
                     let access_key_id = credential(&refs.access_key_id_secret_ref)?;
@@ -303,22 +329,50 @@ impl Providers {
                 secret_id: credential(&app_role.secret_ref)?,
             }
         } else if let Some(kubernetes) = &auth.kubernetes {
-            if kubernetes.service_account_ref.is_some() {
-                return Err(unsupported("vault.auth.kubernetes.serviceAccountRef"));
-            }
+            let jwt = match &kubernetes.service_account_ref {
+                // ESO's choice for this login: the ServiceAccount's audiences, 10 minutes.
+                Some(account) => self.service_account_token(
+                    id,
+                    account,
+                    account.audiences.clone(),
+                    DEFAULT_TOKEN_SECONDS,
+                )?,
+                None => TokenSource::File(OWN_TOKEN.into()),
+            };
             seal_providers::VaultAuth::Kubernetes {
                 mount: kubernetes.mount_path().to_owned(),
                 role: kubernetes.role.clone(),
-                jwt: TokenSource::File(OWN_TOKEN.into()),
+                jwt,
             }
         } else if let Some(jwt) = &auth.jwt {
-            let Some(secret) = &jwt.secret_ref else {
-                return Err(unsupported("vault.auth.jwt.kubernetesServiceAccountToken"));
+            let token = match (&jwt.secret_ref, &jwt.kubernetes_service_account_token) {
+                (Some(secret), _) => TokenSource::Value(credential(secret)?),
+                (None, Some(requested)) => {
+                    // As ESO: `audiences` (default `vault`) plus the ServiceAccount's own.
+                    let mut audiences = requested
+                        .audiences
+                        .clone()
+                        .unwrap_or_else(|| vec![DEFAULT_JWT_AUDIENCE.to_owned()]);
+                    audiences.extend(requested.service_account_ref.audiences.iter().cloned());
+                    self.service_account_token(
+                        id,
+                        &requested.service_account_ref,
+                        audiences,
+                        requested
+                            .expiration_seconds
+                            .unwrap_or(DEFAULT_TOKEN_SECONDS),
+                    )?
+                }
+                (None, None) => {
+                    return Err(StoreError::InvalidConfig(
+                        "vault.auth.jwt needs secretRef or kubernetesServiceAccountToken".into(),
+                    ));
+                }
             };
             seal_providers::VaultAuth::Jwt {
                 mount: jwt.mount_path().to_owned(),
                 role: jwt.role.clone(),
-                jwt: TokenSource::Value(credential(secret)?),
+                jwt: token,
             }
         } else {
             return Err(StoreError::InvalidConfig(
@@ -350,6 +404,84 @@ impl Providers {
         VaultProvider::new(config)
             .map(Provider::Vault)
             .map_err(invalid)
+    }
+}
+
+/// The namespace a store's reference (`kind` `name`, naming `namespace` or not) is read in: a
+/// SecretStore's own; for a ClusterSecretStore the one named, else the ExternalSecret's.
+fn reference_namespace(
+    id: &StoreId,
+    namespace: Option<&String>,
+    kind: &str,
+    name: &str,
+) -> Result<String, StoreError> {
+    let namespace = match (namespace, id.cluster) {
+        (Some(ns), true) => ns.clone(),
+        (_, false) => id.namespace.clone(),
+        (None, true) => id.credentials_namespace.clone(),
+    };
+    if namespace.is_empty() {
+        return Err(StoreError::InvalidConfig(format!(
+            "{kind} {name} has no namespace"
+        )));
+    }
+    Ok(namespace)
+}
+
+/// A ServiceAccount's token from the TokenRequest API, requested anew at every login of the
+/// provider that holds it. The provider logs in once and renews its Vault token, so this costs
+/// one TokenRequest per login, not per reconcile; and a re-login hours later never presents an
+/// expired token, as a token requested once would be.
+struct ServiceAccountToken {
+    api: Api<ServiceAccount>,
+    namespace: String,
+    name: String,
+    audiences: Vec<String>,
+    expiration_seconds: i64,
+}
+
+impl std::fmt::Debug for ServiceAccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountToken")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("audiences", &self.audiences)
+            .field("expiration_seconds", &self.expiration_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FetchToken for ServiceAccountToken {
+    fn fetch(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<SecretString, String>> + Send + '_>> {
+        Box::pin(async move {
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    // None: the API server's own audience.
+                    audiences: (!self.audiences.is_empty()).then(|| self.audiences.clone()),
+                    expiration_seconds: Some(self.expiration_seconds),
+                    ..TokenRequestSpec::default()
+                }),
+                ..TokenRequest::default()
+            };
+            let failed = |why: String| {
+                format!(
+                    "cannot request a token for ServiceAccount {}/{}: {why}",
+                    self.namespace, self.name
+                )
+            };
+            let answer = self
+                .api
+                .create_token_request(&self.name, &PostParams::default(), &request)
+                .await
+                .map_err(|error| failed(crate::external::api_reason(&error)))?;
+            answer
+                .status
+                .and_then(|status| status.token)
+                .map(SecretString::from)
+                .ok_or_else(|| failed("the API server returned no token".into()))
+        })
     }
 }
 

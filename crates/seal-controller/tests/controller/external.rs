@@ -17,14 +17,15 @@ use serde_json::json;
 use crate::support::{ControllerProcess, item};
 
 /// Installs every seal CRD.
-async fn install_all_crds(env: &TestEnv) -> Result<()> {
+pub(crate) async fn install_all_crds(env: &TestEnv) -> Result<()> {
     for crd in seal_api::crds() {
         env.apply_crd(&crd).await?;
     }
     Ok(())
 }
 
-async fn create<K>(ns: &TestNamespace, object: serde_json::Value) -> Result<()>
+/// Creates `object` (JSON of a `K`) in `ns`.
+pub(crate) async fn create<K>(ns: &TestNamespace, object: serde_json::Value) -> Result<()>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -41,7 +42,10 @@ where
 }
 
 /// The ExternalSecret's Ready condition: (status, reason, message).
-async fn ready(ns: &TestNamespace, name: &str) -> Result<Option<(String, String, String)>> {
+pub(crate) async fn ready(
+    ns: &TestNamespace,
+    name: &str,
+) -> Result<Option<(String, String, String)>> {
     let es = ns.api::<ExternalSecret>().get(name).await?;
     Ok(es
         .status
@@ -50,7 +54,7 @@ async fn ready(ns: &TestNamespace, name: &str) -> Result<Option<(String, String,
 }
 
 /// Waits until the ExternalSecret's Ready reason is `reason`; returns its message.
-async fn wait_reason(ns: &TestNamespace, name: &str, reason: &str) -> Result<String> {
+pub(crate) async fn wait_reason(ns: &TestNamespace, name: &str, reason: &str) -> Result<String> {
     let what = format!("ExternalSecret {name} reports {reason}");
     eventually(&what, Duration::from_secs(60), || async move {
         Ok(ready(ns, name)
@@ -62,7 +66,12 @@ async fn wait_reason(ns: &TestNamespace, name: &str, reason: &str) -> Result<Str
 }
 
 /// Waits until Secret `name` has `key` = `value`; returns the Secret.
-async fn wait_item(ns: &TestNamespace, name: &str, key: &str, value: &str) -> Result<Secret> {
+pub(crate) async fn wait_item(
+    ns: &TestNamespace,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<Secret> {
     let what = format!("Secret {name} has {key} as expected");
     eventually(&what, Duration::from_secs(60), || async move {
         let secret = ns.api::<Secret>().get_opt(name).await?;
@@ -72,7 +81,7 @@ async fn wait_item(ns: &TestNamespace, name: &str, key: &str, value: &str) -> Re
 }
 
 /// Waits for `count` more refreshes of the ExternalSecret (its refreshTime moving).
-async fn wait_refreshes(ns: &TestNamespace, name: &str, count: usize) -> Result<()> {
+pub(crate) async fn wait_refreshes(ns: &TestNamespace, name: &str, count: usize) -> Result<()> {
     for _ in 0..count {
         let before = ns
             .api::<ExternalSecret>()
@@ -102,7 +111,7 @@ async fn wait_refreshes(ns: &TestNamespace, name: &str, count: usize) -> Result<
 }
 
 /// The sum of a metric's samples whose line contains every one of `parts`.
-fn metric_sum(scrape: &str, name: &str, parts: &[&str]) -> f64 {
+pub(crate) fn metric_sum(scrape: &str, name: &str, parts: &[&str]) -> f64 {
     scrape
         .lines()
         .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
@@ -111,7 +120,7 @@ fn metric_sum(scrape: &str, name: &str, parts: &[&str]) -> f64 {
 }
 
 /// Every Event in `ns`, as JSON text.
-async fn events_text(ns: &TestNamespace) -> Result<String> {
+pub(crate) async fn events_text(ns: &TestNamespace) -> Result<String> {
     let events = ns
         .api::<k8s_openapi::api::events::v1::Event>()
         .list(&kube::api::ListParams::default())
@@ -119,7 +128,64 @@ async fn events_text(ns: &TestNamespace) -> Result<String> {
     Ok(serde_json::to_string(&events.items)?)
 }
 
-fn aws_store(env: &TestEnv, name: &str, endpoint: &str) -> serde_json::Value {
+/// An ExternalSecret `name` reading through SecretStore `store`, refreshed every 2 s, with the
+/// fields of `spec` added to its spec.
+pub(crate) fn external_secret(
+    name: &str,
+    store: &str,
+    spec: serde_json::Value,
+) -> serde_json::Value {
+    let mut object = json!({
+        "apiVersion": "seal.dev/v1alpha1", "kind": "ExternalSecret", "metadata": {"name": name},
+        "spec": {"secretStoreRef": {"name": store}, "refreshInterval": "2s"},
+    });
+    for (k, v) in spec.as_object().into_iter().flatten() {
+        object["spec"][k] = v.clone();
+    }
+    object
+}
+
+/// Waits until the `Ready` condition of store `K` `name` has `reason`; returns its message.
+pub(crate) async fn wait_store_reason<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    reason: &str,
+) -> Result<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + StoreStatus,
+{
+    let what = format!("store {name} reports {reason}");
+    eventually(&what, Duration::from_secs(60), || async move {
+        let store = api.get(name).await?;
+        Ok(store
+            .status_conditions()
+            .into_iter()
+            .find(|c| c.type_ == "Ready" && c.reason == reason)
+            .map(|c| c.message))
+    })
+    .await
+}
+
+/// The status conditions of either kind of store.
+pub(crate) trait StoreStatus {
+    /// The store's conditions, none before the controller wrote a status.
+    fn status_conditions(self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
+}
+
+impl StoreStatus for SecretStore {
+    fn status_conditions(self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        self.status.map(|s| s.conditions).unwrap_or_default()
+    }
+}
+
+impl StoreStatus for ClusterSecretStore {
+    fn status_conditions(self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        self.status.map(|s| s.conditions).unwrap_or_default()
+    }
+}
+
+/// A SecretStore `name` for moto at `endpoint`, with the keys of [`aws_credentials`].
+pub(crate) fn aws_store(env: &TestEnv, name: &str, endpoint: &str) -> serde_json::Value {
     json!({
         "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore",
         "metadata": {"name": name},
@@ -133,7 +199,8 @@ fn aws_store(env: &TestEnv, name: &str, endpoint: &str) -> serde_json::Value {
     })
 }
 
-async fn aws_credentials(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
+/// The Secret `aws-creds` with moto's test keys, in `ns`.
+pub(crate) async fn aws_credentials(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     ns.api::<Secret>()
         .create(
             &PostParams::default(),
@@ -209,14 +276,7 @@ async fn aws_sync_refresh_force_sync_and_rollout_never_leak_the_value() -> Resul
     )
     .await?;
 
-    eventually("the store is Ready", Duration::from_secs(60), || async {
-        let store = app.api::<SecretStore>().get("aws").await?;
-        Ok(store
-            .status
-            .and_then(|s| s.conditions.into_iter().next())
-            .filter(|c| c.status == "True" && c.reason == "Valid"))
-    })
-    .await?;
+    wait_store_reason(&app.api::<SecretStore>(), "aws", "Valid").await?;
     let first = wait_item(&app, "db", "password", &marker).await?;
     assert_eq!(item(&first, "user").as_deref(), Some(&b"app"[..]));
     wait_item(&app, "db-forced", "password", &marker).await?;
@@ -400,16 +460,7 @@ async fn openbao_token_and_approle_stores_templates_and_policies() -> Result<()>
     kube::Api::<ClusterSecretStore>::all(app.client())
         .create(&PostParams::default(), &css)
         .await?;
-    let es = |name: &str, store: &str, spec: serde_json::Value| {
-        let mut object = json!({
-            "apiVersion": "seal.dev/v1alpha1", "kind": "ExternalSecret", "metadata": {"name": name},
-            "spec": {"secretStoreRef": {"name": store}, "refreshInterval": "2s"},
-        });
-        for (k, v) in spec.as_object().into_iter().flatten() {
-            object["spec"][k] = v.clone();
-        }
-        object
-    };
+    let es = external_secret;
     let password =
         json!([{"secretKey": "password", "remoteRef": {"key": path, "property": "password"}}]);
     create::<ExternalSecret>(

@@ -7,6 +7,7 @@
 
 mod bulk;
 mod external;
+mod external_auth;
 mod ha;
 mod http;
 mod keys;

@@ -256,7 +256,12 @@ pub fn get(url: &str) -> Result<(u16, String)> {
 
 /// POST `body` to `url`: status code, `Retry-After` if any, and body.
 pub fn post(url: &str, body: &str) -> Result<(u16, Option<String>, String)> {
-    let mut response = agent().post(url).send(body)?;
+    respond(agent().post(url).send(body)?)
+}
+
+fn respond(
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<(u16, Option<String>, String)> {
     let retry_after = response
         .headers()
         .get("retry-after")
@@ -267,6 +272,15 @@ pub fn post(url: &str, body: &str) -> Result<(u16, Option<String>, String)> {
         retry_after,
         response.body_mut().read_to_string()?,
     ))
+}
+
+/// POST `body` to `url` with one extra `header`: status code, `Retry-After` if any, and body.
+pub fn post_with_header(
+    url: &str,
+    (name, value): (&str, &str),
+    body: &str,
+) -> Result<(u16, Option<String>, String)> {
+    respond(agent().post(url).header(name, value).send(body)?)
 }
 
 /// The `seal` binary of this workspace, built on first use (a no-op when `cargo test --workspace`

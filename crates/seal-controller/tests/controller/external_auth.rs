@@ -1,0 +1,172 @@
+//! Vault stores that log in with a ServiceAccount token the controller requests itself (the
+//! TokenRequest API), against the real API server and OpenBao: Kubernetes auth (OpenBao checks the
+//! token with a TokenReview) and JWT auth (OpenBao checks the token's signature with the API
+//! server's ServiceAccount public key), each logging in once however often it refreshes.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{DeleteParams, PostParams};
+use seal_api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use seal_testenv::{TestEnv, TestNamespace, testenv, unique_name};
+use serde_json::json;
+
+use crate::external::{
+    create, external_secret, install_all_crds, metric_sum, wait_item, wait_refreshes,
+    wait_store_reason,
+};
+use crate::support::ControllerProcess;
+
+/// Writes `body` to Vault's `path` (`/v1/{path}`) with the root token.
+fn vault_write(env: &TestEnv, path: &str, body: &serde_json::Value) -> Result<()> {
+    let (code, _, answer) = crate::support::post_with_header(
+        &format!("{}/v1/{path}", env.vault_addr()),
+        ("X-Vault-Token", env.var("VAULT_TOKEN")),
+        &body.to_string(),
+    )?;
+    if !(200..300).contains(&code) {
+        bail!("Vault refused the write to {path} ({code}): {answer}");
+    }
+    Ok(())
+}
+
+/// A JWT auth mount of its own that trusts the API server's ServiceAccount tokens, with a role
+/// `reader` for ServiceAccount `ns/account` and audience `vault` (what the controller requests
+/// when the store names no audience). Returns the mount path.
+fn jwt_mount_for_service_accounts(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    account: &str,
+) -> Result<String> {
+    let mount = unique_name("jwt-sa");
+    let public_key = std::fs::read_to_string(format!("{}/sa.pub", env.var("SEAL_TESTENV_DIR")))?;
+    vault_write(env, &format!("sys/auth/{mount}"), &json!({"type": "jwt"}))?;
+    vault_write(
+        env,
+        &format!("auth/{mount}/config"),
+        &json!({"jwt_validation_pubkeys": [public_key]}),
+    )?;
+    vault_write(
+        env,
+        &format!("auth/{mount}/role/reader"),
+        &json!({
+            "role_type": "jwt",
+            "bound_audiences": ["vault"],
+            "user_claim": "sub",
+            "bound_subject": format!("system:serviceaccount:{}:{account}", ns.name()),
+            "token_policies": [env.var("SEAL_TESTENV_VAULT_POLICY")],
+        }),
+    )?;
+    Ok(mount)
+}
+
+/// Puts `pairs` at KV v2 `secret/{path}`.
+pub(crate) async fn kv2_put(env: &TestEnv, path: &str, pairs: &[(&str, &str)]) -> Result<()> {
+    let data: HashMap<&str, &str> = pairs.iter().copied().collect();
+    vaultrs::kv2::set(&env.vault_client(None)?, "secret", path, &data).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_account_tokens()
+-> Result<()> {
+    let env = testenv!();
+    install_all_crds(env).await?;
+    let keys = env.namespace("es-sa-keys").await?;
+    let app = env.namespace("es-sa").await?;
+    let path = unique_name("es-sa");
+    kv2_put(env, &path, &[("password", "from-vault")]).await?;
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "reader"}}))?;
+    app.api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await?;
+    let jwt_mount = jwt_mount_for_service_accounts(env, &app, "reader")?;
+
+    let vault = |auth: serde_json::Value| json!({"vault": {"server": env.vault_addr(), "path": "secret", "auth": auth}});
+    let kubernetes = |account: &str| {
+        vault(json!({"kubernetes": {
+            "role": env.var("SEAL_TESTENV_KUBERNETES_ROLE"),
+            "serviceAccountRef": {"name": account},
+        }}))
+    };
+    let store = |name: &str, provider: serde_json::Value| {
+        json!({
+            "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore", "metadata": {"name": name},
+            "spec": {"provider": provider},
+        })
+    };
+    create::<SecretStore>(&app, store("kubernetes", kubernetes("reader"))).await?;
+    create::<SecretStore>(&app, store("no-account", kubernetes("nobody"))).await?;
+    create::<SecretStore>(
+        &app,
+        store(
+            "jwt",
+            vault(json!({"jwt": {
+                "path": jwt_mount, "role": "reader",
+                "kubernetesServiceAccountToken": {"serviceAccountRef": {"name": "reader"}},
+            }})),
+        ),
+    )
+    .await?;
+    // A ClusterSecretStore whose reference names no namespace: the ExternalSecret's account.
+    let css_name = unique_name("es-sa-cluster");
+    let css: ClusterSecretStore = serde_json::from_value(json!({
+        "apiVersion": "seal.dev/v1alpha1", "kind": "ClusterSecretStore",
+        "metadata": {"name": css_name},
+        "spec": {"provider": kubernetes("reader")},
+    }))?;
+    let cluster_stores = kube::Api::<ClusterSecretStore>::all(app.client());
+    cluster_stores.create(&PostParams::default(), &css).await?;
+
+    let password = json!({"data": [
+        {"secretKey": "password", "remoteRef": {"key": path, "property": "password"}},
+    ]});
+    create::<ExternalSecret>(
+        &app,
+        external_secret("kubernetes", "kubernetes", password.clone()),
+    )
+    .await?;
+    create::<ExternalSecret>(&app, external_secret("jwt", "jwt", password.clone())).await?;
+    let mut cluster = external_secret("cluster", &css_name, password);
+    cluster["spec"]["secretStoreRef"]["kind"] = json!("ClusterSecretStore");
+    create::<ExternalSecret>(&app, cluster).await?;
+
+    let controller = ControllerProcess::start(
+        env,
+        keys.name(),
+        &["--namespaces", app.name(), "--leader-elect=false"],
+    )
+    .await?;
+
+    let stores = app.api::<SecretStore>();
+    wait_store_reason(&stores, "kubernetes", "Valid").await?;
+    wait_store_reason(&stores, "jwt", "Valid").await?;
+    // A ServiceAccount that does not exist: the store says which one, and is not Ready.
+    let message = wait_store_reason(&stores, "no-account", "ValidationFailed").await?;
+    assert!(
+        message.contains(&format!("ServiceAccount {}/nobody", app.name())),
+        "{message}"
+    );
+    for name in ["kubernetes", "jwt", "cluster"] {
+        wait_item(&app, name, "password", "from-vault").await?;
+    }
+
+    // Refreshes reuse each store's Vault token: one login per store that logged in (Kubernetes,
+    // JWT, and the ClusterSecretStore for this namespace), none per refresh.
+    for name in ["kubernetes", "jwt", "cluster"] {
+        wait_refreshes(&app, name, 2).await?;
+    }
+    let scrape = controller.scrape()?;
+    let logins = metric_sum(
+        &scrape,
+        "seal_controller_provider_api_calls_total",
+        &["call=\"login\"", "status=\"success\""],
+    );
+    assert!((logins - 3.0).abs() < 0.5, "{logins} logins\n{scrape}");
+
+    cluster_stores
+        .delete(&css_name, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
