@@ -155,6 +155,22 @@ impl AwsConfig {
     }
 }
 
+/// A secret version as GetSecretValue describes it: its value and metadata.
+pub struct AwsSecret {
+    /// The secret's ARN.
+    pub arn: String,
+    /// The secret's name.
+    pub name: String,
+    /// The version's id.
+    pub version_id: String,
+    /// The version's stages (`AWSCURRENT`, ...).
+    pub version_stages: Vec<String>,
+    /// When the version was created, in seconds since the epoch.
+    pub created_date: Option<f64>,
+    /// The value (SecretString or SecretBinary).
+    pub value: SecretValue,
+}
+
 /// AWS Secrets Manager as a [`SecretProvider`].
 pub struct AwsProvider {
     client: Client,
@@ -246,6 +262,41 @@ impl AwsProvider {
 
     fn at(&self, key: &str) -> Location {
         Location::new(ProviderKind::Aws, &self.store, key)
+    }
+
+    /// One GetSecretValue with its metadata, for callers that must answer in the GetSecretValue
+    /// shape (seal-agent's AWS Secrets Manager Agent-compatible endpoint). `stage` and
+    /// `version_id` are passed as given (both `None`: AWSCURRENT). Retried and counted as
+    /// [`SecretProvider::get`] is.
+    ///
+    /// Errors: those of [`SecretProvider::get`].
+    pub async fn get_secret(
+        &self,
+        key: &str,
+        stage: Option<&str>,
+        version_id: Option<&str>,
+    ) -> Result<AwsSecret, Error> {
+        let output = retry::call(&self.retry, &self.calls, Call::GetSecretValue, || {
+            let request = self
+                .client
+                .get_secret_value()
+                .secret_id(key)
+                .set_version_stage(stage.map(str::to_owned))
+                .set_version_id(version_id.map(str::to_owned));
+            async move { request.send().await.map_err(|e| classify(&e)) }
+        })
+        .await
+        .map_err(|failed| failed.into_error(self.at(key)))?;
+        let value = value_of(output.secret_string, output.secret_binary)
+            .ok_or_else(|| no_value(self.at(key)))?;
+        Ok(AwsSecret {
+            arn: output.arn.unwrap_or_default(),
+            name: output.name.unwrap_or_default(),
+            version_id: output.version_id.unwrap_or_default(),
+            version_stages: output.version_stages.unwrap_or_default(),
+            created_date: output.created_date.map(|d| d.as_secs_f64()),
+            value,
+        })
     }
 
     /// The current values of `ids`, 20 per BatchGetSecretValue; ids the batch answers neither

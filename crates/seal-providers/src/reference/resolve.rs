@@ -126,9 +126,14 @@ pub struct ResolveError {
 }
 
 /// Resolves sets of references with one [`CallCounter`] for all its providers.
+///
+/// Providers are built at the first reference that needs them and kept for the resolver's
+/// life, so a long-lived resolver (seal-agent refreshing every few minutes) reuses one Vault
+/// session, renewed in the background, instead of logging in at every resolution.
 pub struct Resolver {
     defaults: Defaults,
     calls: Arc<CallCounter>,
+    providers: tokio::sync::Mutex<HashMap<GroupKey, Arc<Provider>>>,
 }
 
 /// Which provider a reference needs; references with equal keys share one. Holds an AppRole
@@ -158,6 +163,7 @@ impl Resolver {
         Resolver {
             defaults,
             calls: Arc::new(CallCounter::new()),
+            providers: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -185,7 +191,7 @@ impl Resolver {
         }
         let reads = groups.iter().map(|(key, members)| async move {
             let wanted: Vec<SecretRef> = members.iter().map(|&i| secret_ref(&refs[i])).collect();
-            let results = match self.provider(key, &refs[members[0]]).await {
+            let results = match self.cached_provider(key, &refs[members[0]]).await {
                 Ok(provider) => provider.get_many(&wanted).await,
                 Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
             };
@@ -246,6 +252,22 @@ impl Resolver {
                 profile: param(Param::Profile),
             },
         }
+    }
+
+    /// The provider for one group, built at its first use and kept; a failed build is not
+    /// kept, so the next resolution tries again.
+    async fn cached_provider(
+        &self,
+        key: &GroupKey,
+        example: &Reference,
+    ) -> Result<Arc<Provider>, Error> {
+        let mut providers = self.providers.lock().await;
+        if let Some(provider) = providers.get(key) {
+            return Ok(provider.clone());
+        }
+        let provider = Arc::new(self.provider(key, example).await?);
+        providers.insert(key.clone(), provider.clone());
+        Ok(provider)
     }
 
     /// The provider for one group; `example` is one of its references (for its parameters).

@@ -1,0 +1,247 @@
+//! From references to outputs: fetching every configured secret in one all-or-nothing
+//! resolution, rendering each file and variable from the values, and writing files atomically.
+//!
+//! Order of work, so that a failure writes nothing: every value is fetched, then every output
+//! is rendered into zeroizing buffers, and only then is the first file written. Each file is
+//! written as a temporary file in the same directory (mode and owner set on the open file before
+//! any reader can see it, content synced), then renamed over the old one: a reader sees the old
+//! file or the new one, never a part. A file whose content is unchanged is not rewritten, so a
+//! refresh that finds nothing new touches nothing and signals nobody.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use seal_core::SecretBytes;
+use seal_providers::reference::Reference;
+use seal_providers::reference::resolve::{ResolveError, Resolver};
+use zeroize::Zeroizing;
+
+use crate::config::{Config, FileSpec, Source};
+
+/// The values of the configured secrets, by name.
+pub type Values = BTreeMap<String, SecretBytes>;
+
+/// Fetches the configured secrets. One resolver for the agent's life: providers (and a Vault
+/// session, renewed in the background) are built once and reused by every refresh.
+pub struct Fetcher {
+    resolver: Resolver,
+    names: Vec<String>,
+    refs: Vec<Reference>,
+}
+
+impl Fetcher {
+    /// A fetcher for `config`'s secrets.
+    pub fn new(config: &Config) -> Self {
+        Fetcher {
+            resolver: Resolver::new(config.defaults.clone()),
+            names: config.secrets.iter().map(|(n, _)| n.clone()).collect(),
+            refs: config.secrets.iter().map(|(_, r)| r.clone()).collect(),
+        }
+    }
+
+    /// The resolver, shared with the endpoint (one provider set, one call counter).
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The reference named `name`.
+    pub fn reference(&self, name: &str) -> Option<&Reference> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.refs[i])
+    }
+
+    /// Every secret's value, or the first failure (its message names the reference, never a
+    /// value).
+    pub async fn fetch(&self) -> Result<Values, ResolveError> {
+        if self.refs.is_empty() {
+            return Ok(Values::new());
+        }
+        let values = self.resolver.resolve(&self.refs).await?;
+        Ok(self
+            .names
+            .iter()
+            .cloned()
+            .zip(
+                values
+                    .into_iter()
+                    .map(|v| SecretBytes::new(v.expose_bytes().to_vec())),
+            )
+            .collect())
+    }
+}
+
+/// Every output rendered, not yet written.
+pub struct Rendered {
+    /// Each file's content, in configuration order.
+    pub files: Vec<Zeroizing<Vec<u8>>>,
+    /// Each variable, in configuration order.
+    pub env: Vec<(String, Zeroizing<String>)>,
+}
+
+impl PartialEq for Rendered {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+            && self.env.len() == other.env.len()
+            && self
+                .env
+                .iter()
+                .zip(&other.env)
+                .all(|(a, b)| a.0 == b.0 && a.1.as_bytes() == b.1.as_bytes())
+    }
+}
+
+/// Renders every file and variable. Errors name the output and the template position, never
+/// a value.
+pub fn render(config: &Config, values: &Values) -> anyhow::Result<Rendered> {
+    let mut files = Vec::with_capacity(config.files.len());
+    for file in &config.files {
+        let content = render_source(&file.source, values)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))?;
+        files.push(content);
+    }
+    let mut env = Vec::with_capacity(config.env.len());
+    for (name, source) in &config.env {
+        let bytes =
+            render_source(source, values).map_err(|e| anyhow::anyhow!("env.{name}: {e}"))?;
+        if bytes.contains(&0) {
+            anyhow::bail!("env.{name}: the value holds a NUL byte and cannot be a variable");
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| anyhow::anyhow!("env.{name}: the value is not UTF-8 text"))?;
+        env.push((name.clone(), Zeroizing::new(text.to_owned())));
+    }
+    Ok(Rendered { files, env })
+}
+
+fn render_source(source: &Source, values: &Values) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    match source {
+        Source::Secret(name) => Ok(Zeroizing::new(
+            values
+                .get(name)
+                .expect("invariant: config validation checked every secret name")
+                .expose()
+                .to_vec(),
+        )),
+        Source::Template(template) => {
+            let out = template.render(values)?;
+            Ok(Zeroizing::new(out.expose().to_vec()))
+        }
+    }
+}
+
+/// Writes every file whose content differs from what is on disk; returns the paths written.
+/// Errors name the file.
+pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (spec, content) in files.iter().zip(&rendered.files) {
+        let same = std::fs::read(&spec.path)
+            .map(Zeroizing::new)
+            .is_ok_and(|old| old.as_slice() == content.as_slice());
+        if same {
+            continue;
+        }
+        write_atomic(spec, content)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", spec.path.display()))?;
+        written.push(spec.path.clone());
+    }
+    Ok(written)
+}
+
+/// Writes `content` to `spec.path` through a temporary file in the same directory and a rename.
+fn write_atomic(spec: &FileSpec, content: &[u8]) -> std::io::Result<()> {
+    let dir = match spec.path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // Created 0600 by tempfile; the mode and owner are set before the rename publishes it.
+    let mut file = tempfile::Builder::new()
+        .prefix(".seal-agent-")
+        .tempfile_in(dir)?;
+    file.write_all(content)?;
+    if let Some((uid, gid)) = spec.owner {
+        std::os::unix::fs::fchown(file.as_file(), uid, gid)?;
+    }
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(spec.mode))?;
+    file.as_file().sync_all()?;
+    file.persist(&spec.path).map_err(|e| e.error)?;
+    // The rename is durable once the directory is synced; a failure here loses nothing.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::os::unix::fs::MetadataExt as _;
+
+    fn spec(path: PathBuf, mode: u32) -> FileSpec {
+        FileSpec {
+            path,
+            source: Source::Secret("a".into()),
+            mode,
+            owner: None,
+        }
+    }
+
+    fn rendered(content: &[u8]) -> Rendered {
+        Rendered {
+            files: vec![Zeroizing::new(content.to_vec())],
+            env: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn files_are_written_with_their_mode_and_rewritten_only_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [spec(dir.path().join("f"), 0o400)];
+        let written = write_changed(&files, &rendered(b"one")).unwrap();
+        assert_eq!(written.len(), 1);
+        let meta = std::fs::metadata(&files[0].path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o400);
+        assert!(write_changed(&files, &rendered(b"one")).unwrap().is_empty());
+        assert_eq!(write_changed(&files, &rendered(b"two")).unwrap().len(), 1);
+        assert_eq!(std::fs::read(&files[0].path).unwrap(), b"two");
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_the_file() {
+        let files = [spec(PathBuf::from("/nonexistent-seal/x"), 0o400)];
+        let e = write_changed(&files, &rendered(b"v"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent-seal/x"), "{e}");
+    }
+
+    #[test]
+    fn templates_render_and_errors_hold_no_value() {
+        let env = |n: &str| (n == "SEAL_AGENT_TOKEN").then(|| "t".to_owned());
+        let config = config::parse(
+            "secrets: {u: ref+vault://s/data/a#/u, p: ref+vault://s/data/a#/p}\n\
+             files: [{path: /x, template: 'db://{{ .u }}:{{ .p | urlquery }}@h'}]\n\
+             env: {P: {secret: p}, B: {template: '{{ .p | b64dec }}'}}",
+            &env,
+        )
+        .unwrap();
+        let mut values = Values::new();
+        values.insert("u".into(), SecretBytes::new(b"me".to_vec()));
+        values.insert("p".into(), SecretBytes::new(b"MARKER a/b".to_vec()));
+        let e = render(&config, &values).err().unwrap().to_string();
+        assert!(e.starts_with("env.B"), "{e}");
+        assert!(!e.contains("MARKER"), "{e}");
+        values.insert("p".into(), SecretBytes::new(b"YQ==".to_vec()));
+        let out = render(&config, &values).unwrap();
+        assert_eq!(out.files[0].as_slice(), b"db://me:YQ%3D%3D@h");
+        assert_eq!(out.env[1].1.as_str(), "YQ==");
+        assert_eq!(out.env[0].1.as_str(), "a");
+    }
+}
