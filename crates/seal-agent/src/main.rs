@@ -151,7 +151,6 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             if e.downcast_ref::<config::ConfigError>().is_some() {
                 ExitCode::from(2)

@@ -1,0 +1,207 @@
+//! The localhost endpoint, against moto and OpenBao: the AWS Secrets Manager Agent's answers,
+//! every rule (token, forwarded header, method, loopback, connection cap, header timeout),
+//! single-flight proven by counting upstream calls, and refreshNow.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use seal_testenv::testenv;
+
+use crate::harness::{Agent, TOKEN, aws_secret, get, http, metric, vault_kv2, wait_for};
+
+#[tokio::test]
+async fn the_endpoint_answers_as_the_aws_agent_and_enforces_every_rule() -> Result<()> {
+    let env = testenv!();
+    let aws = aws_secret(env, "aws-value").await?;
+    let vault = vault_kv2(env, &[("pw", "vault-value")]).await?;
+    let agent = Agent::new(env);
+    let config = agent.config(&format!(
+        r#"
+secrets: {{pw: 'ref+vault://{vault}#/pw'}}
+server: {{listen: "127.0.0.1:0"}}
+"#
+    ));
+    let running = agent.spawn(&["run", "-c", &config]);
+    let address = running.address();
+    let path = format!("/secretsmanager/get?secretId={}", aws.replace('/', "%2F"));
+
+    // /ping needs no token.
+    let ping = http(&address, "GET", "/ping", &[])?;
+    assert_eq!((ping.status, ping.body.as_str()), (200, "healthy"));
+
+    // The GetSecretValue JSON with either token header.
+    for header in ["X-Aws-Parameters-Secrets-Token", "X-Seal-Token"] {
+        let answer = http(&address, "GET", &path, &[(header, TOKEN)])?;
+        assert_eq!(answer.status, 200, "{header}: {}", answer.body);
+        let json: serde_json::Value = serde_json::from_str(&answer.body)?;
+        assert_eq!(json["SecretString"], "aws-value");
+        assert_eq!(json["Name"], aws.as_str());
+        assert!(
+            json["ARN"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:secretsmanager:")
+        );
+        assert!(!json["VersionId"].as_str().unwrap().is_empty());
+        assert_eq!(json["VersionStages"][0], "AWSCURRENT");
+        assert!(json["CreatedDate"].is_number());
+    }
+
+    // Token missing, wrong, a prefix of the right one, or in another header: 403.
+    for headers in [
+        vec![],
+        vec![("X-Aws-Parameters-Secrets-Token", "wrong")],
+        vec![("X-Aws-Parameters-Secrets-Token", &TOKEN[..TOKEN.len() - 1])],
+        vec![("Authorization", TOKEN)],
+    ] {
+        let answer = http(&address, "GET", &path, &headers)?;
+        assert_eq!(answer.status, 403, "{headers:?}");
+        assert!(!answer.body.contains("aws-value"));
+        let json: serde_json::Value = serde_json::from_str(&answer.body)?;
+        assert_eq!(json["__type"], "AccessDeniedException");
+    }
+
+    // A forwarded request is refused even with the token.
+    let forwarded = http(
+        &address,
+        "GET",
+        &path,
+        &[
+            ("X-Aws-Parameters-Secrets-Token", TOKEN),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ],
+    )?;
+    assert_eq!(forwarded.status, 400);
+    assert!(!forwarded.body.contains("aws-value"));
+
+    // GET only.
+    for method in ["POST", "PUT", "DELETE"] {
+        let answer = http(&address, method, &path, &[("X-Seal-Token", TOKEN)])?;
+        assert_eq!(answer.status, 405, "{method}");
+    }
+
+    // Errors in the AWS agent's shape.
+    let missing = get(
+        &address,
+        "/secretsmanager/get?secretId=agent%2Fno-such-secret-91",
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert!(missing.body.contains("ResourceNotFoundException"));
+    assert_eq!(get(&address, "/secretsmanager/get").status, 400);
+
+    // Configured secrets of any provider by name.
+    let named = get(&address, "/v1/secrets/pw");
+    assert_eq!((named.status, named.body.as_str()), (200, "vault-value"));
+    assert_eq!(get(&address, "/v1/secrets/other").status, 404);
+    assert_eq!(http(&address, "GET", "/v1/secrets/pw", &[])?.status, 403);
+
+    // The metrics count what happened, with no value in them.
+    let metrics = http(&address, "GET", "/metrics", &[])?;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metric(
+            &metrics.body,
+            "seal_agent_requests_total{route=\"aws\",code=\"403\"}"
+        ) >= 4
+    );
+    assert!(
+        metric(
+            &metrics.body,
+            "seal_agent_cache_requests_total{route=\"aws\",outcome=\"hit\"}"
+        ) >= 1
+    );
+    assert!(!metrics.body.contains("aws-value") && !metrics.body.contains("vault-value"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_upstream_call_and_refresh_now_makes_another() -> Result<()> {
+    let env = testenv!();
+    let aws = aws_secret(env, "coalesced").await?;
+    let agent = Agent::new(env);
+    let config = agent.config("server: {listen: \"127.0.0.1:0\", ttl: 10m}\n");
+    let running = agent.spawn(&["run", "-c", &config]);
+    let address = running.address();
+    let path = format!("/secretsmanager/get?secretId={}", aws.replace('/', "%2F"));
+    let calls = |address: &str| {
+        let text = http(address, "GET", "/metrics", &[]).unwrap().body;
+        metric(
+            &text,
+            "seal_agent_provider_api_calls_total{provider=\"aws\",call=\"GetSecretValue\",status=\"success\"}",
+        )
+    };
+    assert_eq!(calls(&address), 0);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let (address, path, barrier) = (address.clone(), path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                get(&address, &path)
+            })
+        })
+        .collect();
+    for thread in threads {
+        let answer = thread.join().unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.body.contains("coalesced"));
+    }
+    assert_eq!(
+        calls(&address),
+        1,
+        "32 concurrent misses, one upstream call"
+    );
+    assert_eq!(get(&address, &path).status, 200);
+    assert_eq!(calls(&address), 1, "a hit makes no call");
+    assert_eq!(
+        get(&address, &format!("{path}&refreshNow=true")).status,
+        200
+    );
+    assert_eq!(calls(&address), 2, "refreshNow makes one");
+    Ok(())
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_get_429_and_slow_clients_are_cut_off() -> Result<()> {
+    let env = testenv!();
+    let agent = Agent::new(env);
+    let config = agent.config(
+        "server: {listen: \"127.0.0.1:0\", maxConnections: 2, headerTimeout: 500ms, connectionTimeout: 3s}\n",
+    );
+    let running = agent.spawn(&["run", "-c", &config]);
+    let address = running.address();
+    // Two idle connections fill the cap (give the agent time to accept them).
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let over = http(&address, "GET", "/ping", &[])?;
+    assert_eq!(over.status, 429, "{over:?}");
+    // The idle ones are closed by the header timeout, and the cap frees up.
+    for mut stream in idle {
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let started = Instant::now();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let _ = n;
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "idle connection kept open"
+        );
+    }
+    wait_for("a free slot", Duration::from_secs(5), || {
+        (http(&address, "GET", "/ping", &[]).ok()?.status == 200).then_some(())
+    });
+    // A client that sends half a request head is cut off too.
+    let mut slow = TcpStream::connect(&address)?;
+    slow.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")?;
+    slow.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(!String::from_utf8_lossy(&rest).contains("healthy"));
+    Ok(())
+}
