@@ -129,6 +129,9 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .into());
     }
     tracing::info!("run: {}", config::describe(&config));
+    if !config.env.is_empty() {
+        tracing::warn!("env is only used by exec; run ignores it");
+    }
     let metrics = Arc::new(Metrics::default());
     let fetcher = Arc::new(Fetcher::new(&config));
     start_server(&mut config, &fetcher, &metrics).await?;

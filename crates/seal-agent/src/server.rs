@@ -8,7 +8,8 @@
 //! - `GET /ping`: `healthy`, no token needed. `GET /metrics`: Prometheus text, no token needed
 //!   (no label carries a secret name or value).
 //!
-//! Rules, checked in this order on every request: a request carrying `X-Forwarded-For` is
+//! Rules, checked in this order on every request: a request carrying `X-Forwarded-For` (or
+//! `Forwarded`) is
 //! refused (400: the endpoint must not be reachable through a proxy an attacker can steer, the
 //! SSRF the AWS agent guards against); anything but GET is 405; secret routes need the token in
 //! `X-Aws-Parameters-Secrets-Token` or `X-Seal-Token`, compared in constant time (403). Errors
@@ -181,11 +182,13 @@ impl Server {
         request: &Request<Incoming>,
         route: &'static str,
     ) -> Response<Full<Bytes>> {
-        if request.headers().contains_key("x-forwarded-for") {
+        if request.headers().contains_key("x-forwarded-for")
+            || request.headers().contains_key("forwarded")
+        {
             return error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestException",
-                "forwarded requests (X-Forwarded-For) are refused",
+                "forwarded requests (X-Forwarded-For, Forwarded) are refused",
             );
         }
         if request.method() != Method::GET {

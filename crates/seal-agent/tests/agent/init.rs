@@ -51,6 +51,35 @@ files:
 }
 
 #[tokio::test]
+async fn init_sets_the_owner_when_asked() -> Result<()> {
+    let env = testenv!();
+    let vault = vault_kv2(env, &[("k", "v")]).await?;
+    let agent = Agent::new(env);
+    // The scratch directory is ours: its owner is the test's user.
+    if std::fs::metadata(agent.path())?.uid() != 0 {
+        eprintln!("SKIPPED: changing a file's owner needs root");
+        return Ok(());
+    }
+    let config = agent.config(&format!(
+        r"
+secrets: {{k: 'ref+vault://{vault}#/k'}}
+files:
+  - {{path: '{{dir}}/both', secret: k, owner: '1234:5678'}}
+  - {{path: '{{dir}}/gid', secret: k, owner: ':5678'}}
+"
+    ));
+    agent.run(&["init", "-c", &config]).ok();
+    let meta = std::fs::metadata(agent.file("both"))?;
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (1234, 5678, 0o400)
+    );
+    let meta = std::fs::metadata(agent.file("gid"))?;
+    assert_eq!((meta.uid(), meta.gid()), (0, 5678));
+    Ok(())
+}
+
+#[tokio::test]
 async fn init_fails_on_a_missing_secret_and_writes_nothing() -> Result<()> {
     let env = testenv!();
     let vault = vault_kv2(env, &[("user", "ml")]).await?;

@@ -4,6 +4,7 @@
 //! OpenBao, bad configurations, and a marker value that must never reach a log or a metric.
 //! One test binary with a small harness.
 
+mod auth;
 mod configs;
 mod endpoint;
 mod exec;
