@@ -501,7 +501,10 @@ async fn fetch(provider: &Provider, es: &ExternalSecret) -> Result<Fetched, Outc
                     })?;
                 values.insert(item.secret_key.clone(), decoded);
             }
-            Err(seal_providers::Error::NotFound { .. }) => missing.push(item.secret_key.clone()),
+            Err(seal_providers::Error::NotFound { .. }) => missing.push(format!(
+                "data {:?} ({})",
+                item.secret_key, item.remote_ref.key
+            )),
             Err(error) => return Err(provider_failed(&error)),
         }
     }

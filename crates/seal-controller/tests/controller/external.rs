@@ -73,9 +73,24 @@ pub(crate) async fn wait_item(
     value: &str,
 ) -> Result<Secret> {
     let what = format!("Secret {name} has {key} as expected");
-    eventually(&what, Duration::from_secs(60), || async move {
+    wait_secret(ns, name, &what, |s| {
+        item(s, key).as_deref() == Some(value.as_bytes())
+    })
+    .await
+}
+
+/// Waits until Secret `name` exists and `holds`; `what` names the wait in a timeout; returns the
+/// Secret.
+pub(crate) async fn wait_secret(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    holds: impl Fn(&Secret) -> bool,
+) -> Result<Secret> {
+    let holds = &holds;
+    eventually(what, Duration::from_secs(60), || async move {
         let secret = ns.api::<Secret>().get_opt(name).await?;
-        Ok(secret.filter(|s| item(s, key).as_deref() == Some(value.as_bytes())))
+        Ok(secret.filter(|s| holds(s)))
     })
     .await
 }
@@ -139,8 +154,10 @@ pub(crate) fn external_secret(
         "apiVersion": "seal.dev/v1alpha1", "kind": "ExternalSecret", "metadata": {"name": name},
         "spec": {"secretStoreRef": {"name": store}, "refreshInterval": "2s"},
     });
-    for (k, v) in spec.as_object().into_iter().flatten() {
-        object["spec"][k] = v.clone();
+    if let serde_json::Value::Object(fields) = spec {
+        for (k, v) in fields {
+            object["spec"][k] = v;
+        }
     }
     object
 }

@@ -8,6 +8,7 @@
 mod bulk;
 mod external;
 mod external_auth;
+mod external_policies;
 mod ha;
 mod http;
 mod keys;
