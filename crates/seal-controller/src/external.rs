@@ -94,6 +94,12 @@ struct Memory {
     secret_version: Option<String>,
     /// Failed syncs in a row, for the backoff.
     failures: u32,
+    /// When the values were last read, and the generation last synced: what the status says
+    /// too, but the status in the watch cache may lag behind this controller's own write, and a
+    /// reconcile that saw the older status would read again (under `OnChange` or `CreatedOnce`
+    /// a read the user did not ask for).
+    refreshed_at: Option<Timestamp>,
+    synced_generation: Option<i64>,
 }
 
 impl Context {
@@ -240,11 +246,19 @@ async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action,
         .status
         .as_ref()
         .and_then(|s| s.refresh_time.as_ref())
-        .map(|t| t.0);
+        .map(|t| t.0)
+        .max(memory.refreshed_at);
     let since_refresh = last_refresh
         .map(|t| Duration::try_from(Timestamp::now().duration_since(t)).unwrap_or_default());
 
-    let existing = match secret_metadata(&ctx, &namespace, &secret_name).await {
+    let existing = match secret_metadata(
+        &ctx,
+        &namespace,
+        &secret_name,
+        memory.secret_version.as_deref(),
+    )
+    .await
+    {
         Ok(existing) => existing,
         Err(error) => {
             let outcome = Outcome::failed("kube", api_reason(&error));
@@ -255,8 +269,12 @@ async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action,
         || existing.as_ref().is_some_and(|m| {
             m.resource_version().is_some() && m.resource_version() == memory.secret_version
         });
-    let spec_changed =
-        es.status.as_ref().and_then(|s| s.observed_generation) != es.metadata.generation;
+    let spec_changed = es
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .max(memory.synced_generation)
+        != es.metadata.generation;
     let forced = force_sync.is_some() && force_sync != memory.force_sync;
     let interval_passed = es.spec.refresh_policy() == RefreshPolicy::Periodic
         && !interval.is_zero()
@@ -286,14 +304,19 @@ async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action,
     finish(&ctx, &es, &uid, memory, outcome, interval, started).await
 }
 
-/// The produced Secret's metadata: from the watch when it has the Secret, else from the API
-/// server (the watch may not have caught up, and a Secret for `Merge` is not labelled yet).
+/// The produced Secret's metadata: from the watch when it has the Secret at the `expected`
+/// resourceVersion (the one this controller last wrote) or nothing is expected, else from the API
+/// server (the watch may not have caught up with the write, and a Secret for `Merge` is not
+/// labelled yet). So a lagging watch is never taken for someone else's change.
 async fn secret_metadata(
     ctx: &Context,
     namespace: &str,
     name: &str,
+    expected: Option<&str>,
 ) -> Result<Option<PartialObjectMeta<Secret>>, kube::Error> {
-    if let Some(watched) = ctx.produced.get(&ObjectRef::new(name).within(namespace)) {
+    if let Some(watched) = ctx.produced.get(&ObjectRef::new(name).within(namespace))
+        && (expected.is_none() || watched.metadata.resource_version.as_deref() == expected)
+    {
         return Ok(Some((*watched).clone()));
     }
     Api::<Secret>::namespaced(ctx.client.clone(), namespace)
@@ -911,6 +934,10 @@ async fn finish(
         warn!(%namespace, %name, reason = outcome.reason, message = %outcome.message, "ExternalSecret not synced");
     }
     let changed = write_status(ctx, es, &outcome).await?;
+    memory.synced_generation = es.metadata.generation;
+    if outcome.refreshed {
+        memory.refreshed_at = Some(Timestamp::now());
+    }
     let event = match (outcome.wrote, outcome.deleted) {
         (Some(true), _) => Some((EventType::Normal, "Created", outcome.message.clone())),
         (Some(false), _) => Some((EventType::Normal, "Updated", outcome.message.clone())),
