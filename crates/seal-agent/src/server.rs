@@ -3,7 +3,8 @@
 //!
 //! - `GET /secretsmanager/get?secretId=ID[&versionStage=S][&versionId=V][&refreshNow=true]`:
 //!   the GetSecretValue JSON (`ARN`, `Name`, `VersionId`, `SecretString` or `SecretBinary`,
-//!   `VersionStages`, `CreatedDate`), as the AWS agent answers.
+//!   `VersionStages`, `CreatedDate`), as the AWS agent answers; also as `GET /v1/SECRET_ID`, its
+//!   other form (an AWS secret whose name starts with `secrets/` is reached through the first).
 //! - `GET /v1/secrets/NAME[?refreshNow=true]`: the value of the configured secret NAME, as is.
 //! - `GET /ping`: `healthy`, no token needed. `GET /metrics`: Prometheus text, no token needed
 //!   (no label carries a secret name or value).
@@ -161,6 +162,7 @@ impl Server {
             "/ping" => "ping",
             "/metrics" => "metrics",
             p if p.starts_with("/v1/secrets/") => "secrets",
+            p if p.len() > "/v1/".len() && p.starts_with("/v1/") => "aws",
             _ => "other",
         };
         let response = if over {
@@ -211,6 +213,18 @@ impl Server {
             );
         }
         let query = match Query::parse(request.uri().query().unwrap_or("")) {
+            // The AWS agent's `/v1/SECRET_ID`: the id is the rest of the path.
+            Ok(mut query) if route == "aws" && request.uri().path().starts_with("/v1/") => {
+                if query.secret_id.is_some() {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestException",
+                        "secretId is given twice (path and query)",
+                    );
+                }
+                query.secret_id = Some(percent_decode(&request.uri().path()["/v1/".len()..]));
+                query
+            }
             Ok(query) => query,
             Err(message) => {
                 return error(StatusCode::BAD_REQUEST, "InvalidRequestException", &message);
