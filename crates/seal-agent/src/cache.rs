@@ -9,8 +9,10 @@
 //!
 //! **Stale on transient errors.** When a fetch fails with a transient error
 //! ([`seal_providers::Error::is_transient`]: unreachable, timeouts, 5xx, throttling) and the
-//! entry holds a value at most `ttl + max_stale` old, that value is served (and the next request
-//! tries upstream again). A permanent error (not found, denied) is returned, and a not-found
+//! entry holds a value at most `ttl + max_stale` old, that value is served. For a short hold
+//! after such a failure (5 s, or the TTL when shorter) requests are answered from it without a
+//! new upstream attempt, so an outage costs one retry cycle per hold, not one per request, and
+//! stale answers come at once. A permanent error (not found, denied) is returned, and a not-found
 //! drops the entry: a deleted secret must not live on in the cache.
 //!
 //! Values are kept as the response body they will be served as, in zeroizing buffers shared by
@@ -25,6 +27,9 @@ use seal_providers::Error;
 use zeroize::Zeroizing;
 
 use crate::metrics::CacheOutcome;
+
+/// The longest a transient failure is reused before the next request tries upstream again.
+const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 /// A cached response body.
 pub type Body = Arc<Zeroizing<Vec<u8>>>;
@@ -80,8 +85,11 @@ impl<K: Eq + Hash + Clone> Cache<K> {
                 return Ok((body.clone(), CacheOutcome::Hit));
             }
         }
+        // A failure is shared by the requests that waited for it and, when transient, reused
+        // for a short hold: during an outage each request would otherwise wait out a whole
+        // retry cycle before getting its stale value.
         if let Some((error, at)) = &slot.failure
-            && *at >= arrived
+            && (*at >= arrived || (error.is_transient() && at.elapsed() < self.failure_hold()))
         {
             return self.after_failure(&slot, error.clone());
         }
@@ -99,6 +107,12 @@ impl<K: Eq + Hash + Clone> Cache<K> {
                 self.after_failure(&slot, error)
             }
         }
+    }
+
+    /// How long a transient failure answers without a new upstream attempt: 5 s, or the TTL
+    /// when shorter.
+    fn failure_hold(&self) -> Duration {
+        FAILURE_HOLD.min(self.ttl)
     }
 
     /// A stale value when `error` is transient and one is young enough, else `error`.
@@ -218,6 +232,37 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_reused_for_the_hold_without_new_fetches() {
+        let cache = Cache::new(Duration::from_millis(300), Duration::from_secs(60), 10);
+        cache
+            .get(&"k", false, || async { Ok(body("old")) })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let calls = AtomicUsize::new(0);
+        for _ in 0..5 {
+            let (value, outcome) = cache
+                .get(&"k", false, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(outage())
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                (value.as_slice(), outcome),
+                (&b"old"[..], CacheOutcome::Stale)
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (fresh, _) = cache
+            .get(&"k", false, || async { Ok(body("new")) })
+            .await
+            .unwrap();
+        assert_eq!(fresh.as_slice(), b"new");
     }
 
     #[tokio::test]
