@@ -291,9 +291,14 @@ pub struct VaultAppRole {
     pub secret_ref: SecretKeySelector,
 }
 
-/// Vault Kubernetes auth.
+/// Vault Kubernetes auth: at most one of `serviceAccountRef` and `secretRef`; neither, the
+/// controller's own token.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.serviceAccountRef) && has(self.secretRef))",
+    "message": "at most one token source (serviceAccountRef or secretRef) may be set"
+}]))]
 pub struct VaultKubernetesAuth {
     /// Where the Kubernetes method is mounted; default `kubernetes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,9 +306,13 @@ pub struct VaultKubernetesAuth {
     /// The Vault role to log in as.
     #[schemars(length(min = 1))]
     pub role: String,
-    /// The ServiceAccount whose token is presented; omitted, the controller's own.
+    /// The ServiceAccount whose token is requested (TokenRequest) and presented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_ref: Option<ServiceAccountSelector>,
+    /// A ServiceAccount token from a key of a Secret (a `kubernetes.io/service-account-token`
+    /// Secret's `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeySelector>,
 }
 
 /// Vault JWT/OIDC auth: exactly one of `secretRef` and `kubernetesServiceAccountToken`.
@@ -449,6 +458,14 @@ impl SecretStoreProvider {
             }
             if let Some(kubernetes) = &auth.kubernetes {
                 non_empty(format!("{at}.kubernetes.role"), &kubernetes.role)?;
+                at_most_one(
+                    format!("{at}.kubernetes"),
+                    "serviceAccountRef, secretRef",
+                    &[
+                        kubernetes.service_account_ref.is_some(),
+                        kubernetes.secret_ref.is_some(),
+                    ],
+                )?;
             }
             if let Some(jwt) = &auth.jwt {
                 exactly_one(
@@ -535,15 +552,19 @@ impl SecretStoreProvider {
                     Selector::Secret(&app_role.secret_ref),
                 ));
             }
-            if let Some(account) = auth
-                .kubernetes
-                .as_ref()
-                .and_then(|k| k.service_account_ref.as_ref())
-            {
-                out.push((
-                    format!("{at}.kubernetes.serviceAccountRef"),
-                    Selector::ServiceAccount(account),
-                ));
+            if let Some(kubernetes) = &auth.kubernetes {
+                if let Some(account) = &kubernetes.service_account_ref {
+                    out.push((
+                        format!("{at}.kubernetes.serviceAccountRef"),
+                        Selector::ServiceAccount(account),
+                    ));
+                }
+                if let Some(secret) = &kubernetes.secret_ref {
+                    out.push((
+                        format!("{at}.kubernetes.secretRef"),
+                        Selector::Secret(secret),
+                    ));
+                }
             }
             if let Some(jwt) = &auth.jwt {
                 if let Some(secret) = &jwt.secret_ref {
@@ -756,6 +777,8 @@ spec:
         for auth in [
             "{tokenSecretRef: {name: t, key: token}}",
             "{kubernetes: {mountPath: k8s, role: r, serviceAccountRef: {name: sa, audiences: [vault]}}}",
+            "{kubernetes: {role: r, secretRef: {name: sa-token, key: token}}}",
+            "{kubernetes: {role: r}}",
             "{jwt: {path: jwt, role: r, secretRef: {name: j, key: jwt}}}",
             "{jwt: {role: r, kubernetesServiceAccountToken: {serviceAccountRef: {name: sa}, audiences: [vault], expirationSeconds: 600}}}",
         ] {
@@ -839,6 +862,13 @@ spec:
         assert_eq!(
             jwt_both.validate().unwrap_err().field(),
             "spec.provider.vault.auth.jwt"
+        );
+        let kubernetes_both: SecretStore = store(
+            "apiVersion: seal.dev/v1alpha1\nkind: SecretStore\nmetadata: {name: v, namespace: n}\nspec: {provider: {vault: {server: 'http://v', auth: {kubernetes: {role: r, secretRef: {name: t, key: token}, serviceAccountRef: {name: sa}}}}}}",
+        );
+        assert_eq!(
+            kubernetes_both.validate().unwrap_err().field(),
+            "spec.provider.vault.auth.kubernetes"
         );
     }
 

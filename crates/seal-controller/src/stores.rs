@@ -21,8 +21,9 @@
 //! API (the store's namespace; for a ClusterSecretStore the reference's, else the
 //! ExternalSecret's), requested at each login of the cached provider rather than once: a login
 //! happens when the store is first used and again only when the Vault token can no longer be
-//! renewed, by which time a token requested earlier would have expired. Kubernetes auth without a
-//! `serviceAccountRef` logs in with the controller's own projected token. AWS `jwt` (web identity
+//! renewed, by which time a token requested earlier would have expired. Kubernetes auth with a
+//! `secretRef` presents the token in that Secret (read like every credential Secret), and with
+//! neither the controller's own projected token. AWS `jwt` (web identity
 //! with a requested token) is not implemented yet and is refused with `InvalidProviderConfig`.
 
 use std::collections::HashMap;
@@ -217,6 +218,13 @@ impl Providers {
         if let Some(vault) = &provider.vault {
             selectors.extend(vault.auth.token_secret_ref.as_ref());
             selectors.extend(vault.auth.app_role.as_ref().map(|a| &a.secret_ref));
+            selectors.extend(
+                vault
+                    .auth
+                    .kubernetes
+                    .as_ref()
+                    .and_then(|k| k.secret_ref.as_ref()),
+            );
             selectors.extend(vault.auth.jwt.as_ref().and_then(|j| j.secret_ref.as_ref()));
         }
         let mut out = Vec::new();
@@ -329,15 +337,16 @@ impl Providers {
                 secret_id: credential(&app_role.secret_ref)?,
             }
         } else if let Some(kubernetes) = &auth.kubernetes {
-            let jwt = match &kubernetes.service_account_ref {
+            let jwt = match (&kubernetes.service_account_ref, &kubernetes.secret_ref) {
                 // ESO's choice for this login: the ServiceAccount's audiences, 10 minutes.
-                Some(account) => self.service_account_token(
+                (Some(account), _) => self.service_account_token(
                     id,
                     account,
                     account.audiences.clone(),
                     DEFAULT_TOKEN_SECONDS,
                 )?,
-                None => TokenSource::File(OWN_TOKEN.into()),
+                (None, Some(secret)) => TokenSource::Value(credential(secret)?),
+                (None, None) => TokenSource::File(OWN_TOKEN.into()),
             };
             seal_providers::VaultAuth::Kubernetes {
                 mount: kubernetes.mount_path().to_owned(),
@@ -664,12 +673,13 @@ fn credential_count(provider: &SecretStoreProvider) -> usize {
         if let Some(app_role) = auth.app_role.as_mut() {
             set(&mut app_role.secret_ref.namespace);
         }
-        if let Some(account) = auth
-            .kubernetes
-            .as_mut()
-            .and_then(|k| k.service_account_ref.as_mut())
-        {
-            set(&mut account.namespace);
+        if let Some(kubernetes) = auth.kubernetes.as_mut() {
+            if let Some(account) = kubernetes.service_account_ref.as_mut() {
+                set(&mut account.namespace);
+            }
+            if let Some(secret) = kubernetes.secret_ref.as_mut() {
+                set(&mut secret.namespace);
+            }
         }
         if let Some(jwt) = auth.jwt.as_mut() {
             if let Some(secret) = jwt.secret_ref.as_mut() {

@@ -1,19 +1,21 @@
 //! Vault stores that log in with a ServiceAccount token the controller requests itself (the
 //! TokenRequest API), against the real API server and OpenBao: Kubernetes auth (OpenBao checks the
 //! token with a TokenReview) and JWT auth (OpenBao checks the token's signature with the API
-//! server's ServiceAccount public key), each logging in once however often it refreshes.
+//! server's ServiceAccount public key), each logging in once however often it refreshes; and
+//! Kubernetes auth with a token kept in a Secret.
 
 use std::collections::HashMap;
 
-use anyhow::{Result, bail};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use seal_api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use seal_testenv::{TestEnv, TestNamespace, testenv, unique_name};
+use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv, unique_name};
 use serde_json::json;
 
 use crate::external::{
-    create, external_secret, install_all_crds, metric_sum, wait_item, wait_refreshes,
+    create, events_text, external_secret, install_all_crds, metric_sum, wait_item, wait_refreshes,
     wait_store_reason,
 };
 use crate::support::ControllerProcess;
@@ -82,14 +84,31 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
         .create(&PostParams::default(), &account)
         .await?;
     let jwt_mount = jwt_mount_for_service_accounts(env, &app, "reader")?;
+    // A token of the account kept in a Secret, for a store that names the Secret.
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}}))?;
+    let issued = app
+        .api::<ServiceAccount>()
+        .create_token_request("reader", &PostParams::default(), &request)
+        .await?;
+    let token = issued
+        .status
+        .and_then(|s| s.token)
+        .context("no token in the TokenRequest")?;
+    app.api::<Secret>()
+        .create(
+            &PostParams::default(),
+            &secret_from_pairs("reader-token", app.name(), &[("token", &token)]),
+        )
+        .await?;
 
     let vault = |auth: serde_json::Value| json!({"vault": {"server": env.vault_addr(), "path": "secret", "auth": auth}});
-    let kubernetes = |account: &str| {
-        vault(json!({"kubernetes": {
-            "role": env.var("SEAL_TESTENV_KUBERNETES_ROLE"),
-            "serviceAccountRef": {"name": account},
-        }}))
+    let kubernetes_with = |source: &str, reference: serde_json::Value| {
+        let mut auth = json!({"role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")});
+        auth[source] = reference;
+        vault(json!({ "kubernetes": auth }))
     };
+    let kubernetes = |account: &str| kubernetes_with("serviceAccountRef", json!({"name": account}));
     let store = |name: &str, provider: serde_json::Value| {
         json!({
             "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore", "metadata": {"name": name},
@@ -98,6 +117,14 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     };
     create::<SecretStore>(&app, store("kubernetes", kubernetes("reader"))).await?;
     create::<SecretStore>(&app, store("no-account", kubernetes("nobody"))).await?;
+    create::<SecretStore>(
+        &app,
+        store(
+            "token-secret",
+            kubernetes_with("secretRef", json!({"name": "reader-token", "key": "token"})),
+        ),
+    )
+    .await?;
     create::<SecretStore>(
         &app,
         store(
@@ -128,6 +155,11 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     )
     .await?;
     create::<ExternalSecret>(&app, external_secret("jwt", "jwt", password.clone())).await?;
+    create::<ExternalSecret>(
+        &app,
+        external_secret("token-secret", "token-secret", password.clone()),
+    )
+    .await?;
     let mut cluster = external_secret("cluster", &css_name, password);
     cluster["spec"]["secretStoreRef"]["kind"] = json!("ClusterSecretStore");
     create::<ExternalSecret>(&app, cluster).await?;
@@ -142,19 +174,20 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     let stores = app.api::<SecretStore>();
     wait_store_reason(&stores, "kubernetes", "Valid").await?;
     wait_store_reason(&stores, "jwt", "Valid").await?;
+    wait_store_reason(&stores, "token-secret", "Valid").await?;
     // A ServiceAccount that does not exist: the store says which one, and is not Ready.
     let message = wait_store_reason(&stores, "no-account", "ValidationFailed").await?;
     assert!(
         message.contains(&format!("ServiceAccount {}/nobody", app.name())),
         "{message}"
     );
-    for name in ["kubernetes", "jwt", "cluster"] {
+    for name in ["kubernetes", "jwt", "token-secret", "cluster"] {
         wait_item(&app, name, "password", "from-vault").await?;
     }
 
-    // Refreshes reuse each store's Vault token: one login per store that logged in (Kubernetes,
-    // JWT, and the ClusterSecretStore for this namespace), none per refresh.
-    for name in ["kubernetes", "jwt", "cluster"] {
+    // Refreshes reuse each store's Vault token: one login per store that logged in (Kubernetes
+    // twice, JWT, and the ClusterSecretStore for this namespace), none per refresh.
+    for name in ["kubernetes", "jwt", "token-secret", "cluster"] {
         wait_refreshes(&app, name, 2).await?;
     }
     let scrape = controller.scrape()?;
@@ -163,7 +196,20 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
         "seal_controller_provider_api_calls_total",
         &["call=\"login\"", "status=\"success\""],
     );
-    assert!((logins - 3.0).abs() < 0.5, "{logins} logins\n{scrape}");
+    assert!((logins - 4.0).abs() < 0.5, "{logins} logins\n{scrape}");
+
+    // No token anywhere: every JWT starts with the base64 of `{"`, `eyJ`.
+    let status =
+        serde_json::to_string(&stores.list(&kube::api::ListParams::default()).await?.items)?;
+    let outputs = [
+        ("log", controller.log()),
+        ("Events", events_text(&app).await?),
+        ("store status", status),
+        ("metrics", scrape),
+    ];
+    for (what, text) in outputs {
+        assert!(!text.contains("eyJ"), "a token is in the {what}");
+    }
 
     cluster_stores
         .delete(&css_name, &DeleteParams::default())
