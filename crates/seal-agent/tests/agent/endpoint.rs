@@ -215,6 +215,48 @@ async fn concurrent_misses_make_one_upstream_call_and_refresh_now_makes_another(
 }
 
 #[tokio::test]
+async fn version_stage_and_version_id_select_a_version() -> Result<()> {
+    let env = testenv!();
+    let aws = aws_secret(env, "v1").await?;
+    let put = env
+        .secretsmanager()
+        .await
+        .put_secret_value()
+        .secret_id(&aws)
+        .secret_string("v2")
+        .send()
+        .await?;
+    let v2 = put
+        .version_id()
+        .expect("moto returns the version id")
+        .to_owned();
+    let agent = Agent::new(env);
+    let config = agent.config("server: {listen: \"127.0.0.1:0\"}\n");
+    let running = agent.spawn(&["run", "-c", &config]);
+    let address = running.address();
+    let id = aws.replace('/', "%2F");
+    let value = |query: &str| -> serde_json::Value {
+        let answer = get(
+            &address,
+            &format!("/secretsmanager/get?secretId={id}{query}"),
+        );
+        assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+        serde_json::from_str(&answer.body).unwrap()
+    };
+    assert_eq!(value("")["SecretString"], "v2");
+    assert_eq!(value("&versionStage=AWSCURRENT")["SecretString"], "v2");
+    let previous = value("&versionStage=AWSPREVIOUS");
+    assert_eq!(previous["SecretString"], "v1");
+    assert_eq!(previous["VersionStages"][0], "AWSPREVIOUS");
+    let by_id = value(&format!("&versionId={v2}"));
+    assert_eq!(
+        (by_id["SecretString"].as_str(), by_id["VersionId"].as_str()),
+        (Some("v2"), Some(v2.as_str()))
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_get_429_and_slow_clients_are_cut_off() -> Result<()> {
     let env = testenv!();
     let agent = Agent::new(env);

@@ -48,6 +48,16 @@ server: {{listen: "127.0.0.1:0"}}
     let metrics = http(&address, "GET", "/metrics", &[])?.body;
     drop(running);
 
+    // An error about the value (a missing property) names the property, not the value.
+    let endpoint_only = agent.config(&format!(
+        "secrets: {{nokey: 'ref+awssecrets://{aws}#/nope'}}\nserver: {{listen: '127.0.0.1:0'}}\n"
+    ));
+    let running = agent.spawn(&["run", "-c", &endpoint_only]);
+    let missing = get(&running.address(), "/v1/secrets/nokey");
+    assert_eq!(missing.status, 400, "{}", missing.body);
+    assert!(missing.body.contains("nope"), "{}", missing.body);
+    drop(running);
+
     // A template that fails on the value, and exec with the value in the environment.
     let broken = agent.config(&format!(
         "secrets: {{pw: 'ref+vault://{vault}#/pw'}}\nfiles: [{{path: '{{dir}}/x', template: '{{{{ .pw | b64dec }}}}'}}]\n"
@@ -60,15 +70,14 @@ server: {{listen: "127.0.0.1:0"}}
     let exec = agent.run(&["exec", "-c", &exec_config, "--", "true"]);
     assert_eq!(exec.status, 0, "{}", exec.stderr);
 
-    let log = std::fs::read_to_string(
-        agent.path().join(
-            std::fs::read_dir(agent.path())?
-                .filter_map(Result::ok)
-                .map(|e| e.file_name())
-                .find(|n| n.to_string_lossy().ends_with(".log"))
-                .unwrap(),
-        ),
-    )?;
+    // Every agent log of the test, one after another.
+    let mut log = String::new();
+    for entry in std::fs::read_dir(agent.path())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            log.push_str(&std::fs::read_to_string(path)?);
+        }
+    }
     assert!(
         log.contains("files changed"),
         "the log is not the agent's:\n{log}"
@@ -76,6 +85,7 @@ server: {{listen: "127.0.0.1:0"}}
     for (what, text) in [
         ("run log", log.as_str()),
         ("metrics", metrics.as_str()),
+        ("error answer", missing.body.as_str()),
         ("init stderr", failed.stderr.as_str()),
         ("init stdout", failed.stdout.as_str()),
         ("exec stderr", exec.stderr.as_str()),
