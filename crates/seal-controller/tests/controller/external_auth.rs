@@ -2,7 +2,8 @@
 //! TokenRequest API), against the real API server and OpenBao: Kubernetes auth (OpenBao checks the
 //! token with a TokenReview) and JWT auth (OpenBao checks the token's signature with the API
 //! server's ServiceAccount public key), each logging in once however often it refreshes; and
-//! Kubernetes auth with a token kept in a Secret.
+//! Kubernetes auth with a token kept in a Secret. And the shipped RBAC is enough for the
+//! TokenRequest and an ExternalSecret's whole sync.
 
 use std::collections::HashMap;
 
@@ -15,9 +16,10 @@ use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv, unique_na
 use serde_json::json;
 
 use crate::external::{
-    create, events_text, external_secret, install_all_crds, metric_sum, wait_item, wait_refreshes,
-    wait_store_reason,
+    create, events_text, external_secret, install_all_crds, metric_sum, wait_item, wait_reason,
+    wait_refreshes, wait_store_reason,
 };
+use crate::rbac::apply_shipped_rbac;
 use crate::support::ControllerProcess;
 
 /// Writes `body` to Vault's `path` (`/v1/{path}`) with the root token.
@@ -214,5 +216,55 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     cluster_stores
         .delete(&css_name, &DeleteParams::default())
         .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_shipped_rbac_lets_a_kubernetes_auth_store_request_its_token() -> Result<()> {
+    let env = testenv!();
+    install_all_crds(env).await?;
+    let keys = env.namespace("es-rbac-keys").await?;
+    let app = env.namespace("es-rbac").await?;
+    apply_shipped_rbac(env, keys.name(), &unique_name("seal-controller-es")).await?;
+    let work = tempfile::tempdir()?;
+    let kubeconfig = work.path().join("kubeconfig");
+    env.service_account_kubeconfig(keys.name(), "seal-controller", &kubeconfig)?;
+    let path = unique_name("es-rbac");
+    kv2_put(env, &path, &[("password", "under-rbac")]).await?;
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "reader"}}))?;
+    app.api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await?;
+    create::<SecretStore>(&app, json!({
+        "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore", "metadata": {"name": "kubernetes"},
+        "spec": {"provider": {"vault": {"server": env.vault_addr(), "path": "secret",
+            "auth": {"kubernetes": {"role": env.var("SEAL_TESTENV_KUBERNETES_ROLE"),
+                "serviceAccountRef": {"name": "reader"}}}}}},
+    }))
+    .await?;
+    create::<ExternalSecret>(
+        &app,
+        external_secret(
+            "db",
+            "kubernetes",
+            json!({"data": [{"secretKey": "password", "remoteRef": {"key": path, "property": "password"}}]}),
+        ),
+    )
+    .await?;
+
+    // The controller as the shipped ServiceAccount: the TokenRequest, the store and ExternalSecret
+    // status, the Secret and its Event all go through without one refusal.
+    let controller = ControllerProcess::start_with(
+        &kubeconfig,
+        keys.name(),
+        "seal-controller-0",
+        &["--namespaces", app.name()],
+    )
+    .await?;
+    wait_store_reason(&app.api::<SecretStore>(), "kubernetes", "Valid").await?;
+    wait_item(&app, "db", "password", "under-rbac").await?;
+    wait_reason(&app, "db", "SecretSynced").await?;
+    let log = controller.log();
+    assert!(!log.contains("Forbidden"), "a refusal:\n{log}");
     Ok(())
 }

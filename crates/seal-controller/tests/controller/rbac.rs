@@ -27,7 +27,11 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// Applies the shipped RBAC for a controller in `namespace`, with the cluster-wide objects renamed
 /// `cluster_name` so that runs sharing one API server do not meet.
-async fn apply_shipped_rbac(env: &TestEnv, namespace: &str, cluster_name: &str) -> Result<()> {
+pub(crate) async fn apply_shipped_rbac(
+    env: &TestEnv,
+    namespace: &str,
+    cluster_name: &str,
+) -> Result<()> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac/seal-controller.yaml");
     let text = std::fs::read_to_string(&path)?.replace("seal-system", namespace);
     let client = env.kube_client().await?;
