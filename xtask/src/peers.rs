@@ -1,6 +1,9 @@
 //! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
 //! `xtask/go/kubeseal` (its go.mod and go.sum are committed), and kubesealpy from PyPI in a virtualenv.
-//! Both are installed once into the cache, keyed by version, and reused.
+//! Both are installed once into the cache, keyed by version, and reused. Helm, which the deploy
+//! tests drive, is installed the same way (see `helm.rs`).
+
+mod helm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +30,8 @@ impl Peers {
     /// Installs what is missing and returns the paths.
     pub fn ensure() -> Result<Self> {
         let cache = cache_dir()?;
+        // The deploy tests find helm at its cache path; it is only installed here.
+        helm::ensure_helm(&cache)?;
         Ok(Self {
             kubeseal: ensure_kubeseal(&cache)?,
             python: ensure_kubesealpy(&cache)?,
