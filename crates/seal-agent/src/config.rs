@@ -24,6 +24,7 @@
 //! onChange: {signal: SIGHUP, processName: ml-api}
 //! exec: {onChange: restart, stopTimeout: 10s}
 //! server: {listen: "127.0.0.1:2773"}
+//! metrics: {listen: "0.0.0.0:9102"}   # /metrics and /ping only, for a scraper outside the pod
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,6 +90,13 @@ struct RawConfig {
     on_change: Option<RawOnChange>,
     exec: Option<RawExec>,
     server: Option<RawServer>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +216,8 @@ pub struct Config {
     pub exec: ExecSettings,
     /// The localhost endpoint, when enabled.
     pub server: Option<ServerSettings>,
+    /// Where `/metrics` (and `/ping`) are served on their own, for a scraper outside the pod.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What a file or a variable is made of.
@@ -444,6 +454,18 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 
     let on_change = raw.on_change.as_ref().map(on_change).transpose()?;
     let exec = exec_settings(raw.exec.as_ref())?;
+    let metrics_listen = raw
+        .metrics
+        .as_ref()
+        .map(|m| {
+            m.listen.parse::<SocketAddr>().map_err(|_| {
+                error(
+                    "metrics.listen",
+                    format!("{:?} is not IP:PORT (such as 0.0.0.0:9102)", m.listen),
+                )
+            })
+        })
+        .transpose()?;
     let server = raw
         .server
         .as_ref()
@@ -467,6 +489,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         on_change,
         exec,
         server,
+        metrics_listen,
     })
 }
 

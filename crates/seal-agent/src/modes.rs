@@ -83,15 +83,45 @@ pub async fn init(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the endpoint when configured; the listener is bound before this returns, so a port
-/// in use fails the start.
+/// Starts the endpoint and the metrics listener when configured; listeners are bound before
+/// this returns, so a port in use fails the start.
 async fn start_server(
     config: &mut Config,
     fetcher: &Arc<Fetcher>,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<()> {
+    let mut counters = vec![fetcher.resolver().calls().clone()];
+    let server = start_endpoint(config, fetcher, metrics).await?;
+    if let Some(server) = &server {
+        counters.push(server.aws_calls().clone());
+    }
+    if let Some(listen) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow!("cannot listen on {listen} (metrics.listen): {e}"))?;
+        tracing::info!(
+            "metrics listening on {}",
+            listener
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string())
+        );
+        tokio::spawn(crate::server::serve_metrics(
+            listener,
+            metrics.clone(),
+            counters,
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the endpoint when configured (see [`start_server`]).
+async fn start_endpoint(
+    config: &mut Config,
+    fetcher: &Arc<Fetcher>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<Server>>> {
     let Some(settings) = config.server.take() else {
-        return Ok(());
+        return Ok(None);
     };
     let server = Arc::new(
         Server::new(
@@ -109,8 +139,8 @@ async fn start_server(
             .local_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string())
     );
-    tokio::spawn(server.serve(listener));
-    Ok(())
+    tokio::spawn(server.clone().serve(listener));
+    Ok(Some(server))
 }
 
 /// The wait after the `failures`-th failed refresh in a row: 1 s doubling, at most `interval`.
@@ -121,7 +151,7 @@ fn retry_wait(failures: u32, interval: Duration) -> Duration {
 /// `seal-agent run`.
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let mut config = load(path)?;
-    if config.files.is_empty() && config.server.is_none() {
+    if config.files.is_empty() && config.server.is_none() && config.metrics_listen.is_none() {
         return Err(ConfigError {
             field: "files".into(),
             detail: "run has nothing to do: no files and no server".into(),
@@ -413,7 +443,12 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
-        assert!(processes_named("sleep").contains(&pid));
+        // Until the child has exec'd, it still carries the test binary's name.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !processes_named("sleep").contains(&pid) {
+            assert!(std::time::Instant::now() < deadline, "sleep not found");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(!processes_named("no-such-process-xyz").contains(&pid));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -7,7 +7,8 @@
 //!   other form (an AWS secret whose name starts with `secrets/` is reached through the first).
 //! - `GET /v1/secrets/NAME[?refreshNow=true]`: the value of the configured secret NAME, as is.
 //! - `GET /ping`: `healthy`, no token needed. `GET /metrics`: Prometheus text, no token needed
-//!   (no label carries a secret name or value).
+//!   (no label carries a secret name or value); also on a listener of its own
+//!   ([`serve_metrics`], `metrics.listen`) for a scraper outside the pod.
 //!
 //! Rules, checked in this order on every request: a request carrying `X-Forwarded-For` (or
 //! `Forwarded`) is
@@ -99,6 +100,11 @@ impl Server {
     pub fn metrics_text(&self) -> String {
         self.metrics
             .render(&[self.fetcher.resolver().calls(), &self.aws_calls])
+    }
+
+    /// The call counter of the `/secretsmanager/get` provider.
+    pub fn aws_calls(&self) -> &Arc<CallCounter> {
+        &self.aws_calls
     }
 
     /// Binds the listener. Errors name the address.
@@ -347,6 +353,53 @@ impl Server {
                 error(status, kind, &e.to_string())
             }
         }
+    }
+}
+
+/// Serves `/metrics` and `/ping` only (GET; anything else 404 or 405), on a listener of its own
+/// that may face the pod network: it serves no secret, and no label holds a secret's name.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    calls: Vec<Arc<CallCounter>>,
+) {
+    let calls = Arc::new(calls);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let (metrics, calls) = (metrics.clone(), calls.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (metrics, calls) = (metrics.clone(), calls.clone());
+                async move {
+                    let response = if request.method() == Method::GET {
+                        match request.uri().path() {
+                            "/metrics" => {
+                                let counters: Vec<&CallCounter> =
+                                    calls.iter().map(AsRef::as_ref).collect();
+                                text(StatusCode::OK, metrics.render(&counters))
+                            }
+                            "/ping" => text(StatusCode::OK, "healthy"),
+                            _ => error(StatusCode::NOT_FOUND, "NotFoundException", "no such route"),
+                        }
+                    } else {
+                        error(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            "MethodNotAllowedException",
+                            "only GET is allowed",
+                        )
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), connection).await;
+        });
     }
 }
 

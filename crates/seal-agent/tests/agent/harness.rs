@@ -152,10 +152,16 @@ impl Running {
 
     /// The endpoint's address, from the start-up log line (the tests listen on port 0).
     pub fn address(&self) -> String {
-        wait_for("the endpoint to listen", Duration::from_secs(30), || {
+        self.listening("endpoint")
+    }
+
+    /// The address of the `what` listener (`endpoint`, `metrics`), from its start-up log line.
+    pub fn listening(&self, what: &str) -> String {
+        let needle = format!("{what} listening on ");
+        wait_for(&needle, Duration::from_secs(30), || {
             let log = self.log();
             log.lines()
-                .find_map(|l| l.split("endpoint listening on ").nth(1))
+                .find_map(|l| l.split(&needle).nth(1))
                 .map(|a| a.trim().to_owned())
         })
     }

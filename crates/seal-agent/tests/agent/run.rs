@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use seal_testenv::{testenv, unique_name};
 
-use crate::harness::{Agent, vault_kv2, vault_put, wait_for};
+use crate::harness::{Agent, TOKEN, http, metric, vault_kv2, vault_put, wait_for};
 
 /// An app that appends a line to `marker` at each SIGUSR1, started as `program` (a symlink to
 /// sh, so it has a name of its own for processName).
@@ -177,5 +177,41 @@ onChange: {{command: [sh, -c, 'cat {{dir}}/k >> {{dir}}/seen']}}
             .ok()
             .filter(|t| t == "onetwo")
     });
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_metrics_listener_counts_refreshes_and_serves_nothing_else() -> Result<()> {
+    let env = testenv!();
+    let vault = vault_kv2(env, &[("k", "v")]).await?;
+    let agent = Agent::new(env);
+    let config = agent.config(&format!(
+        r#"
+secrets: {{k: 'ref+vault://{vault}#/k'}}
+files: [{{path: "{{dir}}/k", secret: k}}]
+refresh: {{interval: 100ms, jitter: 0}}
+metrics: {{listen: "127.0.0.1:0"}}
+"#
+    ));
+    let running = agent.spawn(&["run", "-c", &config]);
+    let address = running.listening("metrics");
+    let text = wait_for("three refreshes", Duration::from_secs(30), || {
+        let text = http(&address, "GET", "/metrics", &[]).ok()?.body;
+        (metric(&text, "seal_agent_refreshes_total{result=\"success\"}") >= 3).then_some(text)
+    });
+    assert_eq!(metric(&text, "seal_agent_file_writes_total"), 1, "{text}");
+    assert!(
+        metric(
+            &text,
+            "seal_agent_provider_api_calls_total{provider=\"vault\",call=\"read\",status=\"success\"}"
+        ) >= 3,
+        "{text}"
+    );
+    assert_eq!(http(&address, "GET", "/ping", &[])?.status, 200);
+    assert_eq!(
+        http(&address, "GET", "/v1/secrets/k", &[("X-Seal-Token", TOKEN)])?.status,
+        404
+    );
+    assert_eq!(http(&address, "POST", "/metrics", &[])?.status, 405);
     Ok(())
 }
