@@ -5,7 +5,8 @@
 //! is rendered into zeroizing buffers, and only then is the first file written. Each file is
 //! written as a temporary file in the same directory (mode and owner set on the open file before
 //! any reader can see it, content synced), then renamed over the old one: a reader sees the old
-//! file or the new one, never a part. A file whose content is unchanged is not rewritten, so a
+//! file or the new one, never a part. The renames start only once every changed file is staged,
+//! so a failure on one file writes none. A file whose content is unchanged is not rewritten, so a
 //! refresh that finds nothing new touches nothing and signals nobody.
 
 use std::collections::BTreeMap;
@@ -135,8 +136,13 @@ fn render_source(source: &Source, values: &Values) -> anyhow::Result<Zeroizing<V
 
 /// Writes every file whose content differs from what is on disk; returns the paths written.
 /// Errors name the file.
+///
+/// Two phases, so that a failure writes nothing: every changed file is first staged as a
+/// complete temporary file beside its target (content, owner and mode set, synced); only when
+/// all are staged are they renamed into place. A failure while staging (a missing directory, a
+/// full volume, a refused chown) deletes the staged files and leaves every target as it was.
 pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
+    let mut staged = Vec::new();
     for (spec, content) in files.iter().zip(&rendered.files) {
         let same = std::fs::read(&spec.path)
             .map(Zeroizing::new)
@@ -144,23 +150,37 @@ pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<
         if same {
             continue;
         }
-        write_atomic(spec, content)
+        let file = stage(spec, content)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", spec.path.display()))?;
+        staged.push((spec, file));
+    }
+    let mut written = Vec::with_capacity(staged.len());
+    for (spec, file) in staged {
+        file.persist(&spec.path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {}", spec.path.display(), e.error))?;
+        // The rename is durable once the directory is synced; a failure here loses nothing.
+        if let Ok(dir) = std::fs::File::open(directory(&spec.path)) {
+            let _ = dir.sync_all();
+        }
         written.push(spec.path.clone());
     }
     Ok(written)
 }
 
-/// Writes `content` to `spec.path` through a temporary file in the same directory and a rename.
-fn write_atomic(spec: &FileSpec, content: &[u8]) -> std::io::Result<()> {
-    let dir = match spec.path.parent() {
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// `content` as a temporary file in `spec.path`'s directory, owner and mode set, synced: ready
+/// to be renamed over the target. Deleted if dropped unrenamed.
+fn stage(spec: &FileSpec, content: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     // Created 0600 by tempfile; the mode and owner are set before the rename publishes it.
     let mut file = tempfile::Builder::new()
         .prefix(".seal-agent-")
-        .tempfile_in(dir)?;
+        .tempfile_in(directory(&spec.path))?;
     file.write_all(content)?;
     if let Some((uid, gid)) = spec.owner {
         std::os::unix::fs::fchown(file.as_file(), uid, gid)?;
@@ -168,12 +188,7 @@ fn write_atomic(spec: &FileSpec, content: &[u8]) -> std::io::Result<()> {
     file.as_file()
         .set_permissions(std::fs::Permissions::from_mode(spec.mode))?;
     file.as_file().sync_all()?;
-    file.persist(&spec.path).map_err(|e| e.error)?;
-    // The rename is durable once the directory is synced; a failure here loses nothing.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -211,6 +226,22 @@ mod tests {
         assert_eq!(std::fs::read(&files[0].path).unwrap(), b"two");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failure_on_one_file_writes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            spec(dir.path().join("first"), 0o400),
+            spec(dir.path().join("missing/second"), 0o400),
+        ];
+        let both = Rendered {
+            files: vec![Zeroizing::new(b"1".to_vec()), Zeroizing::new(b"2".to_vec())],
+            env: Vec::new(),
+        };
+        let e = write_changed(&files, &both).unwrap_err().to_string();
+        assert!(e.contains("missing/second"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
