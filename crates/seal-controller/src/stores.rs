@@ -23,8 +23,12 @@
 //! happens when the store is first used and again only when the Vault token can no longer be
 //! renewed, by which time a token requested earlier would have expired. Kubernetes auth with a
 //! `secretRef` presents the token in that Secret (read like every credential Secret), and with
-//! neither the controller's own projected token. AWS `jwt` (web identity
-//! with a requested token) is not implemented yet and is refused with `InvalidProviderConfig`.
+//! neither the controller's own projected token. AWS `jwt` is ESO's IRSA per store: the
+//! ServiceAccount's `eks.amazonaws.com/role-arn` annotation names the role, and a token requested
+//! for it (audience `sts.amazonaws.com` unless `eks.amazonaws.com/audience` says otherwise) is
+//! exchanged with STS AssumeRoleWithWebIdentity whenever the credentials need renewing; the
+//! ServiceAccount is read on each use of the store so that a changed annotation rebuilds the
+//! provider.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -64,6 +68,15 @@ const DEFAULT_TOKEN_SECONDS: i64 = 600;
 
 /// Audience of a token requested for Vault JWT auth when the store names none (ESO's).
 const DEFAULT_JWT_AUDIENCE: &str = "vault";
+
+/// ESO's (and EKS's) ServiceAccount annotation naming the IAM role of AWS `auth.jwt`.
+const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// ESO's (and EKS's) ServiceAccount annotation overriding the audience of its tokens for STS.
+const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
+
+/// The audience STS expects of a web identity token unless the ServiceAccount says otherwise.
+const DEFAULT_STS_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// The key the store probe reads; no real secret is expected to have it.
 const PROBE_KEY: &str = "seal-store-probe-does-not-exist";
@@ -146,9 +159,13 @@ impl Providers {
         provider: &SecretStoreProvider,
     ) -> Result<Arc<Provider>, StoreError> {
         let credentials = self.read_credentials(id, provider).await?;
+        let identity = self.read_web_identity(id, provider).await?;
         let mut fingerprint = format!("{}", generation.unwrap_or_default());
         for (selector, version, _) in &credentials {
             let _ = write!(fingerprint, " {}/{}@{version}", selector.name, selector.key);
+        }
+        if let Some(identity) = &identity {
+            let _ = write!(fingerprint, " serviceaccount@{}", identity.resource_version);
         }
         let cached = || {
             self.lock()
@@ -163,7 +180,10 @@ impl Providers {
         if let Some(built) = cached() {
             return Ok(built);
         }
-        let built = Arc::new(self.build(id, provider, &credentials).await?);
+        let built = Arc::new(
+            self.build(id, provider, &credentials, identity.as_ref())
+                .await?,
+        );
         info!(kind = kind(id), namespace = %id.namespace, name = %id.name, "built a provider");
         self.lock()
             .insert(id.clone(), (fingerprint, Arc::clone(&built)));
@@ -172,6 +192,64 @@ impl Providers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StoreId, (String, Arc<Provider>)>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// For an AWS store with `auth.jwt`: the ServiceAccount's role (ESO's annotation
+    /// [`ROLE_ARN_ANNOTATION`]) and the audiences of its tokens ([`AUDIENCE_ANNOTATION`], else
+    /// `sts.amazonaws.com`, plus the reference's own). `None` for any other store.
+    async fn read_web_identity(
+        &self,
+        id: &StoreId,
+        provider: &SecretStoreProvider,
+    ) -> Result<Option<WebIdentity>, StoreError> {
+        let Some(account) = provider
+            .aws
+            .as_ref()
+            .and_then(|a| a.auth.as_ref())
+            .and_then(|a| a.jwt.as_ref())
+            .map(|j| &j.service_account_ref)
+        else {
+            return Ok(None);
+        };
+        let namespace = reference_namespace(
+            id,
+            account.namespace.as_ref(),
+            "ServiceAccount",
+            &account.name,
+        )?;
+        let found = Api::<ServiceAccount>::namespaced(self.client.clone(), &namespace)
+            .get_opt(&account.name)
+            .await
+            .map_err(|error| StoreError::Kube {
+                namespace: namespace.clone(),
+                name: account.name.clone(),
+                reason: crate::external::api_reason(&error),
+            })?
+            .ok_or_else(|| {
+                StoreError::InvalidConfig(format!(
+                    "ServiceAccount {namespace}/{} does not exist",
+                    account.name
+                ))
+            })?;
+        let annotations = found.annotations();
+        let role_arn = annotations.get(ROLE_ARN_ANNOTATION).ok_or_else(|| {
+            StoreError::InvalidConfig(format!(
+                "ServiceAccount {namespace}/{} has no {ROLE_ARN_ANNOTATION} annotation",
+                account.name
+            ))
+        })?;
+        let mut audiences = vec![
+            annotations
+                .get(AUDIENCE_ANNOTATION)
+                .map_or(DEFAULT_STS_AUDIENCE, String::as_str)
+                .to_owned(),
+        ];
+        audiences.extend(account.audiences.iter().cloned());
+        Ok(Some(WebIdentity {
+            role_arn: role_arn.clone(),
+            audiences,
+            resource_version: found.resource_version().unwrap_or_default(),
+        }))
     }
 
     /// A token source that requests a token of `account` (in the namespace the store reads
@@ -278,6 +356,7 @@ impl Providers {
         id: &StoreId,
         provider: &SecretStoreProvider,
         credentials: &[(&SecretKeySelector, String, SecretString)],
+        identity: Option<&WebIdentity>,
     ) -> Result<Provider, StoreError> {
         let credential = |selector: &SecretKeySelector| {
             credentials
@@ -298,10 +377,16 @@ impl Providers {
                 config = config.assume_role(role);
             }
             if let Some(auth) = &aws.auth {
-                if auth.jwt.is_some() {
-                    return Err(StoreError::InvalidConfig(
-                        "aws.auth.jwt is not supported by this controller yet; use the default chain (IRSA) or secretRef".into(),
-                    ));
+                if let (Some(jwt), Some(identity)) = (&auth.jwt, identity) {
+                    config = config.auth(seal_providers::AwsAuth::WebIdentity {
+                        role_arn: identity.role_arn.clone(),
+                        token: self.service_account_token(
+                            id,
+                            &jwt.service_account_ref,
+                            identity.audiences.clone(),
+                            DEFAULT_TOKEN_SECONDS,
+                        )?,
+                    });
                 }
                 if let Some(refs) = &auth.secret_ref {
                     let access_key_id = credential(&refs.access_key_id_secret_ref)?;
@@ -435,6 +520,14 @@ fn reference_namespace(
         )));
     }
     Ok(namespace)
+}
+
+/// What an AWS `auth.jwt` store logs in as, read from its ServiceAccount.
+struct WebIdentity {
+    role_arn: String,
+    audiences: Vec<String>,
+    /// The ServiceAccount's resourceVersion: a changed annotation rebuilds the provider.
+    resource_version: String,
 }
 
 /// A ServiceAccount's token from the TokenRequest API, requested anew at every login of the

@@ -2,8 +2,9 @@
 //! TokenRequest API), against the real API server and OpenBao: Kubernetes auth (OpenBao checks the
 //! token with a TokenReview) and JWT auth (OpenBao checks the token's signature with the API
 //! server's ServiceAccount public key), each logging in once however often it refreshes; and
-//! Kubernetes auth with a token kept in a Secret. And the shipped RBAC is enough for the
-//! TokenRequest and an ExternalSecret's whole sync.
+//! Kubernetes auth with a token kept in a Secret; an AWS store whose ServiceAccount's token is
+//! exchanged with STS (ESO's IRSA `auth.jwt`). And the shipped RBAC is enough for all of that and
+//! an ExternalSecret's whole sync.
 
 use std::collections::HashMap;
 
@@ -65,6 +66,32 @@ fn jwt_mount_for_service_accounts(
     Ok(mount)
 }
 
+/// A ServiceAccount `name` in `ns`, annotated with IAM role `role` when there is one (ESO's
+/// `eks.amazonaws.com/role-arn`).
+async fn service_account(ns: &TestNamespace, name: &str, role: Option<&str>) -> Result<()> {
+    let mut account = json!({"metadata": {"name": name}});
+    if let Some(role) = role {
+        account["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": role});
+    }
+    let account: ServiceAccount = serde_json::from_value(account)?;
+    ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await?;
+    Ok(())
+}
+
+/// A SecretStore `name` for moto with AWS `auth.jwt` as ServiceAccount `account`.
+fn aws_jwt_store(env: &TestEnv, name: &str, account: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore", "metadata": {"name": name},
+        "spec": {"provider": {"aws": {
+            "service": "SecretsManager", "region": env.var("AWS_REGION"),
+            "endpointURL": env.var("AWS_ENDPOINT_URL"),
+            "auth": {"jwt": {"serviceAccountRef": {"name": account}}},
+        }}},
+    })
+}
+
 /// Puts `pairs` at KV v2 `secret/{path}`.
 pub(crate) async fn kv2_put(env: &TestEnv, path: &str, pairs: &[(&str, &str)]) -> Result<()> {
     let data: HashMap<&str, &str> = pairs.iter().copied().collect();
@@ -81,10 +108,7 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     let app = env.namespace("es-sa").await?;
     let path = unique_name("es-sa");
     kv2_put(env, &path, &[("password", "from-vault")]).await?;
-    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "reader"}}))?;
-    app.api::<ServiceAccount>()
-        .create(&PostParams::default(), &account)
-        .await?;
+    service_account(&app, "reader", None).await?;
     let jwt_mount = jwt_mount_for_service_accounts(env, &app, "reader")?;
     // A token of the account kept in a Secret, for a store that names the Secret.
     let request: TokenRequest =
@@ -220,7 +244,7 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
 }
 
 #[tokio::test]
-async fn the_shipped_rbac_lets_a_kubernetes_auth_store_request_its_token() -> Result<()> {
+async fn the_shipped_rbac_lets_kubernetes_and_aws_jwt_stores_request_their_tokens() -> Result<()> {
     let env = testenv!();
     install_all_crds(env).await?;
     let keys = env.namespace("es-rbac-keys").await?;
@@ -231,10 +255,20 @@ async fn the_shipped_rbac_lets_a_kubernetes_auth_store_request_its_token() -> Re
     env.service_account_kubeconfig(keys.name(), "seal-controller", &kubeconfig)?;
     let path = unique_name("es-rbac");
     kv2_put(env, &path, &[("password", "under-rbac")]).await?;
-    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "reader"}}))?;
-    app.api::<ServiceAccount>()
-        .create(&PostParams::default(), &account)
+    env.secretsmanager()
+        .await
+        .create_secret()
+        .name(&path)
+        .secret_string("aws-under-rbac")
+        .send()
         .await?;
+    service_account(
+        &app,
+        "reader",
+        Some("arn:aws:iam::123456789012:role/reader"),
+    )
+    .await?;
+    create::<SecretStore>(&app, aws_jwt_store(env, "irsa", "reader")).await?;
     create::<SecretStore>(&app, json!({
         "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore", "metadata": {"name": "kubernetes"},
         "spec": {"provider": {"vault": {"server": env.vault_addr(), "path": "secret",
@@ -251,9 +285,19 @@ async fn the_shipped_rbac_lets_a_kubernetes_auth_store_request_its_token() -> Re
         ),
     )
     .await?;
+    create::<ExternalSecret>(
+        &app,
+        external_secret(
+            "aws",
+            "irsa",
+            json!({"data": [{"secretKey": "v", "remoteRef": {"key": path}}]}),
+        ),
+    )
+    .await?;
 
-    // The controller as the shipped ServiceAccount: the TokenRequest, the store and ExternalSecret
-    // status, the Secret and its Event all go through without one refusal.
+    // The controller as the shipped ServiceAccount: the ServiceAccount read, the TokenRequests,
+    // the store and ExternalSecret status, the Secrets and their Events all go through without one
+    // refusal.
     let controller = ControllerProcess::start_with(
         &kubeconfig,
         keys.name(),
@@ -262,9 +306,75 @@ async fn the_shipped_rbac_lets_a_kubernetes_auth_store_request_its_token() -> Re
     )
     .await?;
     wait_store_reason(&app.api::<SecretStore>(), "kubernetes", "Valid").await?;
+    wait_store_reason(&app.api::<SecretStore>(), "irsa", "Valid").await?;
     wait_item(&app, "db", "password", "under-rbac").await?;
+    wait_item(&app, "aws", "v", "aws-under-rbac").await?;
     wait_reason(&app, "db", "SecretSynced").await?;
     let log = controller.log();
     assert!(!log.contains("Forbidden"), "a refusal:\n{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn aws_jwt_store_exchanges_a_requested_token_for_the_annotated_role_once() -> Result<()> {
+    let env = testenv!();
+    install_all_crds(env).await?;
+    let keys = env.namespace("es-irsa-keys").await?;
+    let app = env.namespace("es-irsa").await?;
+    let secret_id = unique_name("es-irsa");
+    env.secretsmanager()
+        .await
+        .create_secret()
+        .name(&secret_id)
+        .secret_string("through-web-identity")
+        .send()
+        .await?;
+    service_account(
+        &app,
+        "reader",
+        Some("arn:aws:iam::123456789012:role/ml-batch"),
+    )
+    .await?;
+    service_account(&app, "no-role", None).await?;
+    create::<SecretStore>(&app, aws_jwt_store(env, "irsa", "reader")).await?;
+    create::<SecretStore>(&app, aws_jwt_store(env, "no-role", "no-role")).await?;
+    create::<ExternalSecret>(
+        &app,
+        external_secret(
+            "db",
+            "irsa",
+            json!({"data": [{"secretKey": "v", "remoteRef": {"key": secret_id}}]}),
+        ),
+    )
+    .await?;
+    let controller = ControllerProcess::start(
+        env,
+        keys.name(),
+        &["--namespaces", app.name(), "--leader-elect=false"],
+    )
+    .await?;
+
+    let stores = app.api::<SecretStore>();
+    wait_store_reason(&stores, "irsa", "Valid").await?;
+    let message = wait_store_reason(&stores, "no-role", "InvalidProviderConfig").await?;
+    assert!(
+        message.contains(&format!("ServiceAccount {}/no-role", app.name()))
+            && message.contains("eks.amazonaws.com/role-arn"),
+        "{message}"
+    );
+    wait_item(&app, "db", "v", "through-web-identity").await?;
+
+    // The store probe and every refresh share one set of STS credentials.
+    wait_refreshes(&app, "db", 2).await?;
+    let scrape = controller.scrape()?;
+    let exchanges = metric_sum(
+        &scrape,
+        "seal_controller_provider_api_calls_total",
+        &["call=\"AssumeRoleWithWebIdentity\"", "status=\"success\""],
+    );
+    assert!(
+        (exchanges - 1.0).abs() < 0.5,
+        "{exchanges} exchanges\n{scrape}"
+    );
     Ok(())
 }
