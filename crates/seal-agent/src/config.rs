@@ -22,7 +22,7 @@
 //!   DB_PASSWORD: {secret: db_password}
 //! refresh: {interval: 5m, jitter: 0.1}
 //! onChange: {signal: SIGHUP, processName: ml-api}
-//! exec: {onChange: restart, stopTimeout: 10s}
+//! exec: {onChange: restart, stopTimeout: 10s, cleanEnv: false}
 //! server: {listen: "127.0.0.1:2773"}
 //! metrics: {listen: "0.0.0.0:9102"}   # /metrics and /ping only, for a scraper outside the pod
 //! ```
@@ -181,6 +181,8 @@ struct RawExec {
     on_change: Option<String>,
     signal: Option<String>,
     stop_timeout: Option<String>,
+    #[serde(default)]
+    clean_env: bool,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +297,9 @@ pub struct ExecSettings {
     pub on_change: ExecOnChange,
     /// How long a stopping child gets before SIGKILL.
     pub stop_timeout: Duration,
+    /// Start the child with only the configured variables, not the agent's environment (which
+    /// may hold the agent's own credentials, such as VAULT_TOKEN).
+    pub clean_env: bool,
 }
 
 /// The localhost endpoint.
@@ -659,6 +664,7 @@ fn exec_settings(raw: Option<&RawExec>) -> Result<ExecSettings, ConfigError> {
         return Ok(ExecSettings {
             on_change: ExecOnChange::Restart,
             stop_timeout: Duration::from_secs(10),
+            clean_env: false,
         });
     };
     let on_change = match raw.on_change.as_deref().unwrap_or("restart") {
@@ -687,6 +693,7 @@ fn exec_settings(raw: Option<&RawExec>) -> Result<ExecSettings, ConfigError> {
             raw.stop_timeout.as_deref(),
             Duration::from_secs(10),
         )?,
+        clean_env: raw.clean_env,
     })
 }
 

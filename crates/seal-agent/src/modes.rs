@@ -306,7 +306,7 @@ pub async fn exec(path: &Path, command: &[OsString]) -> anyhow::Result<ExitCode>
     let mut usr1 = handle(SignalKind::user_defined1())?;
     let mut usr2 = handle(SignalKind::user_defined2())?;
 
-    let mut child = spawn(command, &first)?;
+    let mut child = spawn(command, &first, config.exec.clean_env)?;
     let mut current = first;
     let (sender, mut receiver) = mpsc::channel::<Rendered>(1);
     let refresher = {
@@ -357,7 +357,7 @@ pub async fn exec(path: &Path, command: &[OsString]) -> anyhow::Result<ExitCode>
                         ExecOnChange::Restart => {
                             tracing::info!("values changed: restarting the child");
                             stop(&mut child, config.exec.stop_timeout).await;
-                            child = spawn(command, &rendered)?;
+                            child = spawn(command, &rendered, config.exec.clean_env)?;
                         }
                         ExecOnChange::Signal(signal) => {
                             tracing::info!(%signal, "values changed: signalling the child");
@@ -381,11 +381,20 @@ pub async fn exec(path: &Path, command: &[OsString]) -> anyhow::Result<ExitCode>
     Ok(exit_code(status))
 }
 
-fn spawn(command: &[OsString], rendered: &Rendered) -> anyhow::Result<tokio::process::Child> {
+/// Starts the child with the rendered variables, on top of the agent's environment unless
+/// `clean_env` (then `PATH` is not passed either; the program is still looked up in the agent's).
+fn spawn(
+    command: &[OsString],
+    rendered: &Rendered,
+    clean_env: bool,
+) -> anyhow::Result<tokio::process::Child> {
     let (program, args) = command
         .split_first()
         .expect("invariant: clap requires a command");
     let mut cmd = tokio::process::Command::new(program);
+    if clean_env {
+        cmd.env_clear();
+    }
     cmd.args(args)
         .envs(rendered.env.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let child = cmd

@@ -108,6 +108,15 @@ async fn exec_exits_with_the_child_code_and_never_starts_it_on_failure() -> Resu
         "test \"$PW\" = v && exit 7",
     ]);
     assert_eq!(run.status, 7, "{}", run.stderr);
+    // The child inherits the agent's environment (VAULT_TOKEN included) unless cleanEnv.
+    let script = "test \"$PW\" = v || exit 1; test -n \"$VAULT_TOKEN\" && exit 8; exit 9";
+    let run = agent.run(&["exec", "-c", &config, "--", "/bin/sh", "-c", script]);
+    assert_eq!(run.status, 8, "{}", run.stderr);
+    let clean = agent.config(&format!(
+        "secrets: {{pw: 'ref+vault://{vault}#/pw'}}\nenv: {{PW: {{secret: pw}}}}\nexec: {{cleanEnv: true}}\n"
+    ));
+    let run = agent.run(&["exec", "-c", &clean, "--", "/bin/sh", "-c", script]);
+    assert_eq!(run.status, 9, "{}", run.stderr);
     let config = agent.config(&format!(
         "secrets: {{pw: 'ref+vault://{vault}#/missing'}}\nenv: {{PW: {{secret: pw}}}}\n"
     ));
