@@ -1,0 +1,1 @@
+//! The walk-throughs of `examples/`, each run as a user would follow it.
