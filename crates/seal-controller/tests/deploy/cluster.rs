@@ -22,11 +22,11 @@ use serde_json::{Value, json};
 
 use crate::{ENVIRONMENTS, documents, of_kind, ok, path_str, releases, root};
 
-const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
 /// The seal.dev CRDs (as the chart carries them) and the fixtures standing in for KEDA's and the
 /// Prometheus Operator's CRDs (group, kind and version as theirs, open schema).
-async fn install_crds(env: &TestEnv) -> Result<()> {
+pub(crate) async fn install_crds(env: &TestEnv) -> Result<()> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("deploy/charts/seal-controller/crds"))?
         .map(|e| Ok(e?.path()))
         .collect::<Result<_>>()?;
@@ -41,7 +41,7 @@ async fn install_crds(env: &TestEnv) -> Result<()> {
 }
 
 /// The API of `object`'s kind, in its namespace when it is namespaced.
-async fn api_for(client: &Client, object: &Value) -> Result<Api<DynamicObject>> {
+pub(crate) async fn api_for(client: &Client, object: &Value) -> Result<Api<DynamicObject>> {
     let api_version = object["apiVersion"].as_str().context("apiVersion")?;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let kind = object["kind"].as_str().context("kind")?;
@@ -118,15 +118,63 @@ async fn every_rendered_object_of_every_environment_passes_server_side_dry_run()
 }
 
 /// The controller binary, killed when dropped.
-struct Controller {
+pub(crate) struct Controller {
     child: Child,
     log: tempfile::NamedTempFile,
 }
 
 impl Controller {
-    fn log(&self) -> String {
+    /// Starts the binary with `args` and the environment the chart's Deployment gives it; returns
+    /// once it serves the certificate API, with that API's address.
+    pub(crate) async fn start(
+        args: &[String],
+        kubeconfig: &Path,
+        namespace: &str,
+    ) -> Result<(Self, String)> {
+        let log = tempfile::NamedTempFile::new()?;
+        let controller = Self {
+            child: Command::new(env!("CARGO_BIN_EXE_seal-controller"))
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .env("POD_NAMESPACE", namespace)
+                .env("POD_NAME", format!("{namespace}-0"))
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log.reopen()?)
+                .spawn()?,
+            log,
+        };
+        let mut controller = controller;
+        let api = eventually("the controller listens", LIMIT, || {
+            let log = controller.log();
+            let exited = controller.child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    bail!("the controller exited ({status}):\n{log}");
+                }
+                Ok(address(&log, "serving the certificate API"))
+            }
+        })
+        .await?;
+        Ok((controller, api))
+    }
+
+    /// Everything it logged so far.
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
+}
+
+/// The PEM certificate the controller at `api` serves, once it has a key.
+pub(crate) async fn served_certificate(api: &str) -> Result<String> {
+    eventually("the certificate is served", LIMIT, || {
+        let url = format!("http://{api}/v1/cert.pem");
+        async move {
+            let (code, body) = http_get(&url)?;
+            Ok((code == 200).then_some(body))
+        }
+    })
+    .await
 }
 
 impl Drop for Controller {
@@ -283,38 +331,8 @@ async fn the_installed_controller_chart_is_enough_for_the_controller_and_no_more
         args.contains(&format!("--namespaces={}", app.name())),
         "{args:?}"
     );
-    let log = tempfile::NamedTempFile::new()?;
-    let mut controller = Controller {
-        child: Command::new(env!("CARGO_BIN_EXE_seal-controller"))
-            .args(&args)
-            .env("KUBECONFIG", &account_kubeconfig)
-            .env("POD_NAMESPACE", keys.name())
-            .env("POD_NAME", format!("{release}-0"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log.reopen()?)
-            .spawn()?,
-        log,
-    };
-    let api = eventually("the controller listens", LIMIT, || {
-        let log = controller.log();
-        let exited = controller.child.try_wait().ok().flatten();
-        async move {
-            if let Some(status) = exited {
-                bail!("the controller exited ({status}):\n{log}");
-            }
-            Ok(address(&log, "serving the certificate API"))
-        }
-    })
-    .await?;
-    let certificate = eventually("the certificate is served", LIMIT, || {
-        let url = format!("http://{api}/v1/cert.pem");
-        async move {
-            let (code, body) = http_get(&url)?;
-            Ok((code == 200).then_some(body))
-        }
-    })
-    .await?;
+    let (controller, api) = Controller::start(&args, &account_kubeconfig, keys.name()).await?;
+    let certificate = served_certificate(&api).await?;
     let cert_file = work.path().join("cert.pem");
     std::fs::write(&cert_file, &certificate)?;
 

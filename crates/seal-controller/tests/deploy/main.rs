@@ -230,13 +230,17 @@ pub(crate) fn releases(environment: &str) -> Result<Vec<Release>> {
 }
 
 /// A binary of this workspace, built on first use (a no-op when `cargo test --workspace` already
-/// built it): `seal` (package seal-cli) or `seal-agent`.
+/// built it): `seal` (package seal-cli) or `seal-agent`. With `SEAL_TEST_PREBUILT=1` the binary
+/// beside seal-controller's is used as it is (for a tree whose lock file is being changed).
 pub(crate) fn workspace_binary(package: &str, binary: &str) -> Result<PathBuf> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = Path::new(env!("CARGO_BIN_EXE_seal-controller")).with_file_name(binary);
+    if std::env::var("SEAL_TEST_PREBUILT").is_ok_and(|v| v == "1") {
+        return Ok(path);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
