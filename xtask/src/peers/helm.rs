@@ -3,9 +3,10 @@
 //! into the cache, keyed by version, like kubeseal. The tests find it at the same cache path (or
 //! through `SEAL_HELM`).
 //!
-//! helmfile is not built: v1.x needs replace lines for k8s.io modules that the Go module proxy's
-//! `go install` refuses, and its `template` is `helm template` per release with the environment's
-//! values files, which the deploy tests run directly (see deploy/README.md).
+//! helmfile v1.8.0 builds through its own wrapper module (`xtask/go/helmfile`, with helmfile's
+//! three k8s.io replace lines), but is not installed here: its cold build took 31 minutes on two
+//! cores, too much for every fresh CI machine. The deploy tests compare `helmfile template` with
+//! their `helm template` per release when it is installed (deploy/README.md has the command).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

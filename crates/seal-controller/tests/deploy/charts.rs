@@ -536,3 +536,70 @@ fn ml_batch_scales_on_its_queue_and_runs_its_cron_job_in_prod() -> Result<()> {
     );
     Ok(())
 }
+
+/// (kind, namespace, name) of each object, sorted.
+fn identities(objects: &[Value]) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = objects
+        .iter()
+        .map(|o| {
+            let field = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (
+                field(&o["kind"]),
+                field(&o["metadata"]["namespace"]),
+                field(&o["metadata"]["name"]),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn helmfile_template_renders_what_helm_template_per_release_renders() -> Result<()> {
+    let helm = helm!();
+    let Some(helmfile) = crate::find_helmfile() else {
+        eprintln!(
+            "SKIPPED: helmfile is not installed (see deploy/README.md); every release is rendered with helm template by the other tests"
+        );
+        return Ok(());
+    };
+    for environment in ENVIRONMENTS {
+        let file = root().join(format!(
+            "deploy/helmfile/deployments/{environment}/helmfile.yaml"
+        ));
+        let run = |selector: Option<&str>| -> Result<Vec<Value>> {
+            let mut command = Command::new(&helmfile);
+            helm.isolate(&mut command);
+            command
+                .arg("--helm-binary")
+                .arg(helm.binary())
+                .arg("--file")
+                .arg(&file);
+            if let Some(selector) = selector {
+                command.args(["--selector", selector]);
+            }
+            let output = command.args(["template", "--skip-deps"]).output()?;
+            documents(&ok(&output, &format!("helmfile template ({environment})"))?)
+        };
+        let mut expected = Vec::new();
+        for (_, objects) in render_environment(helm, environment)? {
+            expected.extend(objects);
+        }
+        assert_eq!(
+            identities(&run(None)?),
+            identities(&expected),
+            "{environment}"
+        );
+        let api = render_environment(helm, environment)?
+            .into_iter()
+            .find(|(r, _)| r == "ml-api")
+            .context("ml-api")?
+            .1;
+        assert_eq!(
+            identities(&run(Some("service=ml-api"))?),
+            identities(&api),
+            "{environment}: --selector service=ml-api"
+        );
+    }
+    Ok(())
+}

@@ -83,9 +83,21 @@ impl Helm {
         .as_ref()
     }
 
+    /// The helm binary.
+    pub(crate) fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// A helm command with the isolated directories set.
     pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(&self.binary);
+        self.isolate(&mut command);
+        command
+    }
+
+    /// Gives `command` (helm, or helmfile running helm) helm's isolated directories and no
+    /// KUBECONFIG.
+    pub(crate) fn isolate(&self, command: &mut Command) {
         for (name, dir) in [
             ("HELM_CACHE_HOME", "cache"),
             ("HELM_CONFIG_HOME", "config"),
@@ -94,7 +106,6 @@ impl Helm {
             command.env(name, self.home.path().join(dir));
         }
         command.env_remove("KUBECONFIG");
-        command
     }
 
     /// Runs helm with `args`; its stdout, or an error with its stderr.
@@ -134,15 +145,30 @@ fn find_helm() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SEAL_HELM") {
         return Some(PathBuf::from(path));
     }
-    let cache = if let Some(dir) = std::env::var_os("SEAL_CACHE_DIR") {
+    let binary = cache_dir()?.join(format!("helm-{HELM_VERSION}/helm"));
+    binary.is_file().then_some(binary)
+}
+
+/// helmfile v1.8.0 when installed (`SEAL_HELMFILE`, else the cache path of deploy/README.md's
+/// build command). Optional: its cold build takes about 30 minutes on two cores, too long for
+/// every CI machine, and what it renders is what [`releases`] with `helm template` renders (a test
+/// compares the two where it is installed).
+pub(crate) fn find_helmfile() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SEAL_HELMFILE") {
+        return Some(PathBuf::from(path));
+    }
+    let binary = cache_dir()?.join("helmfile-v1.8.0/helmfile");
+    binary.is_file().then_some(binary)
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    Some(if let Some(dir) = std::env::var_os("SEAL_CACHE_DIR") {
         PathBuf::from(dir)
     } else if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME") {
         PathBuf::from(xdg).join("seal-dev")
     } else {
         PathBuf::from(std::env::var_os("HOME")?).join(".cache/seal-dev")
-    };
-    let binary = cache.join(format!("helm-{HELM_VERSION}/helm"));
-    binary.is_file().then_some(binary)
+    })
 }
 
 /// Path as UTF-8, or an error naming it.
