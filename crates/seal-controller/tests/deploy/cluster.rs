@@ -276,6 +276,15 @@ async fn the_installed_controller_chart_is_enough_for_the_controller_and_no_more
         namespace: keys.name().to_owned(),
         kubeconfig: kubeconfig.clone(),
     };
+    let hooks = documents(&helm.run(&[
+        "get",
+        "hooks",
+        &release,
+        "--namespace",
+        keys.name(),
+        "--kubeconfig",
+        &kubeconfig,
+    ])?)?;
     let manifest = documents(&helm.run(&[
         "get",
         "manifest",
@@ -333,6 +342,32 @@ async fn the_installed_controller_chart_is_enough_for_the_controller_and_no_more
     );
     let (controller, api) = Controller::start(&args, &account_kubeconfig, keys.name()).await?;
     let certificate = served_certificate(&api).await?;
+
+    // `helm test`: its pod's command, pointed at this controller instead of the Service, fetches
+    // the certificate (no kubelet runs the pod itself here).
+    let test_pod = of_kind(&hooks, "Pod")
+        .into_iter()
+        .find(|p| p["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .context("the helm test pod")?;
+    let command: Vec<String> = test_pod["spec"]["containers"][0]["command"]
+        .as_array()
+        .context("command")?
+        .iter()
+        .map(|a| {
+            let arg = a.as_str().unwrap_or_default();
+            if arg.starts_with("http://") {
+                format!("http://{api}")
+            } else {
+                arg.to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(command[..3], ["seal", "cert", "fetch"], "{command:?}");
+    let fetched = ok(
+        &Command::new(&seal).args(&command[1..]).output()?,
+        "the helm test command",
+    )?;
+    assert_eq!(fetched.trim(), certificate.trim());
     let cert_file = work.path().join("cert.pem");
     std::fs::write(&cert_file, &certificate)?;
 
