@@ -476,6 +476,20 @@ fn the_sidecar_option_renders_a_configuration_seal_agent_accepts() -> Result<()>
                     .filter_map(|c| c["name"].as_str())
                     .collect();
                 assert!(names.contains(&"seal-agent"), "{names:?}");
+                let parsed: Value = serde_yaml::from_str(&config)?;
+                if let Some(listen) = parsed["metrics"]["listen"].as_str() {
+                    let sidecar = spec["containers"]
+                        .as_array()
+                        .context("containers")?
+                        .iter()
+                        .find(|c| c["name"] == "seal-agent")
+                        .context("the sidecar")?;
+                    assert_eq!(sidecar["livenessProbe"]["httpGet"]["path"], "/ping");
+                    assert!(
+                        listen.ends_with(&format!(":{}", sidecar["ports"][0]["containerPort"])),
+                        "{listen}"
+                    );
+                }
                 let memory = spec["volumes"]
                     .as_array()
                     .context("volumes")?

@@ -116,6 +116,19 @@ containers:
     image: "{{ $s.agent.image.repository }}:{{ $s.agent.image.tag }}"
     imagePullPolicy: {{ $s.agent.image.pullPolicy }}
     command: [seal-agent, --log-format=json, run, -c, /etc/seal-agent/config.yaml]
+    {{- with $s.agent.config.metrics }}
+    {{- $port := splitList ":" .listen | last | int }}
+    # metrics.listen: /metrics for a scraper, /ping for the kubelet.
+    ports:
+      - name: agent-metrics
+        containerPort: {{ $port }}
+        protocol: TCP
+    livenessProbe:
+      httpGet:
+        path: /ping
+        port: agent-metrics
+      periodSeconds: 20
+    {{- end }}
     resources:
       {{- toYaml $s.agent.resources | nindent 6 }}
     securityContext:
