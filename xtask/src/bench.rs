@@ -262,15 +262,30 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-/// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
-/// server (`crates/seal-controller/benches/controller.rs` says what is measured).
-pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
-    let seal_only = match args {
-        [] => false,
-        [flag] if flag == "--seal-only" => true,
-        _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
-    };
-    let bitnami = crate::bench_peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
+/// `bench external`: 1,000 ExternalSecrets synced from moto by the release seal-controller
+/// (`crates/seal-controller/benches/external.rs` says what is measured).
+pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
+    if !args.is_empty() {
+        bail!("usage: cargo xtask bench external");
+    }
+    let controller = build_release_controller()?;
+    let mut bench = Command::new(cargo());
+    bench
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "seal-controller",
+            "--bench",
+            "external",
+        ])
+        .current_dir(workspace_root())
+        .env("SEAL_BENCH_CONTROLLER", controller);
+    crate::testenv::run_against(&mut bench)
+}
+
+/// Builds the release seal-controller; returns its path.
+fn build_release_controller() -> Result<std::path::PathBuf> {
     eprintln!("==> building seal-controller (release)");
     run(Command::new(cargo())
         .args([
@@ -283,6 +298,19 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
             "seal-controller",
         ])
         .current_dir(workspace_root()))?;
+    Ok(workspace_root().join("target/release/seal-controller"))
+}
+
+/// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
+/// server (`crates/seal-controller/benches/controller.rs` says what is measured).
+pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
+    let seal_only = match args {
+        [] => false,
+        [flag] if flag == "--seal-only" => true,
+        _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
+    };
+    let bitnami = crate::bench_peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
+    let controller = build_release_controller()?;
     let mut bench = Command::new(cargo());
     bench
         .args([
@@ -294,10 +322,7 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
             "controller",
         ])
         .current_dir(workspace_root())
-        .env(
-            "SEAL_BENCH_CONTROLLER",
-            workspace_root().join("target/release/seal-controller"),
-        )
+        .env("SEAL_BENCH_CONTROLLER", controller)
         .env("SEAL_BENCH_BITNAMI", bitnami);
     if seal_only {
         bench.env("SEAL_BENCH_SEAL_ONLY", "1");

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -40,6 +40,9 @@ use seal_api::bitnami::to_bitnami;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_core::{Certificate, KeySize, PrivateKey};
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs};
+
+mod common;
+use common::{Running, cpu_sample, cpu_spent, free_port, seal_controller};
 
 const OBJECTS: usize = 1000;
 const UNRELATED: usize = 10_000;
@@ -66,49 +69,10 @@ struct Measured {
     apply: Duration,
     all_present: Duration,
     peak_rss_mib: f64,
+    /// The peak RSS and what the resident set is made of at the end.
+    memory: String,
     /// CPU seconds each process spent from the first create until every Secret was present.
-    cpu: Vec<(&'static str, f64)>,
-}
-
-/// CPU time (user + system, every thread) a process has used so far, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed /proc/PID/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields
-            .get(i)
-            .context("short /proc/PID/stat")?
-            .parse::<f64>()?)
-    };
-    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd.
-    let per_second = 100.0; // USER_HZ on Linux
-    Ok((ticks(11)? + ticks(12)?) / per_second)
-}
-
-/// Whose CPU time a run reports: the controller, the test servers it talks to, and this bench.
-fn cpu_sample(env: &TestEnv, controller: u32) -> Result<Vec<(&'static str, f64)>> {
-    let pids = std::fs::read_to_string(Path::new(env.var("SEAL_TESTENV_DIR")).join("pids"))?;
-    let server = |name: &str| -> Result<u32> {
-        pids.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .with_context(|| format!("no {name} in the test environment's pids"))
-    };
-    Ok(vec![
-        ("controller", cpu_seconds(controller)?),
-        ("kube-apiserver", cpu_seconds(server("kube-apiserver ")?)?),
-        ("etcd", cpu_seconds(server("etcd ")?)?),
-        (
-            "kube-controller-manager",
-            cpu_seconds(server("kube-controller-manager ")?)?,
-        ),
-        ("bench", cpu_seconds(std::process::id())?),
-    ])
+    cpu: String,
 }
 
 struct Keys {
@@ -163,62 +127,6 @@ impl Keys {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// A running controller, killed when dropped.
-struct Running {
-    child: Child,
-    _log: tempfile::NamedTempFile,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    /// Peak resident set so far, in KiB.
-    fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in /proc/PID/status")
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_ready(port: u16, path: &str, running: &mut Running) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = running.child.try_wait()? {
-            bail!("the controller exited: {status}");
-        }
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut stream| {
-            use std::io::{Read, Write};
-            let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-            let mut answer = String::new();
-            stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut answer).is_ok()
-                && answer.starts_with("HTTP/1.0 200")
-                || answer.starts_with("HTTP/1.1 200")
-        });
-        if ok {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("not ready within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -292,44 +200,24 @@ async fn start(
 ) -> Result<Running> {
     let port = free_port()?;
     let metrics = free_port()?;
-    let log = tempfile::NamedTempFile::new()?;
-    let mut command = match contender {
+    match contender {
         Contender::Seal => {
-            let mut c = Command::new(&binaries.seal);
-            c.args(["--key-namespace", keys_ns.name()])
-                .args(
-                    std::env::var("SEAL_BENCH_CONTROLLER_ARGS")
-                        .unwrap_or_default()
-                        .split_whitespace(),
-                )
-                .env("KUBECONFIG", env.kubeconfig())
-                .env("RUST_LOG", "warn");
-            c
+            let command = seal_controller(&binaries.seal, env, keys_ns.name(), port, metrics);
+            Running::start(command, port, "/readyz").await
         }
         Contender::Bitnami => {
             let in_cluster = in_cluster.context("Bitnami needs in-cluster configuration")?;
-            let mut c = Command::new(&binaries.bitnami);
-            c.args(["--kubeclient-qps=-1", "--log-level", "ERROR"])
+            let mut command = Command::new(&binaries.bitnami);
+            command
+                .args(["--kubeclient-qps=-1", "--log-level", "ERROR"])
+                .args(["--listen-addr", &format!("127.0.0.1:{port}")])
+                .args(["--listen-metrics-addr", &format!("127.0.0.1:{metrics}")])
                 .env("KUBERNETES_SERVICE_HOST", &in_cluster.host)
                 .env("KUBERNETES_SERVICE_PORT", &in_cluster.port)
                 .env("POD_NAMESPACE", keys_ns.name());
-            c
+            Running::start(command, port, "/healthz").await
         }
-    };
-    let child = command
-        .args(["--listen-addr", &format!("127.0.0.1:{port}")])
-        .args(["--listen-metrics-addr", &format!("127.0.0.1:{metrics}")])
-        .stdout(Stdio::null())
-        .stderr(log.reopen()?)
-        .spawn()
-        .with_context(|| format!("cannot start {}", contender.name()))?;
-    let mut running = Running { child, _log: log };
-    let ready = match contender {
-        Contender::Seal => "/readyz",
-        Contender::Bitnami => "/healthz",
-    };
-    wait_ready(port, ready, &mut running).await?;
-    Ok(running)
+    }
 }
 
 struct Binaries {
@@ -435,11 +323,7 @@ async fn run_once(
     .await
     .map(|_| ());
     let all_present = started.elapsed();
-    let cpu = cpu_sample(env, running.child.id())?
-        .into_iter()
-        .zip(cpu_before)
-        .map(|((who, after), (_, before))| (who, after - before))
-        .collect();
+    let cpu = cpu_spent(&cpu_before, &cpu_sample(env, running.child.id())?);
     counter.abort();
     if waited.is_err() {
         bail!(
@@ -448,7 +332,8 @@ async fn run_once(
             present.borrow().unwrap_or_default()
         );
     }
-    let peak_rss_mib = f64::from(u32::try_from(running.peak_rss_kib()?)?) / 1024.0;
+    let peak_rss_mib = running.memory_mib("VmHWM")?;
+    let memory = running.memory_report()?;
     drop(running);
     drop(in_cluster);
     // The next run must not see this run's objects (every controller watches every namespace).
@@ -457,6 +342,7 @@ async fn run_once(
         apply,
         all_present,
         peak_rss_mib,
+        memory,
         cpu,
     })
 }
@@ -605,15 +491,10 @@ async fn main() -> Result<()> {
             eprintln!("{} ({label}) ...", contender.name());
             let measured = run_once(contender, env, &keys, &binaries, label).await?;
             eprintln!(
-                "  {:.1} s, {:.1} MiB; CPU seconds meanwhile: {}",
+                "  {:.1} s, {}; CPU seconds meanwhile: {}",
                 measured.all_present.as_secs_f64(),
-                measured.peak_rss_mib,
-                measured
-                    .cpu
-                    .iter()
-                    .map(|(who, seconds)| format!("{who} {seconds:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                measured.memory,
+                measured.cpu
             );
             results.push(measured);
         }
