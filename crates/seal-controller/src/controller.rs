@@ -348,59 +348,15 @@ async fn lead(
             .collect()
     };
     let controllers = namespaces.into_iter().map(|namespace| {
-        // Produced Secrets are watched as metadata only: no plaintext crosses the watch.
-        let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) =
-            match &namespace {
-                Some(ns) => (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                ),
-                None => (Api::all(client.clone()), Api::all(client.clone())),
-            };
-        // Every change of the keys re-runs every SealedSecret.
-        let mut key_changes = shared.keys.subscribe();
-        key_changes.mark_unchanged();
-        let rerun = futures::stream::unfold(key_changes, |mut changes| async move {
-            changes.changed().await.ok().map(|()| ((), changes))
-        });
-        let mut stopped = stopped.clone();
-        let (produced, writer) = reflector::store();
-        let produced_changes = reflector(
-            writer,
-            watcher(
-                secrets,
-                watcher::Config::default().labels(SEALED_SECRET_UID_LABEL),
-            )
-            .default_backoff()
-            // The store needs names and resourceVersions; managedFields are most of the rest.
-            .modify(|secret| secret.managed_fields_mut().clear()),
+        unseal_loop(
+            namespace.as_deref(),
+            &client,
+            &shared,
+            &recorder,
+            &settled,
+            settings.concurrency,
+            stopped.clone(),
         )
-        .touched_objects();
-        let context = Arc::new(Context {
-            client: client.clone(),
-            shared: Arc::clone(&shared),
-            recorder: recorder.clone(),
-            settled: Arc::clone(&settled),
-            produced,
-        });
-        Controller::new(sealed, watcher::Config::default())
-            .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-            // A produced Secret has its SealedSecret's name and namespace.
-            .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
-                secret
-                    .namespace()
-                    .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
-            })
-            .reconcile_all_on(rerun)
-            .graceful_shutdown_on(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .run(reconcile, error_policy, context)
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    warn!(%error, "reconcile failed");
-                }
-            })
     });
     let external = crate::external::run(
         client.clone(),
@@ -416,6 +372,79 @@ async fn lead(
     }
     info!("stopped reconciling");
     Ok(())
+}
+
+/// Unseals the SealedSecrets of `namespace` (every namespace when `None`) until `stopped`.
+fn unseal_loop(
+    namespace: Option<&str>,
+    client: &Client,
+    shared: &Arc<Shared>,
+    recorder: &Recorder,
+    settled: &Arc<Settled>,
+    concurrency: u16,
+    stopped: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + use<> {
+    // Produced Secrets are watched as metadata only: no plaintext crosses the watch.
+    let (sealed, secrets): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    // Every change of the keys re-runs every SealedSecret.
+    let mut key_changes = shared.keys.subscribe();
+    key_changes.mark_unchanged();
+    let rerun = futures::stream::unfold(key_changes, |mut changes| async move {
+        changes.changed().await.ok().map(|()| ((), changes))
+    });
+    let mut stopped = stopped;
+    let (produced, writer) = reflector::store();
+    let produced_changes = reflector(
+        writer,
+        watcher(
+            secrets,
+            watcher::Config::default().labels(SEALED_SECRET_UID_LABEL),
+        )
+        .default_backoff()
+        // The store needs names and resourceVersions; managedFields are most of the rest.
+        .modify(|secret| secret.managed_fields_mut().clear()),
+    )
+    .touched_objects();
+    let context = Arc::new(Context {
+        client: client.clone(),
+        shared: Arc::clone(shared),
+        recorder: recorder.clone(),
+        settled: Arc::clone(settled),
+        produced,
+    });
+    // The controller's own cache of SealedSecrets, also without managedFields: with
+    // server-side apply they list every item and are about a third of each object.
+    let (cached, writer) = reflector::store();
+    let sealed_changes = reflector(
+        writer,
+        watcher(sealed, watcher::Config::default())
+            .default_backoff()
+            .modify(|sealed| sealed.managed_fields_mut().clear()),
+    );
+    Controller::for_stream(sealed_changes.applied_objects(), cached)
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        // A produced Secret has its SealedSecret's name and namespace.
+        .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
+            secret
+                .namespace()
+                .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
+        })
+        .reconcile_all_on(rerun)
+        .graceful_shutdown_on(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+        })
 }
 
 async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
