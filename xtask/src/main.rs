@@ -10,6 +10,8 @@
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench ci`: one `seal env` against 200 `seal get` calls on the test environment (see `bench_ci.rs`).
+//! - `bench agent`: seal-agent's endpoint against the AWS Secrets Manager Agent, cached GETs from
+//!   moto at concurrency 1, 16 and 64, and RSS (see `bench_agent.rs`).
 //! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
 //!   Agent); tests never install them.
 //! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
@@ -18,6 +20,7 @@
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
 
 mod bench;
+mod bench_agent;
 mod bench_ci;
 mod bench_peers;
 mod demo;
@@ -44,11 +47,12 @@ fn main() -> ExitCode {
             Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("controller") => bench::controller(&args[2..]),
             Some("ci") => bench_ci::ci(&args[2..]).map(|()| ExitCode::SUCCESS),
+            Some("agent") => bench_agent::agent(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("peers") => bench_peers::BenchPeers::ensure()
                 .and_then(|p| p.report())
                 .map(|()| ExitCode::SUCCESS),
             _ => Err(anyhow::anyhow!(
-                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] | bench peers"
+                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] | bench agent [--duration SECS] [--threads N] | bench peers"
             )),
         },
         Some("testenv") => testenv::command(&args[1..]),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
   bench seal                  seal vs kubeseal: wall time and peak RSS
   bench controller            seal-controller vs Bitnami's controller: 1,000 SealedSecrets, RSS
   bench ci [--debug]          seal env vs 200 seal get: wall time and provider calls
+  bench agent                 seal-agent vs the AWS Secrets Manager Agent: cached GETs, RSS
   bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)
   testenv build               build the test servers into the cache (first time: ~25 min)
   testenv up | down | status  start, stop or inspect the test environment (Kubernetes, OpenBao, moto)
