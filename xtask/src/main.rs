@@ -9,6 +9,7 @@
 //! - `peers`: only install the interop peers and print where they are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
+//! - `bench external`: 1,000 ExternalSecrets synced from moto (see `benches/external.rs`).
 //! - `bench ci`: one `seal env` against 200 `seal get` calls on the test environment (see `bench_ci.rs`).
 //! - `bench agent`: seal-agent's endpoint against the AWS Secrets Manager Agent, cached GETs from
 //!   moto at concurrency 1, 16 and 64, and RSS (see `bench_agent.rs`).
@@ -46,13 +47,14 @@ fn main() -> ExitCode {
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("controller") => bench::controller(&args[2..]),
+            Some("external") => bench::external(&args[2..]),
             Some("ci") => bench_ci::ci(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("agent") => bench_agent::agent(&args[2..]).map(|()| ExitCode::SUCCESS),
             Some("peers") => bench_peers::BenchPeers::ensure()
                 .and_then(|p| p.report())
                 .map(|()| ExitCode::SUCCESS),
             _ => Err(anyhow::anyhow!(
-                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] | bench agent [--duration SECS] [--threads N] | bench peers"
+                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] | bench external | bench ci [--debug] | bench agent [--duration SECS] [--threads N] | bench peers"
             )),
         },
         Some("testenv") => testenv::command(&args[1..]),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
   peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
   bench controller            seal-controller vs Bitnami's controller: 1,000 SealedSecrets, RSS
+  bench external              1,000 ExternalSecrets from moto: converge time, calls, writes, RSS
   bench ci [--debug]          seal env vs 200 seal get: wall time and provider calls
   bench agent                 seal-agent vs the AWS Secrets Manager Agent: cached GETs, RSS
   bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)
