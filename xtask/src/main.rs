@@ -116,7 +116,10 @@ fn test(extra: &[String]) -> Result<ExitCode> {
                 "warnings",
             ],
         ),
-        ("tests", &["test", "--workspace", "--locked"]),
+        (
+            "tests",
+            &["test", "--workspace", "--locked", "--no-fail-fast"],
+        ),
     ];
     for (name, args) in steps {
         let mut command = Command::new(cargo());

@@ -8,11 +8,12 @@
 //! the environment brought down afterwards whatever happens, Ctrl-C included.
 
 mod binaries;
+mod failures;
 mod pki;
 mod servers;
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode, ExitStatus};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -78,6 +79,10 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
 /// this command and brought down afterwards: when the command succeeds, fails, or when xtask gets
 /// Ctrl-C, SIGTERM or SIGHUP. The command runs in its own process group, so a signal reaches all of
 /// it (cargo and the test binaries it started), and is killed if it outlives a grace period.
+///
+/// Its output is forwarded as it comes; when it fails, the server logs' tails follow, and then,
+/// last, the lines of its output that named the failures (see [`failures`]), so that the end of
+/// the output says which test failed and why.
 pub fn run_against(command: &mut Command) -> Result<ExitCode> {
     interrupt::install()?;
     let binaries = Binaries::ensure()?;
@@ -90,14 +95,19 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
         }
         _ => (Environment::up(&binaries)?, true),
     };
-    let outcome = run_child(&env, command);
-    if !outcome.as_ref().is_ok_and(ExitStatus::success) {
+    let failures = failures::Failures::default();
+    let outcome = run_child(&env, command, &failures);
+    let failed = !outcome.as_ref().is_ok_and(ExitStatus::success);
+    if failed {
         // The directory goes with the environment, so a failure's evidence is printed now.
-        eprint!("{}", env.log_tails(40));
+        eprint!("{}", env.log_tails(25));
     }
     if started_here {
         eprintln!("==> stopping the test environment");
         env.down()?;
+    }
+    if failed {
+        eprint!("{}", failures.summary());
     }
     let status = outcome?;
     if let Some(signal) = interrupt::received() {
@@ -110,16 +120,45 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
 /// How long a command may take to stop after it was signalled.
 const GRACE: Duration = Duration::from_secs(10);
 
-fn run_child(env: &Environment, command: &mut Command) -> Result<ExitStatus> {
+fn run_child(
+    env: &Environment,
+    command: &mut Command,
+    failures: &failures::Failures,
+) -> Result<ExitStatus> {
     if let Some(signal) = interrupt::received() {
         bail!("interrupted by signal {signal} before {command:?} started");
     }
     let mut child = command
         .envs(env.vars()?)
         .env("SEAL_REQUIRE_TESTENV", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {command:?}"))?;
+    let forwarders = [
+        child
+            .stdout
+            .take()
+            .map(|out| failures.forward(out, std::io::stdout())),
+        child
+            .stderr
+            .take()
+            .map(|err| failures.forward(err, std::io::stderr())),
+    ];
+    let status = wait_or_stop(&mut child, command);
+    // The pipes close when the group is gone, and what was still in them is printed first; a
+    // process that left the group and still holds them is not waited for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while forwarders.iter().flatten().any(|f| !f.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    status
+}
+
+/// Waits for `child`, passing on Ctrl-C, SIGTERM or SIGHUP to its process group and killing the
+/// group if it outlives the grace period.
+fn wait_or_stop(child: &mut std::process::Child, command: &Command) -> Result<ExitStatus> {
     let group = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
     let mut signalled_at: Option<Instant> = None;
     loop {
