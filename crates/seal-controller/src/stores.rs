@@ -45,7 +45,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::NamespaceResourceScope;
+use kube::{Api, Client, Resource, ResourceExt};
 use seal_api::secret_store::{
     self, SecretKeySelector, SecretStoreProvider, SecretStoreStatus, ServiceAccountSelector,
     StoreCapabilities, reason,
@@ -56,6 +57,7 @@ use seal_providers::{
     TokenSource, VaultConfig, VaultProvider,
 };
 use secrecy::SecretString;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -217,20 +219,7 @@ impl Providers {
             "ServiceAccount",
             &account.name,
         )?;
-        let found = Api::<ServiceAccount>::namespaced(self.client.clone(), &namespace)
-            .get_opt(&account.name)
-            .await
-            .map_err(|error| StoreError::Kube {
-                namespace: namespace.clone(),
-                name: account.name.clone(),
-                reason: crate::external::api_reason(&error),
-            })?
-            .ok_or_else(|| {
-                StoreError::InvalidConfig(format!(
-                    "ServiceAccount {namespace}/{} does not exist",
-                    account.name
-                ))
-            })?;
+        let found: ServiceAccount = self.get_referenced(&namespace, &account.name).await?;
         let annotations = found.annotations();
         let role_arn = annotations.get(ROLE_ARN_ANNOTATION).ok_or_else(|| {
             StoreError::InvalidConfig(format!(
@@ -250,6 +239,31 @@ impl Providers {
             audiences,
             resource_version: found.resource_version().unwrap_or_default(),
         }))
+    }
+
+    /// The object `namespace/name` a store refers to (a credential Secret, a ServiceAccount); a
+    /// missing one is a configuration error that names it.
+    async fn get_referenced<K>(&self, namespace: &str, name: &str) -> Result<K, StoreError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|error| StoreError::Kube {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                reason: crate::external::api_reason(&error),
+            })?
+            .ok_or_else(|| {
+                StoreError::InvalidConfig(format!(
+                    "{} {namespace}/{name} does not exist",
+                    K::kind(&())
+                ))
+            })
     }
 
     /// A token source that requests a token of `account` (in the namespace the store reads
@@ -309,21 +323,7 @@ impl Providers {
         for selector in selectors {
             let namespace =
                 reference_namespace(id, selector.namespace.as_ref(), "Secret", &selector.name)?;
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            let secret = api
-                .get_opt(&selector.name)
-                .await
-                .map_err(|error| StoreError::Kube {
-                    namespace: namespace.clone(),
-                    name: selector.name.clone(),
-                    reason: crate::external::api_reason(&error),
-                })?
-                .ok_or_else(|| {
-                    StoreError::InvalidConfig(format!(
-                        "Secret {namespace}/{} does not exist",
-                        selector.name
-                    ))
-                })?;
+            let secret: Secret = self.get_referenced(&namespace, &selector.name).await?;
             let value = secret
                 .data
                 .as_ref()
