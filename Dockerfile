@@ -3,8 +3,8 @@
 #   docker build -t ghcr.io/seal-dev/seal:0.1.0 .
 #
 # Build stage: Alpine's Rust builds for musl, so the binaries are static (musl's crt-static is the
-# default there). seal-agent, which runs in every pod that uses it, is built with the size-optimised
-# `agent` profile (see Cargo.toml). aws-lc-sys (the constant-time RSA and the TLS stack) compiles
+# default there). seal-controller and seal-agent, which run in the cluster, are built with the
+# size-optimised `small` profile (see Cargo.toml). aws-lc-sys (the constant-time RSA and the TLS stack) compiles
 # C: it needs a C compiler, cmake and perl. The toolchain matches rust-toolchain.toml.
 FROM rust:1.95.0-alpine3.22 AS build
 RUN apk add --no-cache musl-dev gcc g++ make cmake perl
@@ -12,10 +12,11 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p seal-cli --bin seal -p seal-controller --bin seal-controller \
- && cargo build --profile agent --locked -p seal-agent --bin seal-agent \
+    cargo build --release --locked -p seal-cli --bin seal \
+ && cargo build --profile small --locked -p seal-controller --bin seal-controller \
+        -p seal-agent --bin seal-agent \
  && mkdir /out \
- && cp target/release/seal target/release/seal-controller target/agent/seal-agent /out/
+ && cp target/release/seal target/small/seal-controller target/small/seal-agent /out/
 
 # Run stage: no shell, no package manager, CA certificates and /etc/passwd only; the nonroot
 # user (65532) the charts' securityContext also names.

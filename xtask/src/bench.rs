@@ -262,13 +262,13 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-/// `bench external`: 1,000 ExternalSecrets synced from moto by the release seal-controller
+/// `bench external`: 1,000 ExternalSecrets synced from moto by seal-controller as shipped
 /// (`crates/seal-controller/benches/external.rs` says what is measured).
 pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
     if !args.is_empty() {
         bail!("usage: cargo xtask bench external");
     }
-    let controller = build_release_controller()?;
+    let controller = build_shipped_controller()?;
     let mut bench = Command::new(cargo());
     bench
         .args([
@@ -284,13 +284,15 @@ pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
     crate::testenv::run_against(&mut bench)
 }
 
-/// Builds the release seal-controller; returns its path.
-fn build_release_controller() -> Result<std::path::PathBuf> {
-    eprintln!("==> building seal-controller (release)");
+/// Builds seal-controller as shipped (the `small` profile, see the workspace Cargo.toml); returns
+/// its path.
+fn build_shipped_controller() -> Result<std::path::PathBuf> {
+    eprintln!("==> building seal-controller (profile small, as shipped)");
     run(Command::new(cargo())
         .args([
             "build",
-            "--release",
+            "--profile",
+            "small",
             "--locked",
             "-p",
             "seal-controller",
@@ -298,7 +300,7 @@ fn build_release_controller() -> Result<std::path::PathBuf> {
             "seal-controller",
         ])
         .current_dir(workspace_root()))?;
-    Ok(workspace_root().join("target/release/seal-controller"))
+    Ok(workspace_root().join("target/small/seal-controller"))
 }
 
 /// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
@@ -310,7 +312,7 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
         _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
     };
     let bitnami = crate::bench_peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
-    let controller = build_release_controller()?;
+    let controller = build_shipped_controller()?;
     let mut bench = Command::new(cargo());
     bench
         .args([

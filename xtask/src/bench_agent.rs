@@ -10,7 +10,7 @@
 //! an idle RSS of at most 10 MiB. The figures are printed with met / not met; a missed target does
 //! not make the command fail (the figures are for the issue notes).
 //!
-//! How: seal-agent is built as shipped, with the `agent` profile (built for size, see the
+//! How: seal-agent is built as shipped, with the `small` profile (built for size, see the
 //! workspace Cargo.toml); the AWS agent comes from
 //! [`crate::bench_peers`]. One secret (a JSON string of about 100 bytes) is created in moto; both
 //! agents are started side by side, each with a configuration of its own on a free loopback port,
@@ -141,11 +141,18 @@ pub fn agent(args: &[String]) -> Result<()> {
     let env = Environment::current()
         .context("no test environment is running; start one with `cargo xtask testenv up`")?;
     let vars: BTreeMap<String, String> = env.vars()?.into_iter().collect();
-    eprintln!("==> building seal-agent (profile agent, as shipped)");
+    eprintln!("==> building seal-agent (profile small, as shipped)");
     run(Command::new(cargo())
-        .args(["build", "--profile", "agent", "--locked", "-p", "seal-agent"])
+        .args([
+            "build",
+            "--profile",
+            "small",
+            "--locked",
+            "-p",
+            "seal-agent",
+        ])
         .current_dir(workspace_root()))?;
-    let seal_agent = workspace_root().join("target/agent/seal-agent");
+    let seal_agent = workspace_root().join("target/small/seal-agent");
     let aws_agent = BenchPeers::ensure()?.secretsmanager_agent;
 
     let work = tempfile::Builder::new()

@@ -445,7 +445,7 @@ async fn main() -> Result<()> {
     let binaries = Binaries {
         seal: std::env::var_os("SEAL_BENCH_CONTROLLER")
             .map(PathBuf::from)
-            .context("SEAL_BENCH_CONTROLLER (the release seal-controller) is not set")?,
+            .context("SEAL_BENCH_CONTROLLER (the seal-controller binary to measure) is not set")?,
         bitnami: std::env::var_os("SEAL_BENCH_BITNAMI")
             .map(PathBuf::from)
             .context("SEAL_BENCH_BITNAMI (Bitnami's controller) is not set")?,

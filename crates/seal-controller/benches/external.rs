@@ -347,7 +347,7 @@ async fn force_sync_all(api: kube::Api<ExternalSecret>) -> Result<()> {
 async fn prepare(env: &TestEnv) -> Result<Bench<'_>> {
     let binary = std::env::var_os("SEAL_BENCH_CONTROLLER")
         .map(PathBuf::from)
-        .context("SEAL_BENCH_CONTROLLER (the release seal-controller) is not set")?;
+        .context("SEAL_BENCH_CONTROLLER (the seal-controller binary to measure) is not set")?;
     let keys = env.namespace("bench-external-keys").await?;
     let app = env.namespace("bench-external").await?;
     store(env, &app).await?;

@@ -1,4 +1,4 @@
-//! What the controller benchmarks share: running the release seal-controller against the test
+//! What the controller benchmarks share: running a seal-controller binary against the test
 //! environment, waiting until it is ready, and reading its CPU time and memory from `/proc`.
 
 use std::path::Path;
