@@ -268,7 +268,7 @@ pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
     if !args.is_empty() {
         bail!("usage: cargo xtask bench external");
     }
-    let controller = build_shipped_controller()?;
+    let controller = build_shipped("seal-controller")?;
     let mut bench = Command::new(cargo());
     bench
         .args([
@@ -284,23 +284,15 @@ pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
     crate::testenv::run_against(&mut bench)
 }
 
-/// Builds seal-controller as shipped (the `small` profile, see the workspace Cargo.toml); returns
-/// its path.
-fn build_shipped_controller() -> Result<std::path::PathBuf> {
-    eprintln!("==> building seal-controller (profile small, as shipped)");
+/// Builds `program` (seal-controller or seal-agent: package and binary share the name) as
+/// shipped, with the `small` profile (see the workspace Cargo.toml); returns its path.
+pub fn build_shipped(program: &str) -> Result<std::path::PathBuf> {
+    eprintln!("==> building {program} (profile small, as shipped)");
     run(Command::new(cargo())
-        .args([
-            "build",
-            "--profile",
-            "small",
-            "--locked",
-            "-p",
-            "seal-controller",
-            "--bin",
-            "seal-controller",
-        ])
+        .args(["build", "--profile", "small", "--locked", "-p", program])
+        .args(["--bin", program])
         .current_dir(workspace_root()))?;
-    Ok(workspace_root().join("target/small/seal-controller"))
+    Ok(workspace_root().join("target/small").join(program))
 }
 
 /// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
@@ -312,7 +304,7 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
         _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
     };
     let bitnami = crate::bench_peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
-    let controller = build_shipped_controller()?;
+    let controller = build_shipped("seal-controller")?;
     let mut bench = Command::new(cargo());
     bench
         .args([

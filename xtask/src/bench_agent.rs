@@ -141,18 +141,7 @@ pub fn agent(args: &[String]) -> Result<()> {
     let env = Environment::current()
         .context("no test environment is running; start one with `cargo xtask testenv up`")?;
     let vars: BTreeMap<String, String> = env.vars()?.into_iter().collect();
-    eprintln!("==> building seal-agent (profile small, as shipped)");
-    run(Command::new(cargo())
-        .args([
-            "build",
-            "--profile",
-            "small",
-            "--locked",
-            "-p",
-            "seal-agent",
-        ])
-        .current_dir(workspace_root()))?;
-    let seal_agent = workspace_root().join("target/small/seal-agent");
+    let seal_agent = crate::bench::build_shipped("seal-agent")?;
     let aws_agent = BenchPeers::ensure()?.secretsmanager_agent;
 
     let work = tempfile::Builder::new()
