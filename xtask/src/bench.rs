@@ -284,6 +284,15 @@ pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
     crate::testenv::run_against(&mut bench)
 }
 
+/// `label-PID-SECONDS`: a name for what a benchmark creates in the shared OpenBao or moto, unlike
+/// any earlier run's.
+pub fn unique_name(label: &str) -> Result<String> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    Ok(format!("{label}-{}-{seconds}", std::process::id()))
+}
+
 /// Builds `program` (seal-controller or seal-agent: package and binary share the name) as
 /// shipped, with the `small` profile (see the workspace Cargo.toml); returns its path.
 pub fn build_shipped(program: &str) -> Result<std::path::PathBuf> {

@@ -147,13 +147,7 @@ pub fn agent(args: &[String]) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("seal-bench-agent-")
         .tempdir()?;
-    let secret_id = format!(
-        "bench-agent-{}-{}/db",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
+    let secret_id = format!("{}/db", crate::bench::unique_name("bench-agent")?);
     eprintln!("==> creating {secret_id} in moto");
     seed(&vars, &secret_id)?;
 
@@ -266,11 +260,7 @@ fn chrono_now() -> String {
 
 /// Creates the secret in moto, with boto3 from the test environment's virtualenv.
 fn seed(vars: &BTreeMap<String, String>, secret_id: &str) -> Result<()> {
-    let python: PathBuf = Binaries::ensure()?
-        .bao
-        .parent()
-        .map(|bin| bin.join("python"))
-        .context("no virtualenv beside bao")?;
+    let python = Binaries::ensure()?.python();
     let script = format!(
         r#"
 import json, os, boto3

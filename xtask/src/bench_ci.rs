@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -57,13 +57,7 @@ pub fn ci(args: &[String]) -> Result<()> {
 
     let work = std::env::temp_dir().join(format!("seal-bench-ci-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let prefix = format!(
-        "bench-ci-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
+    let prefix = crate::bench::unique_name("bench-ci")?;
     eprintln!("==> seeding {SECRETS} OpenBao and {SECRETS} moto secrets under {prefix}/");
     seed(&vars, &prefix)?;
     let refs = references(&prefix);
@@ -212,11 +206,7 @@ fn references(prefix: &str) -> Vec<String> {
 
 /// Writes the secrets with the test environment's Python (boto3 for moto, urllib for OpenBao).
 fn seed(vars: &BTreeMap<String, String>, prefix: &str) -> Result<()> {
-    let python: PathBuf = Binaries::ensure()?
-        .bao
-        .parent()
-        .map(|bin| bin.join("python"))
-        .context("no virtualenv beside bao")?;
+    let python = Binaries::ensure()?.python();
     let script = format!(
         r#"
 import json, os, urllib.request, boto3

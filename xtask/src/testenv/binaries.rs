@@ -81,9 +81,15 @@ impl Binaries {
 }
 
 impl Binaries {
+    /// The Python of the virtualenv that holds moto and OpenBao (with boto3), for scripts that
+    /// seed the servers.
+    pub fn python(&self) -> PathBuf {
+        self.moto_server.with_file_name("python")
+    }
+
     /// Prints each binary with the version it reports, proving that it runs.
     pub fn report(&self) -> Result<()> {
-        let python = self.moto_server.with_file_name("python");
+        let python = self.python();
         let entries: [(&Path, &[&str]); 6] = [
             (&self.etcd, &["--version"]),
             (&self.kube_apiserver, &["--version"]),
