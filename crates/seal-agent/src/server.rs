@@ -32,7 +32,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use seal_providers::reference::resolve::AwsDefaults;
@@ -47,8 +47,17 @@ use crate::config::ServerSettings;
 use crate::metrics::{CacheOutcome, Metrics};
 use crate::output::Fetcher;
 
-/// The token headers: seal's own and the AWS agent's.
-const TOKEN_HEADERS: [&str; 2] = ["x-seal-token", "x-aws-parameters-secrets-token"];
+/// The token headers: seal's own and the AWS agent's. Header names are constants so that a
+/// lookup hashes them without parsing them first.
+const TOKEN_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-seal-token"),
+    HeaderName::from_static("x-aws-parameters-secrets-token"),
+];
+/// The proxy headers whose presence refuses a request.
+const FORWARDED_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("forwarded"),
+];
 
 type AwsKey = (String, Option<String>, Option<String>);
 
@@ -190,8 +199,9 @@ impl Server {
         request: &Request<Incoming>,
         route: &'static str,
     ) -> Response<Full<Bytes>> {
-        if request.headers().contains_key("x-forwarded-for")
-            || request.headers().contains_key("forwarded")
+        if FORWARDED_HEADERS
+            .iter()
+            .any(|name| request.headers().contains_key(name))
         {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -237,7 +247,7 @@ impl Server {
             }
         };
         match route {
-            "aws" => self.aws_secret(&query).await,
+            "aws" => self.aws_secret(query).await,
             "secrets" => {
                 let name = &request.uri().path()["/v1/secrets/".len()..];
                 self.named_secret(&percent_decode(name), &query).await
@@ -249,7 +259,7 @@ impl Server {
     fn authorized(&self, request: &Request<Incoming>) -> bool {
         let expected = self.settings.token.expose_secret().as_bytes();
         let mut ok = false;
-        for name in TOKEN_HEADERS {
+        for name in &TOKEN_HEADERS {
             if let Some(given) = request.headers().get(name) {
                 ok |= bool::from(given.as_bytes().ct_eq(expected));
             }
@@ -257,8 +267,8 @@ impl Server {
         ok
     }
 
-    async fn aws_secret(&self, query: &Query) -> Response<Full<Bytes>> {
-        let Some(id) = query.secret_id.clone().filter(|id| !id.is_empty()) else {
+    async fn aws_secret(&self, query: Query) -> Response<Full<Bytes>> {
+        let Some(id) = query.secret_id.filter(|id| !id.is_empty()) else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestException",
@@ -269,7 +279,7 @@ impl Server {
             Ok(provider) => provider,
             Err(why) => return error(StatusCode::BAD_REQUEST, "InvalidRequestException", why),
         };
-        let key = (id, query.version_stage.clone(), query.version_id.clone());
+        let key = (id, query.version_stage, query.version_id);
         let result = self
             .aws_cache
             .get(&key, query.refresh_now, || async {
@@ -480,7 +490,7 @@ impl Query {
         let mut out = Query::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(&value.replace('+', " "));
+            let value = decode(value, true);
             let slot = match name {
                 "secretId" => &mut out.secret_id,
                 "versionStage" => &mut out.version_stage,
@@ -506,12 +516,25 @@ impl Query {
 
 /// `%XX` escapes decoded; an invalid escape is kept as written.
 fn percent_decode(text: &str) -> String {
+    decode(text, false)
+}
+
+/// `%XX` escapes decoded, and `+` as a space when `plus_is_space` (a query value); an invalid
+/// escape is kept as written, invalid UTF-8 replaced.
+fn decode(text: &str, plus_is_space: bool) -> String {
+    let escaped = text.contains('%') || (plus_is_space && text.contains('+'));
+    if !escaped {
+        return text.to_owned();
+    }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
+        if plus_is_space && bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else if bytes[i] == b'%'
             && i + 2 < bytes.len()
             && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
         {
@@ -522,7 +545,7 @@ fn percent_decode(text: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
@@ -561,6 +584,15 @@ mod tests {
         assert!(Query::parse("refreshNow=yes").is_err());
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("a%zz"), "a%zz");
+        assert_eq!(percent_decode("a+b%20c"), "a+b c");
+        assert_eq!(
+            Query::parse("secretId=a+b%2Bc")
+                .unwrap()
+                .secret_id
+                .as_deref(),
+            Some("a b+c")
+        );
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 
     #[test]
