@@ -27,14 +27,16 @@
 //! a file. The load generator is in this process: a tokio runtime (`--threads`, default the number
 //! of cores) running N workers, each with one keep-alive HTTP/1.1 connection, sending the next
 //! request as soon as the previous answer is read. Its HTTP client is a minimal one
-//! ([`Connection`]): on a small machine the load generator's CPU time is taken from the agents'. Each level runs a warm-up (2 s, not
-//! counted) then `--duration` seconds (default 10) on the same connections; every answer must be
-//! 200 with the secret in it, and each latency (from before the request is written to after the
-//! body is read) goes into a sorted `Vec` for the percentiles. The levels alternate between the
-//! agents (seal-agent then the AWS agent at 1, then at 16, then at 64) so that load from anything
-//! else on the machine spreads over both. seal-agent's `/metrics` confirms afterwards that the
-//! whole run made exactly one upstream call; the AWS agent has no such counter, its 300 s TTL is
-//! what keeps it on its cache.
+//! ([`Connection`]): on a small machine the load generator's CPU time is taken from the agents'.
+//! At each level the agents take turns, five each, who goes first alternating: `--duration`
+//! seconds (default 10) are measured per agent and level, in five equal turns, so that a burst of
+//! load from anything else on the machine falls on both agents rather than on one's whole level.
+//! An agent's first turn at a level starts with a 2 s warm-up, its later ones with 0.25 s (new
+//! connections, warm cache), none of it counted. Every answer must be 200 with the secret in it,
+//! and each latency (from before the request is written to after the body is read) goes into a
+//! sorted `Vec` for the percentiles. seal-agent's `/metrics` confirms afterwards that the whole run
+//! made exactly one upstream call; the AWS agent has no such counter, its 300 s TTL is what keeps
+//! it on its cache.
 //!
 //! `cargo xtask` runs a debug build of xtask, so the command first builds xtask with the release
 //! profile and runs the benchmark in that build: the load generator is optimised like the agents.
@@ -69,8 +71,12 @@ const LEVELS: [usize; 3] = [1, 16, 64];
 const TOKEN: &str = "bench-agent-token-0123456789";
 /// The token header both agents accept.
 const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
-/// The warm-up of each level, not counted.
+/// The warm-up of each agent's first turn at a level, not counted.
 const WARM_UP: Duration = Duration::from_secs(2);
+/// The turns each agent takes at a level, and the warm-up of each later turn (new connections to
+/// an agent whose cache is warm already).
+const ROUNDS: u32 = 5;
+const TURN_WARM_UP: Duration = Duration::from_millis(250);
 /// Targets: throughput ratio and idle RSS.
 const TARGET_SPEEDUP: f64 = 1.5;
 const TARGET_IDLE_RSS_KIB: u64 = 10 * 1024;
@@ -88,6 +94,17 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What one turn of one agent measured.
+struct Slice {
+    /// The latency of each answered request, in microseconds.
+    latencies: Vec<u32>,
+    errors: usize,
+    /// CPU ticks over the turn: the agent's user and system, the load generator's, the
+    /// machine's busy and all ([`cpu_sample`]).
+    cpu: [u64; 5],
+    measured: Duration,
 }
 
 /// The figures of one level for one agent.
@@ -254,32 +271,41 @@ pub fn agent(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Every level, the agents taking turns at each.
+/// Every level, the agents taking turns in [`ROUNDS`] slices each, so that a burst of load from
+/// anything else on the machine falls on both rather than on one agent's whole level.
 async fn levels(
     agents: [&Agent; 2],
     path: &str,
     secret_id: &str,
     duration: Duration,
 ) -> Result<Vec<[Level; 2]>> {
+    let slice = duration / ROUNDS;
     let mut results = Vec::new();
     for &concurrency in &LEVELS {
-        let mut pair = Vec::new();
-        for agent in agents {
-            eprintln!(
-                "==> {} at concurrency {concurrency}: {WARM_UP:?} warm-up, {duration:?} measured",
-                agent.name
-            );
-            let level = load(agent, path, secret_id, concurrency, duration).await?;
+        eprintln!(
+            "==> concurrency {concurrency}: {ROUNDS} turns of {slice:?} per agent, \
+             after a {WARM_UP:?} warm-up on each"
+        );
+        let mut slices: [Vec<Slice>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..ROUNDS {
+            // Who goes first alternates too.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let warm_up = if round == 0 { WARM_UP } else { TURN_WARM_UP };
+                let taken = load(agents[i], path, secret_id, concurrency, warm_up, slice).await?;
+                slices[i].push(taken);
+            }
+        }
+        let [seal, aws] = slices.map(Level::from_slices);
+        for (agent, level) in agents.iter().zip([&seal, &aws]) {
             if level.errors > 0 {
                 eprintln!(
-                    "    {} errors (non-200, wrong body or connection failures)",
-                    level.errors
+                    "    {}: {} errors (non-200, wrong body or connection failures)",
+                    agent.name, level.errors
                 );
             }
-            pair.push(level);
         }
-        let pair: [Level; 2] = pair.try_into().map_err(|_| anyhow::anyhow!("two agents"))?;
-        results.push(pair);
+        results.push([seal, aws]);
     }
     Ok(results)
 }
@@ -610,16 +636,17 @@ fn cpu_sample(agent: u32) -> Result<[u64; 5]> {
     Ok([user, system, client_user + client_system, busy, all])
 }
 
-/// `concurrency` workers, each on its own connection, for the warm-up then `duration`.
+/// One turn: `concurrency` workers, each on its own connection, for `warm_up` then `duration`.
 async fn load(
     agent: &Agent,
     path: &str,
     secret_id: &str,
     concurrency: usize,
+    warm_up: Duration,
     duration: Duration,
-) -> Result<Level> {
+) -> Result<Slice> {
     let address = agent.address;
-    let start = Instant::now() + WARM_UP;
+    let start = Instant::now() + warm_up;
     let end = start + duration;
     let pid = agent.child.id();
     let cpu = tokio::spawn(async move {
@@ -683,37 +710,58 @@ async fn load(
         latencies.extend(l);
         errors += e;
     }
-    latencies.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        f64::from(latencies[i])
-    };
-    let cpu = cpu.await??;
-    #[allow(clippy::cast_precision_loss)]
-    let per_second = latencies.len() as f64 / duration.as_secs_f64();
-    // A tick is 10 ms: 1e4 us.
-    #[allow(clippy::cast_precision_loss)]
-    let per_request = |ticks: u64| ticks as f64 * 1e4 / latencies.len().max(1) as f64;
-    Ok(Level {
-        requests: latencies.len(),
+    Ok(Slice {
+        latencies,
         errors,
-        per_second,
-        p50_us: percentile(0.50),
-        p99_us: percentile(0.99),
-        agent_user_us: per_request(cpu[0]),
-        agent_system_us: per_request(cpu[1]),
-        client_cpu_us: per_request(cpu[2]),
-        #[allow(clippy::cast_precision_loss)]
-        machine_busy: cpu[3] as f64 / cpu[4].max(1) as f64,
+        cpu: cpu.await??,
+        measured: duration,
     })
+}
+
+impl Level {
+    /// The figures of one agent at one level, from its turns.
+    fn from_slices(slices: Vec<Slice>) -> Level {
+        let mut latencies = Vec::new();
+        let (mut errors, mut cpu, mut measured) = (0, [0u64; 5], Duration::ZERO);
+        for slice in slices {
+            latencies.extend(slice.latencies);
+            errors += slice.errors;
+            for (sum, ticks) in cpu.iter_mut().zip(slice.cpu) {
+                *sum += ticks;
+            }
+            measured += slice.measured;
+        }
+        latencies.sort_unstable();
+        let percentile = |p: f64| -> f64 {
+            if latencies.is_empty() {
+                return f64::NAN;
+            }
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+            f64::from(latencies[i])
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = latencies.len() as f64 / measured.as_secs_f64();
+        // A tick is 10 ms: 1e4 us.
+        #[allow(clippy::cast_precision_loss)]
+        let per_request = |ticks: u64| ticks as f64 * 1e4 / latencies.len().max(1) as f64;
+        Level {
+            requests: latencies.len(),
+            errors,
+            per_second,
+            p50_us: percentile(0.50),
+            p99_us: percentile(0.99),
+            agent_user_us: per_request(cpu[0]),
+            agent_system_us: per_request(cpu[1]),
+            client_cpu_us: per_request(cpu[2]),
+            #[allow(clippy::cast_precision_loss)]
+            machine_busy: cpu[3] as f64 / cpu[4].max(1) as f64,
+        }
+    }
 }
 
 /// The targets, met or not, with the bound on the throughput ratio at each level.

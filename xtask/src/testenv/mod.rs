@@ -111,7 +111,14 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
     }
     let status = outcome?;
     if let Some(signal) = interrupt::received() {
-        eprintln!("==> interrupted by signal {signal}; the test environment is down");
+        if started_here {
+            eprintln!("==> interrupted by signal {signal}; the test environment is down");
+        } else {
+            eprintln!(
+                "==> interrupted by signal {signal}; the running test environment is left up \
+                 (`cargo xtask testenv down` stops it)"
+            );
+        }
         return Ok(ExitCode::from(interrupt::exit_code(signal)));
     }
     Ok(exit_code(status))
