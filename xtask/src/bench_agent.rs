@@ -8,7 +8,7 @@
 //! fills its cache) and its RSS under load (`VmHWM`, the peak, after every level); and, for
 //! each level, the CPU time per request of the agent (user space and kernel apart, from
 //! `/proc/PID/stat`) and of the load generator, and how busy the machine's CPUs were (from
-//! `/proc/stat`), over the measured seconds. Targets:
+//! `/proc/stat`; both read with the `procfs` crate), over the measured seconds. Targets:
 //! seal-agent at least 1.5 times the AWS agent's throughput and a lower p99 at each level, and
 //! an idle RSS of at most 10 MiB. The figures are printed with met / not met; a missed target does
 //! not make the command fail (the figures are for the issue notes). With each throughput target
@@ -240,7 +240,7 @@ pub fn agent(args: &[String]) -> Result<()> {
     }
     std::thread::sleep(Duration::from_secs(1));
     for agent in agents {
-        idle.push(status_kib(agent, "VmRSS")?);
+        idle.push(memory_kib(agent)?[0]);
     }
 
     let started = chrono_now();
@@ -248,8 +248,9 @@ pub fn agent(args: &[String]) -> Result<()> {
     let mut peak = Vec::new();
     let mut loaded = Vec::new();
     for agent in agents {
-        peak.push(status_kib(agent, "VmHWM")?);
-        loaded.push(status_kib(agent, "VmRSS")?);
+        let [rss, hwm] = memory_kib(agent)?;
+        peak.push(hwm);
+        loaded.push(rss);
     }
     let upstream = runtime.block_on(seal_upstream_calls(seal.address))?;
     drop(runtime);
@@ -452,15 +453,15 @@ impl Agent {
     }
 }
 
-/// A `KiB` figure from `/proc/PID/status` (`VmRSS`, `VmHWM`).
-fn status_kib(agent: &Agent, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
+/// An agent's resident set now (`VmRSS`) and its peak so far (`VmHWM`), in KiB.
+fn memory_kib(agent: &Agent) -> Result<[u64; 2]> {
+    let status = procfs::process::Process::new(i32::try_from(agent.child.id())?)
+        .and_then(|process| process.status())
         .with_context(|| format!("{} is not running", agent.name))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{}/status", agent.child.id()))
+    match (status.vmrss, status.vmhwm) {
+        (Some(rss), Some(hwm)) => Ok([rss, hwm]),
+        _ => bail!("no VmRSS or VmHWM in /proc/{}/status", agent.child.id()),
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection with only what the benchmark needs: a GET written from
@@ -593,38 +594,25 @@ async fn seal_upstream_calls(address: SocketAddr) -> Result<Option<String>> {
 }
 
 /// CPU time (every thread) process `pid` has used so far in user space and in the kernel, in
-/// clock ticks (`USER_HZ`, 100 per second on Linux).
+/// clock ticks ([`procfs::ticks_per_second`]).
 fn cpu_ticks(pid: u32) -> Result<[u64; 2]> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command name, which is in parentheses and may hold spaces; utime
-    // and stime are the 14th and 15th fields, the 12th and 13th of these.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed /proc/PID/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let field =
-        |i: usize| -> Result<u64> { Ok(fields.get(i).context("short /proc/PID/stat")?.parse()?) };
-    Ok([field(11)?, field(12)?])
+    let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
+    Ok([stat.utime, stat.stime])
 }
 
 /// The machine's CPU ticks so far from `/proc/stat`: busy, and in all (busy, idle and
 /// waiting for I/O), summed over every CPU.
 fn machine_ticks() -> Result<[u64; 2]> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("cpu "))
-        .context("no cpu line in /proc/stat")?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal ...; guest time is counted in user.
-    let all: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    Ok([all - idle, all])
+    use procfs::CurrentSI as _;
+    let t = procfs::KernelStats::current()?.total;
+    // Guest time is counted in user time already.
+    let busy = t.user
+        + t.nice
+        + t.system
+        + t.irq.unwrap_or(0)
+        + t.softirq.unwrap_or(0)
+        + t.steal.unwrap_or(0);
+    Ok([busy, busy + t.idle + t.iowait.unwrap_or(0)])
 }
 
 /// The CPU ticks of the agent (user, system), of this process, the load generator (both),
@@ -746,9 +734,10 @@ impl Level {
         };
         #[allow(clippy::cast_precision_loss)]
         let per_second = latencies.len() as f64 / measured.as_secs_f64();
-        // A tick is 10 ms: 1e4 us.
         #[allow(clippy::cast_precision_loss)]
-        let per_request = |ticks: u64| ticks as f64 * 1e4 / latencies.len().max(1) as f64;
+        let tick_us = 1e6 / procfs::ticks_per_second() as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let per_request = |ticks: u64| ticks as f64 * tick_us / latencies.len().max(1) as f64;
         Level {
             requests: latencies.len(),
             errors,

@@ -332,7 +332,7 @@ async fn run_once(
             present.borrow().unwrap_or_default()
         );
     }
-    let peak_rss_mib = running.memory_mib("VmHWM")?;
+    let peak_rss_mib = running.peak_rss_mib()?;
     let memory = running.memory_report()?;
     drop(running);
     drop(in_cluster);

@@ -404,7 +404,7 @@ async fn main() -> Result<()> {
         .phase(false, force_sync_all(bench.externals()))
         .await?;
     let memory = bench.running.memory_report()?;
-    let peak = bench.running.memory_mib("VmHWM")?;
+    let peak = bench.running.peak_rss_mib()?;
 
     println!("\n{OBJECTS} ExternalSecrets x 2 properties of one moto secret each, one SecretStore");
     println!("| phase | wall time | provider calls | Secret writes |\n|---|---|---|---|");

@@ -10,23 +10,9 @@ use seal_testenv::TestEnv;
 
 /// CPU time (user + system, every thread) a process has used so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed /proc/PID/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields
-            .get(i)
-            .context("short /proc/PID/stat")?
-            .parse::<f64>()?)
-    };
-    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd.
-    let per_second = 100.0; // USER_HZ on Linux
-    Ok((ticks(11)? + ticks(12)?) / per_second)
+    let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// Whose CPU time a run reports: the controller, the test servers it talks to, and this bench.
@@ -111,25 +97,25 @@ impl Running {
         }
     }
 
-    /// A line of `/proc/PID/status`, in MiB (`VmHWM` is the peak resident set so far).
-    pub fn memory_mib(&self, field: &str) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: u32 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {field} in /proc/PID/status"))?;
-        Ok(f64::from(kib) / 1024.0)
+    /// The controller's `/proc/PID/status`.
+    fn status(&self) -> Result<procfs::process::Status> {
+        Ok(procfs::process::Process::new(i32::try_from(self.child.id())?)?.status()?)
+    }
+
+    /// The peak resident set so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> Result<f64> {
+        mib(self.status()?.vmhwm, "VmHWM")
     }
 
     /// Peak RSS, and what the resident set is made of now: heap and stacks (`RssAnon`) and
     /// pages of the binary and libraries (`RssFile`).
     pub fn memory_report(&self) -> Result<String> {
+        let status = self.status()?;
         Ok(format!(
             "peak RSS {:.1} MiB (now: anonymous {:.1} MiB, file-backed {:.1} MiB)",
-            self.memory_mib("VmHWM")?,
-            self.memory_mib("RssAnon")?,
-            self.memory_mib("RssFile")?
+            mib(status.vmhwm, "VmHWM")?,
+            mib(status.rssanon, "RssAnon")?,
+            mib(status.rssfile, "RssFile")?
         ))
     }
 }
@@ -177,4 +163,10 @@ pub fn seal_controller(
         .env("KUBECONFIG", env.kubeconfig())
         .env("RUST_LOG", "warn");
     command
+}
+
+/// A `/proc/PID/status` figure (KiB) in MiB; `field` names it when the kernel does not show it.
+fn mib(kib: Option<u64>, field: &str) -> Result<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    Ok(kib.with_context(|| format!("no {field} in /proc/PID/status"))? as f64 / 1024.0)
 }
