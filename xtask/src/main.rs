@@ -6,7 +6,8 @@
 //!   and the environment required. Every step runs; the exit code is non-zero if any failed, and
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
-//! - `peers`: only install the interop peers and print where they are.
+//! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests) and print
+//!   where the peers are.
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench external`: 1,000 ExternalSecrets synced from moto (see `benches/external.rs`).

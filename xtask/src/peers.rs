@@ -1,7 +1,7 @@
 //! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
 //! `xtask/go/kubeseal` (its go.mod and go.sum are committed), and kubesealpy from PyPI in a virtualenv.
-//! Both are installed once into the cache, keyed by version, and reused. Helm, which the deploy
-//! tests drive, is installed the same way (see `helm.rs`).
+//! Both are installed once into the cache, keyed by version, and reused. Helm and helmfile, which
+//! the deploy tests drive, are installed the same way (see `helm.rs`).
 
 mod helm;
 
@@ -30,8 +30,10 @@ impl Peers {
     /// Installs what is missing and returns the paths.
     pub fn ensure() -> Result<Self> {
         let cache = cache_dir()?;
-        // The deploy tests find helm at its cache path; it is only installed here.
+        // The deploy tests find helm and helmfile at their cache paths; they are only installed
+        // here.
         helm::ensure_helm(&cache)?;
+        helm::ensure_helmfile(&cache)?;
         Ok(Self {
             kubeseal: ensure_kubeseal(&cache)?,
             python: ensure_kubesealpy(&cache)?,

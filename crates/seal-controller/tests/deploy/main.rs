@@ -4,9 +4,10 @@
 //! (server-side dry-run), and the controller chart installed with `helm install`, after which the
 //! controller binary runs under exactly the chart's ServiceAccount.
 //!
-//! helm is built into the cache by `cargo xtask test` (`xtask/src/peers/helm.rs`); these tests
-//! find it through `SEAL_HELM` or at that cache path, and fail when it is missing under `CI=true`,
-//! `SEAL_REQUIRE_PEERS=1` or `SEAL_REQUIRE_TESTENV=1` (elsewhere they print `SKIPPED`).
+//! helm and helmfile are built into the cache by `cargo xtask test` (`xtask/src/peers/helm.rs`);
+//! these tests find them through `SEAL_HELM` and `SEAL_HELMFILE` or at those cache paths, and fail
+//! when one is missing under `CI=true`, `SEAL_REQUIRE_PEERS=1` or `SEAL_REQUIRE_TESTENV=1`
+//! (elsewhere they print `SKIPPED`).
 
 // Each test is one scenario read top to bottom.
 #![allow(clippy::too_many_lines)]
@@ -47,7 +48,7 @@ pub(crate) fn root() -> PathBuf {
         .expect("invariant: the workspace root exists")
 }
 
-fn required() -> bool {
+pub(crate) fn required() -> bool {
     ["CI", "SEAL_REQUIRE_PEERS", "SEAL_REQUIRE_TESTENV"]
         .iter()
         .any(|name| std::env::var(name).is_ok_and(|v| v == "1" || v == "true"))
