@@ -825,8 +825,8 @@ fn report(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\ncached GET /secretsmanager/get against moto, started {started}; {:?} per level after a {:?} warm-up, \
-         load generator on {} thread(s){}\n",
+        "\ncached GET /secretsmanager/get against moto, started {started}; {:?} per agent and level in \
+         {ROUNDS} turns taken in alternation, after a {:?} warm-up; load generator on {} thread(s){}\n",
         options.duration,
         WARM_UP,
         options.threads,
