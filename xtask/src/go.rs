@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::peers::workspace_root;
 
@@ -90,4 +90,17 @@ impl GoBuild<'_> {
         eprintln!("==> built {} in {:.0?}", self.package, started.elapsed());
         Ok(self.output.to_owned())
     }
+}
+
+/// A check for [`GoBuild::ensure`]: `binary ARGS` must print `version` on its standard output.
+pub fn reports_version(binary: &Path, args: &[&str], version: &str) -> Result<()> {
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !text.contains(version) {
+        bail!("{} reports {text:?}, expected {version}", binary.display());
+    }
+    Ok(())
 }

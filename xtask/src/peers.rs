@@ -8,9 +8,9 @@ mod helm;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::go::GoBuild;
+use crate::go::{GoBuild, reports_version};
 use crate::run;
 
 /// kubeseal's version, also the wrapper module's requirement.
@@ -75,14 +75,7 @@ pub fn ensure_kubeseal(cache: &Path) -> Result<PathBuf> {
         ldflags: "",
         expected: "about a minute",
     }
-    .ensure(|binary| {
-        let output = Command::new(binary).arg("--version").output()?;
-        let version = String::from_utf8_lossy(&output.stdout);
-        if !version.contains(KUBESEAL_VERSION) {
-            bail!("built kubeseal reports {version:?}, expected {KUBESEAL_VERSION}");
-        }
-        Ok(())
-    })
+    .ensure(|binary| reports_version(binary, &["--version"], KUBESEAL_VERSION))
 }
 
 /// Creates the virtualenv with kubesealpy unless the cache has it; returns its Python.

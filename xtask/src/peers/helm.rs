@@ -9,11 +9,10 @@
 //! `helmfile template` with `helm template` per release, and CI must not skip that.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
-use crate::go::GoBuild;
+use crate::go::{GoBuild, reports_version};
 
 /// Helm's version, also the wrapper module's requirement.
 pub const HELM_VERSION: &str = "v3.22.0";
@@ -29,14 +28,7 @@ pub fn ensure_helm(cache: &Path) -> Result<PathBuf> {
         ldflags: &format!("-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"),
         expected: "a few minutes",
     }
-    .ensure(|binary| {
-        let output = Command::new(binary).args(["version", "--short"]).output()?;
-        let version = String::from_utf8_lossy(&output.stdout);
-        if !version.contains(HELM_VERSION) {
-            bail!("built helm reports {version:?}, expected {HELM_VERSION}");
-        }
-        Ok(())
-    })
+    .ensure(|binary| reports_version(binary, &["version", "--short"], HELM_VERSION))
 }
 
 /// Builds helmfile unless the cache has it; returns its path.
@@ -48,12 +40,5 @@ pub fn ensure_helmfile(cache: &Path) -> Result<PathBuf> {
         ldflags: "",
         expected: "about 30 minutes on two cores",
     }
-    .ensure(|binary| {
-        let output = Command::new(binary).arg("--version").output()?;
-        let version = String::from_utf8_lossy(&output.stdout);
-        if !version.contains(HELMFILE_VERSION) {
-            bail!("built helmfile reports {version:?}, expected {HELMFILE_VERSION}");
-        }
-        Ok(())
-    })
+    .ensure(|binary| reports_version(binary, &["--version"], HELMFILE_VERSION))
 }

@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::go::GoBuild;
+use crate::go::{self, GoBuild};
 use crate::peers::cache_dir;
 
 /// Kubernetes version of the apiserver, controller-manager and kubectl.
@@ -119,7 +119,6 @@ impl Binaries {
     }
 }
 
-/// Fails unless `binary --version` (kubectl: `version --client`) mentions `version`.
 fn reports_version(binary: &Path, version: &str) -> Result<()> {
     let is_kubectl = binary.file_stem().is_some_and(|n| n == "kubectl");
     let args: &[&str] = if is_kubectl {
@@ -127,15 +126,7 @@ fn reports_version(binary: &Path, version: &str) -> Result<()> {
     } else {
         &["--version"]
     };
-    let output = Command::new(binary)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {}", binary.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !text.contains(version) {
-        bail!("{} reports {text:?}, expected {version}", binary.display());
-    }
-    Ok(())
+    go::reports_version(binary, args, version)
 }
 
 /// The virtualenv with OpenBao and moto, keyed by both versions.
