@@ -468,7 +468,7 @@ fn memory_kib(agent: &Agent) -> Result<[u64; 2]> {
 /// prepared bytes, and the answer's status and body, read by its `Content-Length` (both agents
 /// send one). Lean on purpose: the load generator's CPU time per request competes with the
 /// agents' (and with `--pin` it must outrun them from one CPU), so a general client such as
-/// hyper's, about 7 us a request more here, would flatten the difference between them.
+/// hyper's, about 5 us a request more here, would flatten the difference between them.
 struct Connection {
     stream: TcpStream,
     buffer: Vec<u8>,
