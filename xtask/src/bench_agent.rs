@@ -127,8 +127,8 @@ struct Level {
 struct Options {
     duration: Duration,
     threads: usize,
-    /// The load generator on the first CPU, the agents on the others.
-    pin: bool,
+    /// With `--pin`: the CPUs of the load generator (the first) and of the agents (the others).
+    pin: Option<(CpuSet, CpuSet)>,
 }
 
 /// The usage line.
@@ -152,15 +152,17 @@ fn parse(args: &[String]) -> Result<Options> {
         }
     }
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    let pin = args.iter().any(|a| a == "--pin");
-    if pin && cores < 2 {
-        bail!("--pin needs at least two CPUs, this process may use {cores}");
-    }
+    // Split now, so that a machine with one CPU fails before anything is built.
+    let pin = if args.iter().any(|a| a == "--pin") {
+        Some(split_cpus()?)
+    } else {
+        None
+    };
     Ok(Options {
         duration: Duration::from_secs(value("--duration")?.unwrap_or(10).max(1)),
         threads: match value("--threads")? {
             Some(n) => usize::try_from(n)?.max(1),
-            None if pin => 1,
+            None if pin.is_some() => 1,
             None => cores,
         },
         pin,
@@ -196,14 +198,13 @@ pub fn agent(args: &[String]) -> Result<()> {
     // With `--pin`, this thread takes the agents' CPUs while it starts them (a child inherits
     // the mask of the thread that spawns it), then the load generator's CPU, which the
     // runtime's threads made below inherit.
-    let pinned = options.pin.then(split_cpus).transpose()?;
-    if let Some((_, agent_cpus)) = &pinned {
+    if let Some((_, agent_cpus)) = &options.pin {
         sched_setaffinity(Pid::from_raw(0), agent_cpus).context("cannot pin the agents")?;
     }
     let seal = start_seal_agent(&seal_agent, work.path(), &vars)?;
     let aws = start_aws_agent(&aws_agent, work.path(), &vars)?;
     let agents = [&seal, &aws];
-    if let Some((client_cpus, _)) = &pinned {
+    if let Some((client_cpus, _)) = &options.pin {
         sched_setaffinity(Pid::from_raw(0), client_cpus)
             .context("cannot pin the load generator")?;
     }
@@ -770,7 +771,7 @@ fn write_targets(out: &mut String, options: &Options, results: &[[Level; 2]], id
         let _ = writeln!(
             out,
             "                  bound: {:.2}x if seal-agent spent no user-space time at all (machine CPU busy {:.0} % / {:.0} %)",
-            throughput_bound(options.pin, seal, aws),
+            throughput_bound(options.pin.is_some(), seal, aws),
             seal.machine_busy * 100.0,
             aws.machine_busy * 100.0
         );
@@ -830,7 +831,7 @@ fn report(
         options.duration,
         WARM_UP,
         options.threads,
-        if options.pin {
+        if options.pin.is_some() {
             " pinned to the first CPU, the agents on the others"
         } else {
             ", sharing every CPU with the agents"
