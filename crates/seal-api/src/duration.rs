@@ -34,6 +34,14 @@ pub enum DurationError {
         /// The unit found.
         unit: String,
     },
+    /// Shorter than the field allows (other than zero).
+    #[error("{input:?}: too short (0s, or at least {minimum})")]
+    TooShort {
+        /// The whole input.
+        input: String,
+        /// The shortest allowed, as written in the docs.
+        minimum: &'static str,
+    },
     /// More than Go's limit of about 2,562,047 hours.
     #[error("{0:?}: too long (at most 2562047h)")]
     Overflow(String),

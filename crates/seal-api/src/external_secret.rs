@@ -48,6 +48,10 @@ pub const CONDITION_READY: &str = "Ready";
 /// ESO's default refresh interval, used when `refreshInterval` is omitted.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// The shortest refresh interval other than `0s`: anything shorter is a busy loop against the
+/// provider and the API server that one manifest could start.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A Secret kept in sync with values from AWS Secrets Manager or Vault.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -70,6 +74,9 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "(has(self.data) && size(self.data) > 0) || (has(self.dataFrom) && size(self.dataFrom) > 0)",
     "message": "either data or dataFrom must be set"
+}, {
+    "rule": "!has(self.refreshInterval) || duration(self.refreshInterval) == duration('0s') || duration(self.refreshInterval) >= duration('1s')",
+    "message": "refreshInterval must be 0s (read once) or at least 1s"
 }]))]
 pub struct ExternalSecretSpec {
     /// The store to read through.
@@ -374,10 +381,22 @@ pub struct SecretBinding {
 impl ExternalSecretSpec {
     /// The refresh interval: `refreshInterval` parsed, else [`DEFAULT_REFRESH_INTERVAL`].
     /// [`Duration::ZERO`] means "read once, never refresh".
+    ///
+    /// Errors: what [`parse_duration`] refuses, and an interval shorter than
+    /// [`MIN_REFRESH_INTERVAL`] other than zero (the CRD's CEL rule refuses it too; this check
+    /// holds for objects stored before that rule).
     pub fn refresh_interval(&self) -> Result<Duration, DurationError> {
-        self.refresh_interval
+        let interval = self
+            .refresh_interval
             .as_deref()
-            .map_or(Ok(DEFAULT_REFRESH_INTERVAL), parse_duration)
+            .map_or(Ok(DEFAULT_REFRESH_INTERVAL), parse_duration)?;
+        if !interval.is_zero() && interval < MIN_REFRESH_INTERVAL {
+            return Err(DurationError::TooShort {
+                input: self.refresh_interval.clone().unwrap_or_default(),
+                minimum: "1s",
+            });
+        }
+        Ok(interval)
     }
 
     /// The refresh policy, `Periodic` unless set.
@@ -667,6 +686,26 @@ spec:
         );
         let original: serde_json::Value = serde_yaml::from_str(text).unwrap();
         assert_eq!(serde_json::to_value(&es).unwrap(), original);
+    }
+
+    #[test]
+    fn a_refresh_interval_under_a_second_is_refused() {
+        let mut es = parse(
+            "apiVersion: seal.dev/v1alpha1\nkind: ExternalSecret\nmetadata: {name: db, namespace: n}\nspec:\n  secretStoreRef: {name: s}\n  data: [{secretKey: a, remoteRef: {key: k}}]\n",
+        );
+        for short in ["5ms", "999ms", "1ns"] {
+            es.spec.refresh_interval = Some(short.into());
+            assert!(
+                matches!(
+                    es.spec.refresh_interval(),
+                    Err(DurationError::TooShort { .. })
+                ),
+                "{short}"
+            );
+            assert!(es.validate().is_err(), "{short}");
+        }
+        es.spec.refresh_interval = Some("1s".into());
+        assert_eq!(es.spec.refresh_interval().unwrap(), Duration::from_secs(1));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`bitnami`]: Bitnami's `bitnami.com/v1alpha1` SealedSecret and lossless conversion both ways.
 //! - [`sealing`] and [`unsealing`]: Secret → SealedSecret by kubeseal's rules, and back with a key
 //!   ring that tries the recorded key first.
+//! - [`produced`]: what a Secret the controller produces for a tenant may carry (no reserved
+//!   labels, no denied types).
 //! - [`manifest`]: reading and writing YAML/JSON streams of these objects, with line numbers and
 //!   errors that never quote a value.
 //!
@@ -21,6 +23,7 @@ pub mod duration;
 pub mod eso;
 pub mod external_secret;
 pub mod manifest;
+pub mod produced;
 pub mod rollout;
 mod schema;
 pub mod sealed_secret;

@@ -33,6 +33,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use seal_api::SealedSecret;
+use seal_api::produced::ProducedPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -68,6 +69,10 @@ pub struct Settings {
     pub leader_election: Option<LeaderElection>,
     /// The offline recovery certificate every key is backed up to (`--backup-cert`).
     pub backup_certificate: Option<seal_core::Certificate>,
+    /// What stores may do beyond the defaults ([`crate::store_trust`]).
+    pub store_trust: crate::store_trust::StoreTrust,
+    /// What produced Secrets may carry (`--deny-secret-types`).
+    pub produced_policy: ProducedPolicy,
 }
 
 /// Leader election on a coordination.k8s.io Lease in the key namespace.
@@ -94,6 +99,9 @@ pub enum ReconcileError {
     /// The decryption task did not finish (it panicked or the runtime is stopping).
     #[error("the decryption task did not finish")]
     Decrypt,
+    /// The reconcile panicked ([`crate::contained`]).
+    #[error(transparent)]
+    Panicked(#[from] crate::contained::Panicked),
 }
 
 /// What every task of one replica shares: the current keys, the metrics, the rate limiter.
@@ -103,6 +111,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The limit on `verify` and `rotate`.
     pub rate_limiter: RateLimiter,
+    /// What produced Secrets may carry.
+    pub produced_policy: ProducedPolicy,
 }
 
 impl Shared {
@@ -180,6 +190,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         keys: watch::Sender::new(Arc::new(keys)),
         metrics: Metrics::new(),
         rate_limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
+        produced_policy: settings.produced_policy.clone(),
     });
     serve(
         "certificate API",
@@ -439,7 +450,11 @@ fn unseal_loop(
         .graceful_shutdown_on(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })
-        .run(reconcile, error_policy, context)
+        .run(
+            |sealed, ctx| crate::contained::contain(reconcile(sealed, ctx)),
+            error_policy,
+            context,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile failed");
@@ -462,7 +477,8 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     let keys = ctx.shared.keys();
     let decrypted = {
         let sealed = Arc::clone(&sealed);
-        tokio::task::spawn_blocking(move || decrypt(&sealed, keys.ring()))
+        let shared = Arc::clone(&ctx.shared);
+        tokio::task::spawn_blocking(move || decrypt(&sealed, keys.ring(), &shared.produced_policy))
             .await
             .map_err(|_| ReconcileError::Decrypt)?
     };
@@ -551,8 +567,12 @@ async fn produced_is_at(
         == Some(version))
 }
 
-fn error_policy(_: Arc<SealedSecret>, _: &ReconcileError, _: Arc<Context>) -> Action {
-    Action::requeue(Duration::from_secs(10))
+fn error_policy(_: Arc<SealedSecret>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    match error {
+        // The same input panics again: do not spin on it.
+        ReconcileError::Panicked(_) => Action::requeue(Duration::from_secs(300)),
+        _ => Action::requeue(Duration::from_secs(10)),
+    }
 }
 
 /// Reloads the keys on every change to a key Secret and publishes them when they differ (other

@@ -56,10 +56,11 @@ use seal_providers::{FindQuery, Provider, SecretProvider, SecretRef, SecretValue
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::contained::{Panicked, contain};
 use crate::controller::{Settings, Shared};
 use crate::rollout;
 use crate::stores::{Providers, StoreId};
-use crate::unseal::{FIELD_MANAGER, MANAGED_ANNOTATION};
+use crate::unseal::{FIELD_MANAGER, MANAGED_ANNOTATION, PATCH_ANNOTATION};
 
 /// Label on every Secret an ExternalSecret produced: the ExternalSecret's uid.
 pub const EXTERNAL_SECRET_UID_LABEL: &str = "seal.dev/external-secret-uid";
@@ -123,8 +124,15 @@ impl Context {
 /// Why a reconcile must be retried (status write failures only: every other failure is recorded
 /// in the status and retried on the object's own schedule).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the ExternalSecret status: {0}")]
-pub struct StatusError(#[source] kube::Error);
+#[non_exhaustive]
+pub enum StatusError {
+    /// The status could not be written.
+    #[error("cannot write the ExternalSecret status: {0}")]
+    Write(#[source] kube::Error),
+    /// The reconcile panicked ([`crate::contained`]).
+    #[error(transparent)]
+    Panicked(#[from] Panicked),
+}
 
 /// Runs the ExternalSecret reconciler and the store reconcilers ([`crate::stores::run`]) over
 /// the namespaces of `settings` (all when none) until `stopped`. They share one provider cache,
@@ -138,9 +146,14 @@ pub async fn run(
 ) {
     let namespaces = &settings.watch_namespaces;
     let concurrency = settings.concurrency;
+    let mut trust = settings.store_trust.clone();
+    trust
+        .api_audiences
+        .extend(crate::stores::api_audiences(&client).await);
     let providers = Arc::new(Providers::new(
         client.clone(),
         shared.metrics.provider_calls(),
+        trust,
     ));
     let stores = crate::stores::run(
         client.clone(),
@@ -192,8 +205,8 @@ pub async fn run(
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .run(
-                reconcile,
-                |_, _, _| Action::requeue(Duration::from_secs(10)),
+                |es, ctx| contain(reconcile(es, ctx)),
+                |_, error, _| retry_after(error),
                 context,
             )
             .for_each(|result| async move {
@@ -203,6 +216,15 @@ pub async fn run(
             })
     });
     futures::future::join(futures::future::join_all(loops), stores).await;
+}
+
+/// When to try again after a failed reconcile: soon after a status write failed, in a few
+/// minutes after a panic (the same input panics again; it must not spin).
+fn retry_after(error: &StatusError) -> Action {
+    match error {
+        StatusError::Panicked(_) => Action::requeue(Duration::from_secs(300)),
+        _ => Action::requeue(Duration::from_secs(10)),
+    }
 }
 
 /// The state a sync reached: the condition's reason and message, and what it did.
@@ -365,6 +387,17 @@ async fn sync(
         es.spec.target.as_ref().and_then(|t| t.template.as_ref()),
         &mut values,
     ) {
+        Ok(produced) => match ctx
+            .shared
+            .produced_policy
+            .check(Some(&produced.labels), produced.type_.as_deref())
+        {
+            Ok(()) => Ok(produced),
+            Err(error) => return Outcome::failed("denied_by_policy", error.to_string()),
+        },
+        Err(message) => Err(message),
+    };
+    let produced = match produced {
         Ok(produced) => produced,
         Err(message) => return Outcome::failed("invalid_template", message),
     };
@@ -762,13 +795,18 @@ async fn write(
                 )
             };
         }
+        // Merge writes into someone else's Secret: only with its owner's opt-in, the same as a
+        // SealedSecret's patch.
+        (CreationPolicy::Merge, Some(meta)) if !ours && !opted_in(meta, PATCH_ANNOTATION) => {
+            return Outcome::failed(
+                "not_managed",
+                format!(
+                    "Secret {namespace}/{secret_name} was not made by this ExternalSecret; annotate it {PATCH_ANNOTATION}: \"true\" to let creationPolicy Merge add items to it"
+                ),
+            );
+        }
         (CreationPolicy::Owner | CreationPolicy::Orphan, Some(meta))
-            if !ours
-                && meta
-                    .annotations()
-                    .get(MANAGED_ANNOTATION)
-                    .map(String::as_str)
-                    != Some("true") =>
+            if !ours && !opted_in(meta, MANAGED_ANNOTATION) =>
         {
             return Outcome::failed(
                 "not_managed",
@@ -861,6 +899,14 @@ async fn write(
         }
         Err(error) => Outcome::failed("kube", api_reason(&error)),
     }
+}
+
+/// Whether the owner of an existing Secret annotated it `annotation: "true"` (take it over:
+/// [`MANAGED_ANNOTATION`]; add items to it: [`PATCH_ANNOTATION`], which `seal.dev/managed` implies).
+fn opted_in(meta: &PartialObjectMeta<Secret>, annotation: &str) -> bool {
+    [annotation, MANAGED_ANNOTATION]
+        .iter()
+        .any(|a| meta.annotations().get(*a).map(String::as_str) == Some("true"))
 }
 
 /// `deletionPolicy: Delete` with nothing left at the provider: deletes a Secret this
@@ -980,17 +1026,19 @@ fn next_refresh(
     if es.spec.refresh_policy() != RefreshPolicy::Periodic || interval.is_zero() {
         return Action::await_change();
     }
-    let jitter_span = (interval / 10).min(Duration::from_secs(60));
+    let remaining = interval.saturating_sub(since_refresh.unwrap_or_default());
+    Action::requeue(remaining + jitter(uid, interval))
+}
+
+/// A delay in `[0, min(interval / 10, 60 s))` that is the same for one object every time and
+/// spreads objects of one interval apart. Total: no interval, however short, divides by zero.
+fn jitter(uid: &str, interval: Duration) -> Duration {
+    let span = (interval / 10).min(Duration::from_secs(60));
+    let span_nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
     let seed = uid
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let jitter = if jitter_span.is_zero() {
-        Duration::ZERO
-    } else {
-        Duration::from_millis(seed % u64::try_from(jitter_span.as_millis()).unwrap_or(u64::MAX))
-    };
-    let remaining = interval.saturating_sub(since_refresh.unwrap_or_default());
-    Action::requeue(remaining + jitter)
+    Duration::from_nanos(seed.checked_rem(span_nanos).unwrap_or(0))
 }
 
 /// Writes status when it differs: `Ready`, `observedGeneration`, `binding`, and, after a read,
@@ -1052,7 +1100,7 @@ async fn write_status(
             &Patch::Merge(serde_json::json!({ "status": status })),
         )
         .await
-        .map_err(StatusError)?;
+        .map_err(StatusError::Write)?;
     Ok(!condition_same)
 }
 
@@ -1075,6 +1123,27 @@ mod tests {
 
     fn bytes(map: &BTreeMap<String, SecretBytes>, key: &str) -> Option<Vec<u8>> {
         map.get(key).map(|v| v.expose().to_vec())
+    }
+
+    #[test]
+    fn jitter_is_total_and_within_a_tenth_of_the_interval() {
+        for nanos in [
+            1,
+            9,
+            10,
+            11,
+            5_000_000,
+            9_999_999,
+            10_000_000,
+            1_000_000_000,
+        ] {
+            let interval = Duration::from_nanos(nanos);
+            for uid in ["", "a", "3f1c0b6e-uid"] {
+                let jitter = jitter(uid, interval);
+                assert!(jitter <= interval / 10, "{nanos} ns {uid:?}: {jitter:?}");
+            }
+        }
+        assert!(jitter("x", Duration::from_secs(86_400)) < Duration::from_secs(60));
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //! on the key namespace decides who may renew, and the audit log records who did); the leader makes
 //! a new key when the request is newer than the newest key.
 //!
+//! Which key Secrets are trusted: only those an operator (or the controller) created. A key Secret
+//! is skipped, with its reason reported, when it has owner references or a produced-Secret label
+//! (SealedSecret and ExternalSecret outputs never are keys, and the controller refuses to write
+//! `seal.dev/` or Bitnami labels into them: [`seal_api::produced`]), or when its certificate starts
+//! more than [`CLOCK_SKEW`] in the future (a key dated ahead would become the sealing key and
+//! stay it). Creating a labelled Secret in the key namespace needs `create secrets` there, which
+//! is the operator's right and, with the shipped RBAC, the unsealer's alone.
+//!
 //! Keys are read from the API server every time the set is loaded, so a key added or relabelled at
 //! runtime (bring your own key, an import, a compromise) takes effect without a restart. The
 //! controller creates key Secrets and never edits or deletes one: an old key is the only way to open
@@ -36,6 +44,13 @@ pub const ACTIVE: &str = "active";
 pub const COMPROMISED: &str = "compromised";
 /// Annotation on a key Secret asking for a new key; its value is when the request was made.
 pub const RENEW_REQUEST_ANNOTATION: &str = "seal.dev/renew-requested-at";
+/// How far in the future a key's certificate may start and still be trusted: clocks disagree.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// Labels of Secrets produced from tenants' objects; such a Secret is never a key.
+const PRODUCED_LABELS: [&str; 2] = [
+    crate::unseal::SEALED_SECRET_UID_LABEL,
+    crate::external::EXTERNAL_SECRET_UID_LABEL,
+];
 /// Prefix of the names of the key Secrets the controller creates.
 pub const KEY_SECRET_PREFIX: &str = "seal-key-";
 
@@ -223,7 +238,7 @@ impl KeyStore {
                             .push((name.clone(), "its renewal request is not an RFC 3339 time")),
                     }
                 }
-                match parse_key_secret(&secret) {
+                match parse_key_secret(&secret, SystemTime::now()) {
                     Ok((key, certificate)) => {
                         keys.push(KeyInfo {
                             secret_name: name,
@@ -321,7 +336,24 @@ impl KeyStore {
 }
 
 /// The key and certificate of a key Secret, or why it cannot be used (quoting no content).
-fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), &'static str> {
+fn parse_key_secret(
+    secret: &Secret,
+    now: SystemTime,
+) -> Result<(PrivateKey, Certificate), &'static str> {
+    if secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| !o.is_empty())
+    {
+        return Err("it has owner references (a produced Secret is never a key)");
+    }
+    if PRODUCED_LABELS
+        .iter()
+        .any(|label| secret.labels().contains_key(*label))
+    {
+        return Err("it was produced from a SealedSecret or ExternalSecret");
+    }
     let data = secret.data.as_ref().ok_or("it has no data")?;
     let key = data.get("tls.key").ok_or("it has no tls.key")?;
     let cert = data.get("tls.crt").ok_or("it has no tls.crt")?;
@@ -331,5 +363,66 @@ fn parse_key_secret(secret: &Secret) -> Result<(PrivateKey, Certificate), &'stat
     if certificate.fingerprint() != key.fingerprint() {
         return Err("tls.crt does not belong to tls.key");
     }
+    if SystemTime::from(certificate.not_before()) > now + CLOCK_SKEW {
+        return Err("its certificate is not valid yet (dated in the future)");
+    }
     Ok((key, certificate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_secret(not_before: SystemTime) -> Secret {
+        let key = PrivateKey::generate(KeySize::Rsa2048).expect("a key");
+        let certificate = Certificate::self_signed(&key, not_before, Duration::from_secs(86_400))
+            .expect("a cert");
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("k".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([
+                (
+                    "tls.crt".to_owned(),
+                    ByteString(certificate.to_pem().into_bytes()),
+                ),
+                (
+                    "tls.key".to_owned(),
+                    ByteString(key.to_pkcs1_pem().as_bytes().to_vec()),
+                ),
+            ])),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn a_future_dated_key_is_not_trusted() {
+        let now = SystemTime::now();
+        let planted = key_secret(now + Duration::from_secs(3600));
+        assert_eq!(
+            parse_key_secret(&planted, now).err(),
+            Some("its certificate is not valid yet (dated in the future)")
+        );
+        assert!(parse_key_secret(&planted, now + Duration::from_secs(3600)).is_ok());
+        let skewed = key_secret(now + Duration::from_secs(60));
+        assert!(parse_key_secret(&skewed, now).is_ok());
+    }
+
+    #[test]
+    fn a_produced_or_owned_secret_is_never_a_key() {
+        let now = SystemTime::now();
+        let mut produced = key_secret(now);
+        produced.metadata.labels = Some(BTreeMap::from([(
+            crate::unseal::SEALED_SECRET_UID_LABEL.to_owned(),
+            "uid".to_owned(),
+        )]));
+        assert!(parse_key_secret(&produced, now).is_err());
+        let mut owned = key_secret(now);
+        owned.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference::default(),
+        ]);
+        assert!(parse_key_secret(&owned, now).is_err());
+        assert!(parse_key_secret(&key_secret(now), now).is_ok());
+    }
 }

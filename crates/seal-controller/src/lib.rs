@@ -9,11 +9,13 @@
 //! the test environment.
 
 pub mod backup;
+pub mod contained;
 pub mod controller;
 pub mod external;
 pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod rollout;
+pub mod store_trust;
 pub mod stores;
 pub mod unseal;

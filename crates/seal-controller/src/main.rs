@@ -6,8 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use seal_api::produced::ProducedPolicy;
 use seal_controller::controller::{LeaderElection, Settings, run};
 use seal_controller::keys::RenewalPolicy;
+use seal_controller::store_trust::StoreTrust;
 use seal_core::KeySize;
 
 /// Unseals SealedSecrets (seal.dev/v1alpha1) into Secrets and manages the sealing keys.
@@ -20,6 +22,7 @@ use seal_core::KeySize;
 ///   seal-controller --namespaces ml-api,ml-batch --key-renew-period 720h
 ///   seal-controller --import-bitnami-keys --key-cutoff-time 2026-12-01T00:00:00Z
 ///   seal-controller --leader-elect=false --listen-addr 127.0.0.1:8080
+///   seal-controller --allow-controller-identity   # ClusterSecretStores may use IRSA / own token
 ///
 /// HTTP (every replica): GET /v1/cert.pem, GET /v1/certs, POST /v1/verify, POST /v1/rotate,
 /// GET /healthz, GET /readyz; GET /metrics on --listen-metrics-addr.
@@ -73,6 +76,22 @@ struct Args {
     /// seal-key-backup in the key namespace; `seal keys restore` reads it.
     #[arg(long, value_name = "FILE")]
     backup_cert: Option<std::path::PathBuf>,
+    /// Let ClusterSecretStores authenticate as the controller itself: its ServiceAccount token
+    /// (Vault Kubernetes auth without serviceAccountRef or secretRef) or its AWS credential chain
+    /// (aws without auth). A namespaced SecretStore never may.
+    #[arg(long)]
+    allow_controller_identity: bool,
+    /// Let stores use plain http provider endpoints off loopback (vault.server, aws.endpointURL).
+    #[arg(long)]
+    allow_http_endpoints: bool,
+    /// Secret types no SealedSecret or ExternalSecret may produce (comma-separated; an empty
+    /// value denies none).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kubernetes.io/service-account-token,bootstrap.kubernetes.io/token"
+    )]
+    deny_secret_types: Vec<String>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -135,6 +154,18 @@ async fn serve(args: Args) -> Result<()> {
         rate_limit: args.rate_limit,
         rate_limit_burst: args.rate_limit_burst,
         backup_certificate,
+        store_trust: StoreTrust {
+            controller_identity: args.allow_controller_identity,
+            http_endpoints: args.allow_http_endpoints,
+            api_audiences: Vec::new(),
+        },
+        produced_policy: ProducedPolicy {
+            denied_types: args
+                .deny_secret_types
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect(),
+        },
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_name: args.leader_elect_lease_name,
             identity: identity(),

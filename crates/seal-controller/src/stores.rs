@@ -61,6 +61,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::contained::{Panicked, contain};
+use crate::store_trust::{self, StoreTrust, TrustError};
+
 /// Where the kubelet projects the controller's own ServiceAccount token.
 const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
@@ -68,7 +71,8 @@ const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 /// shortest the API server grants. It only has to outlive the login it is requested for.
 const DEFAULT_TOKEN_SECONDS: i64 = 600;
 
-/// Audience of a token requested for Vault JWT auth when the store names none (ESO's).
+/// Audience of a token requested for a Vault login (JWT or Kubernetes auth) when the store names
+/// none (ESO's for JWT auth).
 const DEFAULT_JWT_AUDIENCE: &str = "vault";
 
 /// ESO's (and EKS's) ServiceAccount annotation naming the IAM role of AWS `auth.jwt`.
@@ -104,6 +108,9 @@ pub enum StoreError {
     /// The configuration is incomplete, contradictory or not supported.
     #[error("{0}")]
     InvalidConfig(String),
+    /// The store would use power its creator does not have ([`crate::store_trust`]).
+    #[error("{0}")]
+    Untrusted(#[from] TrustError),
     /// A credential Secret could not be read from the API server.
     #[error("cannot read Secret {namespace}/{name}: {reason}")]
     Kube {
@@ -120,7 +127,9 @@ impl StoreError {
     /// The store condition's reason for this error.
     pub fn reason(&self) -> &'static str {
         match self {
-            StoreError::InvalidConfig(_) => reason::INVALID_PROVIDER_CONFIG,
+            StoreError::InvalidConfig(_) | StoreError::Untrusted(_) => {
+                reason::INVALID_PROVIDER_CONFIG
+            }
             StoreError::Kube { .. } => reason::VALIDATION_FAILED,
         }
     }
@@ -130,6 +139,7 @@ impl StoreError {
 pub struct Providers {
     client: Client,
     calls: Arc<CallCounter>,
+    trust: StoreTrust,
     cache: Mutex<HashMap<StoreId, (String, Arc<Provider>)>>,
     /// Held while a provider is built, so that ExternalSecrets of one store reconciled at once
     /// wait for one provider (one Vault login) instead of each building its own.
@@ -137,11 +147,13 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// An empty cache whose providers count their calls in `calls`.
-    pub fn new(client: Client, calls: Arc<CallCounter>) -> Self {
+    /// An empty cache whose providers count their calls in `calls` and may do what `trust`
+    /// allows.
+    pub fn new(client: Client, calls: Arc<CallCounter>, trust: StoreTrust) -> Self {
         Self {
             client,
             calls,
+            trust,
             cache: Mutex::new(HashMap::new()),
             building: tokio::sync::Mutex::new(()),
         }
@@ -160,9 +172,14 @@ impl Providers {
         generation: Option<i64>,
         provider: &SecretStoreProvider,
     ) -> Result<Arc<Provider>, StoreError> {
+        store_trust::check_store(provider, id.cluster, &self.trust)?;
+        let accounts = self.read_token_accounts(id, provider).await?;
         let credentials = self.read_credentials(id, provider).await?;
         let identity = self.read_web_identity(id, provider).await?;
         let mut fingerprint = format!("{}", generation.unwrap_or_default());
+        for version in &accounts {
+            let _ = write!(fingerprint, " token-account@{version}");
+        }
         for (selector, version, _) in &credentials {
             let _ = write!(fingerprint, " {}/{}@{version}", selector.name, selector.key);
         }
@@ -194,6 +211,61 @@ impl Providers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StoreId, (String, Arc<Provider>)>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every ServiceAccount the store would request tokens for, read to check that it opted in
+    /// ([`store_trust::TOKEN_OPT_IN_ANNOTATION`]): their resourceVersions, so that a withdrawn
+    /// opt-in rebuilds (and so refuses) the provider.
+    async fn read_token_accounts(
+        &self,
+        id: &StoreId,
+        provider: &SecretStoreProvider,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut accounts = Vec::new();
+        if let Some(jwt) = provider
+            .aws
+            .as_ref()
+            .and_then(|a| a.auth.as_ref())
+            .and_then(|a| a.jwt.as_ref())
+        {
+            accounts.push(&jwt.service_account_ref);
+        }
+        if let Some(vault) = &provider.vault {
+            accounts.extend(
+                vault
+                    .auth
+                    .kubernetes
+                    .as_ref()
+                    .and_then(|k| k.service_account_ref.as_ref()),
+            );
+            accounts.extend(
+                vault
+                    .auth
+                    .jwt
+                    .as_ref()
+                    .and_then(|j| j.kubernetes_service_account_token.as_ref())
+                    .map(|t| &t.service_account_ref),
+            );
+        }
+        let mut versions = Vec::new();
+        for account in accounts {
+            let namespace = reference_namespace(
+                id,
+                account.namespace.as_ref(),
+                "ServiceAccount",
+                &account.name,
+            )?;
+            let found: ServiceAccount = self.get_referenced(&namespace, &account.name).await?;
+            if !store_trust::opted_in(found.annotations()) {
+                return Err(TrustError::NotOptedIn {
+                    namespace,
+                    name: account.name.clone(),
+                }
+                .into());
+            }
+            versions.push(found.resource_version().unwrap_or_default());
+        }
+        Ok(versions)
     }
 
     /// For an AWS store with `auth.jwt`: the ServiceAccount's role (ESO's annotation
@@ -268,13 +340,18 @@ impl Providers {
 
     /// A token source that requests a token of `account` (in the namespace the store reads
     /// references in) from the TokenRequest API at every login of the provider.
+    ///
+    /// Errors: an audience of the API server's (an empty list defaults to `default_audience`),
+    /// or a lifetime outside the bounds of [`store_trust::token_lifetime`].
     fn service_account_token(
         &self,
         id: &StoreId,
         account: &ServiceAccountSelector,
-        audiences: Vec<String>,
+        (audiences, default_audience): (Vec<String>, &str),
         expiration_seconds: i64,
     ) -> Result<TokenSource, StoreError> {
+        let audiences = store_trust::token_audiences(audiences, default_audience, &self.trust)?;
+        let expiration_seconds = store_trust::token_lifetime(expiration_seconds)?;
         let namespace = reference_namespace(
             id,
             account.namespace.as_ref(),
@@ -383,7 +460,7 @@ impl Providers {
                         token: self.service_account_token(
                             id,
                             &jwt.service_account_ref,
-                            identity.audiences.clone(),
+                            (identity.audiences.clone(), DEFAULT_STS_AUDIENCE),
                             DEFAULT_TOKEN_SECONDS,
                         )?,
                     });
@@ -423,14 +500,17 @@ impl Providers {
             }
         } else if let Some(kubernetes) = &auth.kubernetes {
             let jwt = match (&kubernetes.service_account_ref, &kubernetes.secret_ref) {
-                // ESO's choice for this login: the ServiceAccount's audiences, 10 minutes.
+                // The ServiceAccount's audiences, else `vault` (ESO asks for the API server's
+                // audience here; seal never does: the Vault role names `audience=vault`), for
+                // 10 minutes.
                 (Some(account), _) => self.service_account_token(
                     id,
                     account,
-                    account.audiences.clone(),
+                    (account.audiences.clone(), DEFAULT_JWT_AUDIENCE),
                     DEFAULT_TOKEN_SECONDS,
                 )?,
                 (None, Some(secret)) => TokenSource::Value(credential(secret)?),
+                // Only a ClusterSecretStore the operator allowed (checked in `get`).
                 (None, None) => TokenSource::File(OWN_TOKEN.into()),
             };
             seal_providers::VaultAuth::Kubernetes {
@@ -451,7 +531,7 @@ impl Providers {
                     self.service_account_token(
                         id,
                         &requested.service_account_ref,
-                        audiences,
+                        (audiences, DEFAULT_JWT_AUDIENCE),
                         requested
                             .expiration_seconds
                             .unwrap_or(DEFAULT_TOKEN_SECONDS),
@@ -587,6 +667,25 @@ impl FetchToken for ServiceAccountToken {
     }
 }
 
+/// The API server's own audiences: the issuer it names in its OpenID discovery document, which
+/// is the audience of a token requested with none. Best effort: a cluster that does not serve the
+/// document still has [`store_trust::WELL_KNOWN_API_AUDIENCES`] refused.
+pub async fn api_audiences(client: &Client) -> Vec<String> {
+    let mut request = http::Request::new(Vec::new());
+    *request.uri_mut() = http::Uri::from_static("/.well-known/openid-configuration");
+    match client.request::<serde_json::Value>(request).await {
+        Ok(document) => document
+            .get("issuer")
+            .and_then(serde_json::Value::as_str)
+            .map(|issuer| vec![issuer.to_owned()])
+            .unwrap_or_default(),
+        Err(error) => {
+            warn!(error = %crate::external::api_reason(&error), "cannot read the API server's issuer; refusing only the well-known API audiences for store tokens");
+            Vec::new()
+        }
+    }
+}
+
 fn kind(id: &StoreId) -> &'static str {
     if id.cluster {
         "ClusterSecretStore"
@@ -648,7 +747,11 @@ pub async fn run(
             .graceful_shutdown_on(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
-            .run(reconcile_store, retry_later, Arc::clone(&context))
+            .run(
+                |store, ctx| contain(reconcile_store(store, ctx)),
+                retry_later,
+                Arc::clone(&context),
+            )
             .for_each(|_| async {})
     });
     let mut stopped_cluster = stopped.clone();
@@ -659,18 +762,33 @@ pub async fn run(
     .graceful_shutdown_on(async move {
         let _ = stopped_cluster.wait_for(|stop| *stop).await;
     })
-    .run(reconcile_cluster_store, retry_later, Arc::clone(&context))
+    .run(
+        |store, ctx| contain(reconcile_cluster_store(store, ctx)),
+        retry_later,
+        Arc::clone(&context),
+    )
     .for_each(|_| async {});
     futures::future::join(futures::future::join_all(namespaced), cluster).await;
 }
 
-/// The store reconcilers' only error: the status could not be written.
+/// Why a store reconcile must be retried.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the store status: {0}")]
-pub struct StatusError(#[source] kube::Error);
+#[non_exhaustive]
+pub enum StatusError {
+    /// The status could not be written.
+    #[error("cannot write the store status: {0}")]
+    Write(#[source] kube::Error),
+    /// The reconcile panicked ([`crate::contained`]).
+    #[error(transparent)]
+    Panicked(#[from] Panicked),
+}
 
-fn retry_later<K>(_: Arc<K>, _: &StatusError, _: Arc<StoreContext>) -> Action {
-    Action::requeue(Duration::from_secs(10))
+fn retry_later<K>(_: Arc<K>, error: &StatusError, _: Arc<StoreContext>) -> Action {
+    match error {
+        // The same input panics again: do not spin on it.
+        StatusError::Panicked(_) => Action::requeue(Duration::from_secs(300)),
+        StatusError::Write(_) => Action::requeue(Duration::from_secs(10)),
+    }
 }
 
 async fn reconcile_store(
@@ -858,7 +976,7 @@ where
             &Patch::Merge(serde_json::json!({ "status": status })),
         )
         .await
-        .map_err(StatusError)?;
+        .map_err(StatusError::Write)?;
     }
     Ok(if reason_now == reason::VALID {
         Action::await_change()

@@ -25,6 +25,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 use seal_api::SealedSecret;
 use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
+use seal_api::produced::ProducedPolicy;
 use seal_api::unsealing::{KeyRing, UnsealError, unseal_to_secret};
 
 /// The field manager of every write this controller makes.
@@ -49,15 +50,18 @@ pub enum Reason {
     InvalidTemplate,
     /// The API server refused the write.
     UpdateFailed,
+    /// The template asks for a reserved label or a denied type ([`ProducedPolicy`]).
+    DeniedByPolicy,
 }
 
 impl Reason {
     /// Every reason that means the Secret was not written as asked.
-    pub const FAILURES: [Reason; 4] = [
+    pub const FAILURES: [Reason; 5] = [
         Self::DecryptionFailed,
         Self::NotManaged,
         Self::InvalidTemplate,
         Self::UpdateFailed,
+        Self::DeniedByPolicy,
     ];
 
     /// The reason as the condition and the Event spell it.
@@ -68,6 +72,7 @@ impl Reason {
             Self::NotManaged => "NotManaged",
             Self::InvalidTemplate => "InvalidTemplate",
             Self::UpdateFailed => "UpdateFailed",
+            Self::DeniedByPolicy => "DeniedByPolicy",
         }
     }
 }
@@ -101,8 +106,13 @@ impl Outcome {
 }
 
 /// Unseals `sealed` with `ring` and writes its Secret if it may and must.
-pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &KeyRing) -> Outcome {
-    match decrypt(sealed, ring) {
+pub async fn unseal_into_secret(
+    client: Client,
+    sealed: &SealedSecret,
+    ring: &KeyRing,
+    policy: &ProducedPolicy,
+) -> Outcome {
+    match decrypt(sealed, ring, policy) {
         Ok(desired) => write_unsealed(client, sealed, desired).await,
         Err(failed) => failed,
     }
@@ -110,7 +120,21 @@ pub async fn unseal_into_secret(client: Client, sealed: &SealedSecret, ring: &Ke
 
 /// The Secret `sealed` stands for, or the failure in words safe for status. This is the CPU-bound
 /// half (an RSA private-key operation per item), which the controller runs off its async workers.
-pub fn decrypt(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret, Outcome> {
+/// A template that `policy` refuses fails first, before any RSA work.
+pub fn decrypt(
+    sealed: &SealedSecret,
+    ring: &KeyRing,
+    policy: &ProducedPolicy,
+) -> Result<Secret, Outcome> {
+    let template = sealed.spec.template.as_ref();
+    policy
+        .check(
+            template
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref()),
+            template.and_then(|t| t.type_.as_deref()),
+        )
+        .map_err(|error| Outcome::failed(Reason::DeniedByPolicy, error.to_string()))?;
     unseal_to_secret(sealed, ring).map_err(|error| match error {
         UnsealError::Template { item, error } => Outcome::failed(
             Reason::InvalidTemplate,

@@ -548,7 +548,8 @@ async fn openbao_token_and_approle_stores_templates_and_policies() -> Result<()>
     // KV v1 with AppRole, keys rewritten, no owner.
     let approle = wait_item(&app, "approle", "app_token", "t1").await?;
     assert!(approle.owner_references().is_empty());
-    // None writes nothing; Merge waits for the Secret, then adds its items.
+    // None writes nothing; Merge waits for the Secret, refuses it until its owner opts in with
+    // seal.dev/patch (as for SealedSecrets), then adds its items.
     wait_reason(&app, "none", "SecretSynced").await?;
     assert!(app.api::<Secret>().get_opt("none").await?.is_none());
     wait_reason(&app, "merge", "SecretMissing").await?;
@@ -556,6 +557,16 @@ async fn openbao_token_and_approle_stores_templates_and_policies() -> Result<()>
         .create(
             &PostParams::default(),
             &secret_from_pairs("existing", app.name(), &[("mine", "kept")]),
+        )
+        .await?;
+    let message = wait_reason(&app, "merge", "SecretSyncedError").await?;
+    assert!(message.contains("seal.dev/patch"), "{message}");
+    assert!(item(&app.api::<Secret>().get("existing").await?, "password").is_none());
+    app.api::<Secret>()
+        .patch(
+            "existing",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"seal.dev/patch": "true"}}})),
         )
         .await?;
     let merged = wait_item(&app, "existing", "password", "p1").await?;

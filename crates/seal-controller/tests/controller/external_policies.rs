@@ -317,11 +317,11 @@ async fn creation_policies_immutable_and_refresh_policies() -> Result<()> {
     let path = unique_name("es-policies");
     kv2_put(env, &path, &[("v", "1")]).await?;
     vault_token_stores(env, &app).await?;
+    // Merge writes into a Secret of someone else's only when its owner opted in.
+    let mut existing = secret_from_pairs("existing", app.name(), &[("mine", "kept")]);
+    existing.metadata.annotations = Some([("seal.dev/patch".to_owned(), "true".to_owned())].into());
     app.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &secret_from_pairs("existing", app.name(), &[("mine", "kept")]),
-        )
+        .create(&PostParams::default(), &existing)
         .await?;
     let value = one_item(&path, "v");
     let with = |name: &str, field: &str, extra: serde_json::Value| {

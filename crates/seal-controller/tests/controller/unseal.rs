@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use seal_api::SealedSecret;
 use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
+use seal_api::produced::ProducedPolicy;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_api::unsealing::KeyRing;
 use seal_controller::unseal::{
@@ -116,7 +117,8 @@ async fn a_secret_is_created_owned_and_not_rewritten_when_unchanged() -> Result<
         .create_sealed("db", &[("password", MARKER), ("user", "etl")], &[])
         .await?;
 
-    let outcome = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    let outcome =
+        unseal_into_secret(f.ns.client(), &sealed, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
     assert!(outcome.wrote);
     let secret = f.secret("db").await?.context("no Secret")?;
@@ -132,7 +134,8 @@ async fn a_secret_is_created_owned_and_not_rewritten_when_unchanged() -> Result<
         ("SealedSecret", Some(true))
     );
 
-    let again = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    let again =
+        unseal_into_secret(f.ns.client(), &sealed, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(again.reason, Reason::Unsealed);
     assert!(!again.wrote, "an unchanged Secret is not written again");
     let after = f.secret("db").await?.context("no Secret")?;
@@ -171,7 +174,8 @@ async fn an_unowned_secret_is_left_alone_until_annotated_managed() -> Result<()>
         .await?;
     let sealed = f.create_sealed("db", &[("password", MARKER)], &[]).await?;
 
-    let refused = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    let refused =
+        unseal_into_secret(f.ns.client(), &sealed, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(refused.reason, Reason::NotManaged);
     assert!(!refused.message.contains(MARKER));
     let untouched = f.secret("db").await?.context("gone")?;
@@ -184,7 +188,8 @@ async fn an_unowned_secret_is_left_alone_until_annotated_managed() -> Result<()>
     secrets
         .replace("db", &PostParams::default(), &annotated)
         .await?;
-    let taken = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    let taken =
+        unseal_into_secret(f.ns.client(), &sealed, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(taken.reason, Reason::Unsealed, "{taken:?}");
     let secret = f.secret("db").await?.context("gone")?;
     assert_eq!(item(&secret, "password").as_deref(), Some(MARKER));
@@ -202,7 +207,8 @@ async fn a_patch_annotated_secret_gets_the_sealed_items_and_keeps_its_own() -> R
         )
         .await?;
     let sealed = f.create_sealed("app", &[("token", MARKER)], &[]).await?;
-    let outcome = unseal_into_secret(f.ns.client(), &sealed, &f.ring).await;
+    let outcome =
+        unseal_into_secret(f.ns.client(), &sealed, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
     let secret = f.secret("app").await?.context("gone")?;
     assert_eq!(item(&secret, "config").as_deref(), Some("kept"));
@@ -223,7 +229,8 @@ async fn skip_owner_references_leaves_the_secret_when_the_sealed_secret_goes() -
         .await?;
     let owned = f.create_sealed("owned", &[("k", "v")], &[]).await?;
     for sealed in [&skip, &owned] {
-        let outcome = unseal_into_secret(f.ns.client(), sealed, &f.ring).await;
+        let outcome =
+            unseal_into_secret(f.ns.client(), sealed, &f.ring, &ProducedPolicy::default()).await;
         assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
     }
     let kept = f.secret("kept").await?.context("no Secret")?;
@@ -233,7 +240,7 @@ async fn skip_owner_references_leaves_the_secret_when_the_sealed_secret_goes() -
         skip.uid().as_ref()
     );
     // Rerunning recognises its own Secret by the label, without an owner reference.
-    let again = unseal_into_secret(f.ns.client(), &skip, &f.ring).await;
+    let again = unseal_into_secret(f.ns.client(), &skip, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!((again.reason, again.wrote), (Reason::Unsealed, false));
 
     let sealed_secrets = f.ns.api::<SealedSecret>();
@@ -266,7 +273,8 @@ async fn a_value_moved_to_another_name_fails_decryption_and_writes_nothing() -> 
         f.ns.api::<SealedSecret>()
             .create(&PostParams::default(), &moved)
             .await?;
-    let outcome = unseal_into_secret(f.ns.client(), &moved, &f.ring).await;
+    let outcome =
+        unseal_into_secret(f.ns.client(), &moved, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(outcome.reason, Reason::DecryptionFailed);
     assert_eq!(
         outcome.message,
@@ -284,7 +292,8 @@ async fn a_value_moved_to_another_name_fails_decryption_and_writes_nothing() -> 
 
     // A wrong key gives exactly the same words.
     let other = KeyRing::new([PrivateKey::generate(KeySize::Rsa2048)?]);
-    let wrong_key = unseal_into_secret(f.ns.client(), &original, &other).await;
+    let wrong_key =
+        unseal_into_secret(f.ns.client(), &original, &other, &ProducedPolicy::default()).await;
     assert_eq!(
         (wrong_key.reason, wrong_key.message),
         (outcome.reason, outcome.message)
@@ -302,7 +311,7 @@ async fn an_immutable_secret_is_replaced_when_its_values_change() -> Result<()> 
     first.spec.template.get_or_insert_default().immutable = Some(true);
     let first = api.replace("db", &PostParams::default(), &first).await?;
     assert!(
-        unseal_into_secret(f.ns.client(), &first, &f.ring)
+        unseal_into_secret(f.ns.client(), &first, &f.ring, &ProducedPolicy::default())
             .await
             .wrote
     );
@@ -322,7 +331,8 @@ async fn an_immutable_secret_is_replaced_when_its_values_change() -> Result<()> 
     )?;
     second.spec.encrypted_data = resealed.spec.encrypted_data;
     let second = api.replace("db", &PostParams::default(), &second).await?;
-    let outcome = unseal_into_secret(f.ns.client(), &second, &f.ring).await;
+    let outcome =
+        unseal_into_secret(f.ns.client(), &second, &f.ring, &ProducedPolicy::default()).await;
     assert_eq!(outcome.reason, Reason::Unsealed, "{outcome:?}");
     assert!(outcome.note.contains("replaced"), "{}", outcome.note);
     let after = f.secret("db").await?.context("no Secret")?;
@@ -363,7 +373,11 @@ async fn scopes_decide_where_a_value_may_be_moved() -> Result<()> {
                 .api::<SealedSecret>()
                 .create(&PostParams::default(), &copy)
                 .await?;
-            anyhow::Ok(unseal_into_secret(ns.client(), &copy, ring).await.reason)
+            anyhow::Ok(
+                unseal_into_secret(ns.client(), &copy, ring, &ProducedPolicy::default())
+                    .await
+                    .reason,
+            )
         }
     };
     let namespace_wide = seal_as(Scope::NamespaceWide, "nw")?;
