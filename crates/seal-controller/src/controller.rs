@@ -11,11 +11,16 @@
 //!   failed for want of a key unseals as soon as the key is added.
 //! - A new key is made on first start and whenever the renewal policy says one is due, or when a
 //!   key Secret carries a renewal request newer than the newest key (`seal keys renew`).
-//! - Every replica serves the certificate API and metrics ([`crate::http`]) and follows the keys;
+//! - Every unsealer replica serves the certificate API and metrics ([`crate::http`]) and follows the keys;
 //!   with leader election (the default) only the holder of the `seal-controller` Lease in the key
 //!   namespace reconciles and makes keys. A replica that loses the Lease stops and exits, so that a
 //!   fresh start rejoins the election with no work in flight; SIGTERM releases the Lease so that
 //!   another replica takes over at once.
+//! - A process has a [`Role`]: the unsealer holds the keys, serves the certificate API and
+//!   reconciles SealedSecrets; the syncer reconciles ExternalSecrets and SecretStores
+//!   ([`crate::external`], [`crate::stores`]) under its own Lease (`<name>-syncer`), never loads a
+//!   key and never reads the key namespace; `all` does both in one process. Run apart, the process
+//!   that calls addresses tenants choose has none of the rights that guard the keys.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,9 +49,46 @@ use crate::keys::{BITNAMI_KEY_LABEL, KeySet, KeyStore, RenewalPolicy, SEALING_KE
 use crate::metrics::Metrics;
 use crate::unseal::{Reason, SEALED_SECRET_UID_LABEL, decrypt, write_status, write_unsealed};
 
+/// What one controller process does. The unsealer holds the sealing keys; the syncer talks to
+/// the providers that stores name. Run apart (the chart's default), each has only its own
+/// ServiceAccount's rights, so a tenant's store that reaches a hostile address never reaches a
+/// process that can read the keys, and a cluster that only unseals runs no syncer at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Both jobs in one process, under one Lease (a single-process install, development).
+    All,
+    /// SealedSecrets, the sealing keys and the certificate API.
+    Unsealer,
+    /// ExternalSecrets and SecretStores; never reads the key namespace.
+    Syncer,
+}
+
+impl Role {
+    /// Whether this process holds the keys and unseals.
+    pub fn unseals(self) -> bool {
+        matches!(self, Role::All | Role::Unsealer)
+    }
+
+    /// Whether this process syncs ExternalSecrets.
+    pub fn syncs(self) -> bool {
+        matches!(self, Role::All | Role::Syncer)
+    }
+
+    /// The Lease the replicas of this role elect a leader on, from the configured base name: a
+    /// syncer elects apart from the unsealers, so that each role has one leader.
+    pub fn lease_name(self, base: &str) -> String {
+        match self {
+            Role::All | Role::Unsealer => base.to_owned(),
+            Role::Syncer => format!("{base}-syncer"),
+        }
+    }
+}
+
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// What this process does.
+    pub role: Role,
     /// The controller's own namespace, where the key Secrets and the leader Lease live.
     pub key_namespace: String,
     /// Namespaces whose SealedSecrets are unsealed; empty means all.
@@ -179,46 +221,43 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop.clone()));
 
+    info!(role = ?settings.role, "starting");
     let store = KeyStore::new(
         client.clone(),
         &settings.key_namespace,
         settings.import_bitnami_keys,
     );
-    let keys = store.load().await?;
-    report_keys(&keys);
+    // A syncer never reads the key namespace: it starts, and stays, with no keys.
+    let keys = if settings.role.unseals() {
+        let keys = store.load().await?;
+        report_keys(&keys);
+        keys
+    } else {
+        KeySet::empty()
+    };
     let shared = Arc::new(Shared {
         keys: watch::Sender::new(Arc::new(keys)),
         metrics: Metrics::new(),
         rate_limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
         produced_policy: settings.produced_policy.clone(),
     });
-    serve(
-        "certificate API",
-        settings.listen_addr,
-        api_router(Arc::clone(&shared)),
-        stopped.clone(),
-    )
-    .await?;
-    serve(
-        "metrics",
-        settings.metrics_addr,
-        metrics_router(Arc::clone(&shared)),
-        stopped.clone(),
-    )
-    .await?;
-    tokio::spawn(watch_keys(
-        client.clone(),
-        store.clone(),
-        settings.clone(),
-        Arc::clone(&shared),
-    ));
+    serve_http(&settings, &shared, &stopped).await?;
+    if settings.role.unseals() {
+        tokio::spawn(watch_keys(
+            client.clone(),
+            store.clone(),
+            settings.clone(),
+            Arc::clone(&shared),
+        ));
+    }
 
     let Some(election) = settings.leader_election.clone() else {
         shared.metrics.set_leader(true);
         return lead(client, &settings, store, shared, stopped).await;
     };
     let duration = election.lease_duration.as_secs().max(2);
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+    let lease_name = settings.role.lease_name(&election.lease_name);
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&settings.key_namespace)
         .with_identity(&election.identity)
         .with_duration(duration)
@@ -227,12 +266,12 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| {
             format!(
-                "cannot use Lease {}/{} for leader election",
-                settings.key_namespace, election.lease_name
+                "cannot use Lease {}/{lease_name} for leader election",
+                settings.key_namespace
             )
         })?;
     let (mut leading, election_task) = manager.watch().await;
-    info!(identity = %election.identity, lease = %election.lease_name, "waiting to lead");
+    info!(identity = %election.identity, lease = %lease_name, "waiting to lead");
     let mut waiting = stopped.clone();
     tokio::select! {
         _ = waiting.wait_for(|stop| *stop) => {}
@@ -290,6 +329,28 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
+/// Serves this role's HTTP: the certificate API (an unsealer) or the probes (a syncer), and the
+/// metrics.
+async fn serve_http(
+    settings: &Settings,
+    shared: &Arc<Shared>,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (what, router) = if settings.role.unseals() {
+        ("certificate API", api_router(Arc::clone(shared)))
+    } else {
+        ("probes", probes_router())
+    };
+    serve(what, settings.listen_addr, router, stopped.clone()).await?;
+    serve(
+        "metrics",
+        settings.metrics_addr,
+        metrics_router(Arc::clone(shared)),
+        stopped.clone(),
+    )
+    .await
+}
+
 /// Binds `addr` now (so a port in use fails the start) and serves `router` until `stopped`.
 async fn serve(
     what: &'static str,
@@ -324,21 +385,28 @@ async fn lead(
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (keys, created) = store.ensure(&settings.renewal, SystemTime::now()).await?;
-    if let Some(created) = created {
-        info!(secret = %created.secret_name, fingerprint = %created.fingerprint, "created a sealing key");
-        report_keys(&keys);
-    }
-    shared.keys.send_replace(Arc::new(keys));
-    let renewal = tokio::spawn(renew_keys(store, settings.renewal, shared.keys.subscribe()));
-    let backup = settings.backup_certificate.clone().map(|recovery| {
-        tokio::spawn(back_up_keys(
-            client.clone(),
-            settings.key_namespace.clone(),
-            recovery,
+    let mut background = Vec::new();
+    if settings.role.unseals() {
+        let (keys, created) = store.ensure(&settings.renewal, SystemTime::now()).await?;
+        if let Some(created) = created {
+            info!(secret = %created.secret_name, fingerprint = %created.fingerprint, "created a sealing key");
+            report_keys(&keys);
+        }
+        shared.keys.send_replace(Arc::new(keys));
+        background.push(tokio::spawn(renew_keys(
+            store,
+            settings.renewal,
             shared.keys.subscribe(),
-        ))
-    });
+        )));
+        if let Some(recovery) = settings.backup_certificate.clone() {
+            background.push(tokio::spawn(back_up_keys(
+                client.clone(),
+                settings.key_namespace.clone(),
+                recovery,
+                shared.keys.subscribe(),
+            )));
+        }
+    }
     let reporter = Reporter {
         controller: "seal-controller".into(),
         instance: std::env::var("POD_NAME")
@@ -358,7 +426,13 @@ async fn lead(
             .map(Some)
             .collect()
     };
-    let controllers = namespaces.into_iter().map(|namespace| {
+    let unsealing = settings
+        .role
+        .unseals()
+        .then_some(namespaces)
+        .into_iter()
+        .flatten();
+    let controllers = unsealing.map(|namespace| {
         unseal_loop(
             namespace.as_deref(),
             &client,
@@ -369,17 +443,21 @@ async fn lead(
             stopped.clone(),
         )
     });
-    let external = crate::external::run(
-        client.clone(),
-        settings,
-        recorder.clone(),
-        Arc::clone(&shared),
-        stopped.clone(),
-    );
+    let external = async {
+        if settings.role.syncs() {
+            crate::external::run(
+                client.clone(),
+                settings,
+                recorder.clone(),
+                Arc::clone(&shared),
+                stopped.clone(),
+            )
+            .await;
+        }
+    };
     futures::future::join(futures::future::join_all(controllers), external).await;
-    renewal.abort();
-    if let Some(backup) = backup {
-        backup.abort();
+    for task in background {
+        task.abort();
     }
     info!("stopped reconciling");
     Ok(())
@@ -694,4 +772,12 @@ fn report_keys(keys: &KeySet) {
         newest = %keys.newest().map(|k| k.fingerprint.to_string()).unwrap_or_default(),
         "sealing keys loaded"
     );
+}
+
+/// A syncer's probes: it has no certificate to serve, and is ready once it serves.
+fn probes_router() -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
 }

@@ -59,6 +59,7 @@ use tracing::{info, warn};
 use crate::contained::{Panicked, contain};
 use crate::controller::{Settings, Shared};
 use crate::rollout;
+use crate::store_trust::check_namespace;
 use crate::stores::{Providers, StoreId};
 use crate::unseal::{FIELD_MANAGER, MANAGED_ANNOTATION, PATCH_ANNOTATION};
 
@@ -161,10 +162,29 @@ pub async fn run(
         Arc::clone(&providers),
         stopped.clone(),
     );
+    // Nothing in the key namespace is watched: a listed one is dropped, and a watch of every
+    // namespace leaves it out on the API server's side.
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
-        namespaces.iter().cloned().map(Some).collect()
+        namespaces
+            .iter()
+            .filter(|ns| match check_namespace(ns, &settings.store_trust) {
+                Ok(()) => true,
+                Err(error) => {
+                    warn!(%error, "not syncing ExternalSecrets there");
+                    false
+                }
+            })
+            .cloned()
+            .map(Some)
+            .collect()
+    };
+    let outside_keys = (!settings.store_trust.key_namespace.is_empty())
+        .then(|| format!("metadata.namespace!={}", settings.store_trust.key_namespace));
+    let watch_config = |config: watcher::Config| match &outside_keys {
+        Some(selector) => config.fields(selector),
+        None => config,
     };
     let loops = scopes.into_iter().map(|namespace| {
         let (externals, secrets): (Api<ExternalSecret>, Api<PartialObjectMeta<Secret>>) =
@@ -180,7 +200,7 @@ pub async fn run(
             writer,
             watcher(
                 secrets,
-                watcher::Config::default().labels(EXTERNAL_SECRET_UID_LABEL),
+                watch_config(watcher::Config::default().labels(EXTERNAL_SECRET_UID_LABEL)),
             )
             .default_backoff(),
         )
@@ -194,7 +214,7 @@ pub async fn run(
             memory: Mutex::new(HashMap::new()),
         });
         let mut stopped = stopped.clone();
-        Controller::new(externals, watcher::Config::default())
+        Controller::new(externals, watch_config(watcher::Config::default()))
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
             .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
                 let namespace = secret.namespace()?;

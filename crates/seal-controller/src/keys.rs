@@ -102,6 +102,16 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// No keys: what a replica that does not unseal holds ([`crate::controller::Role::Syncer`]).
+    pub fn empty() -> Self {
+        KeySet {
+            ring: KeyRing::new([]),
+            keys: Vec::new(),
+            skipped: Vec::new(),
+            renewal_requested: None,
+        }
+    }
+
     /// The key `seal` seals with: the active seal key whose certificate starts last. Imported
     /// Bitnami keys decrypt but never seal.
     pub fn newest(&self) -> Option<&KeyInfo> {

@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use seal_api::produced::ProducedPolicy;
-use seal_controller::controller::{LeaderElection, Settings, run};
+use seal_controller::controller::{LeaderElection, Role, Settings, run};
 use seal_controller::keys::RenewalPolicy;
 use seal_controller::store_trust::StoreTrust;
 use seal_core::KeySize;
 
-/// Unseals SealedSecrets (seal.dev/v1alpha1) into Secrets and manages the sealing keys.
+/// Unseals SealedSecrets (seal.dev/v1alpha1) into Secrets and manages the sealing keys; syncs
+/// ExternalSecrets from Vault and AWS Secrets Manager.
 ///
 /// Runs in the cluster with its ServiceAccount, or anywhere with a kubeconfig (KUBECONFIG or
 /// ~/.kube/config).
@@ -23,8 +24,10 @@ use seal_core::KeySize;
 ///   seal-controller --import-bitnami-keys --key-cutoff-time 2026-12-01T00:00:00Z
 ///   seal-controller --leader-elect=false --listen-addr 127.0.0.1:8080
 ///   seal-controller --allow-controller-identity   # ClusterSecretStores may use IRSA / own token
+///   seal-controller --role unsealer               # keys and SealedSecrets only, no ExternalSecrets
+///   seal-controller --role syncer                 # ExternalSecrets only, under its own account
 ///
-/// HTTP (every replica): GET /v1/cert.pem, GET /v1/certs, POST /v1/verify, POST /v1/rotate,
+/// HTTP (every unsealer replica): GET /v1/cert.pem, GET /v1/certs, POST /v1/verify, POST /v1/rotate,
 /// GET /healthz, GET /readyz; GET /metrics on --listen-metrics-addr.
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -92,6 +95,12 @@ struct Args {
         default_value = "kubernetes.io/service-account-token,bootstrap.kubernetes.io/token"
     )]
     deny_secret_types: Vec<String>,
+    /// What this process does: `unsealer` (SealedSecrets, keys, certificate API), `syncer`
+    /// (ExternalSecrets and SecretStores; never reads the key namespace) or `all` (both, one
+    /// process). Run the two roles apart, each with its own ServiceAccount, wherever tenants
+    /// write stores.
+    #[arg(long, default_value = "all", value_parser = ["all", "unsealer", "syncer"])]
+    role: String,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -138,8 +147,14 @@ async fn serve(args: Args) -> Result<()> {
         None => None,
     };
     let size = KeySize::from_bits(args.key_size).expect("invariant: validated by the parser");
+    let role = match args.role.as_str() {
+        "unsealer" => Role::Unsealer,
+        "syncer" => Role::Syncer,
+        _ => Role::All,
+    };
     let settings = Settings {
-        key_namespace: args.key_namespace,
+        role,
+        key_namespace: args.key_namespace.clone(),
         watch_namespaces: args.namespaces,
         renewal: RenewalPolicy {
             period: (!args.key_renew_period.is_zero()).then_some(args.key_renew_period),
@@ -158,6 +173,7 @@ async fn serve(args: Args) -> Result<()> {
             controller_identity: args.allow_controller_identity,
             http_endpoints: args.allow_http_endpoints,
             api_audiences: Vec::new(),
+            key_namespace: args.key_namespace,
         },
         produced_policy: ProducedPolicy {
             denied_types: args

@@ -23,6 +23,9 @@
 //!   most [`MAX_TOKEN_SECONDS`], and never for the API server's audience (an empty audience list
 //!   means the API server's, so one is always named).
 //!
+//! - Nothing a store or an ExternalSecret names lies in the key namespace (where the sealing keys
+//!   live): the syncer never reads there ([`check_namespace`]).
+//!
 //! Caveats: what a tenant does with its *own* credentials (a token from its own Secret, sent to its
 //! own server) is its business; this module only stops it from spending the controller's.
 
@@ -61,6 +64,8 @@ pub struct StoreTrust {
     pub http_endpoints: bool,
     /// The API server's own audiences (its issuer, found at start), refused for store tokens.
     pub api_audiences: Vec<String>,
+    /// The namespace of the sealing keys, which stores and ExternalSecrets never reach into.
+    pub key_namespace: String,
 }
 
 /// Why a store may not be used. Messages name fields and addresses, never a credential.
@@ -100,6 +105,11 @@ pub enum TrustError {
         "audience {0:?} is the Kubernetes API server's; a store's token must name the provider's audience"
     )]
     ApiAudience(String),
+    /// A reference into the key namespace.
+    #[error(
+        "namespace {0} holds seal-controller's sealing keys; stores and ExternalSecrets may not read or write there"
+    )]
+    KeyNamespace(String),
     /// A ServiceAccount that has not opted in to token requests.
     #[error(
         "ServiceAccount {namespace}/{name} does not allow seal stores to request its tokens; annotate it {TOKEN_OPT_IN_ANNOTATION}: \"true\""
@@ -110,6 +120,15 @@ pub enum TrustError {
         /// Its name.
         name: String,
     },
+}
+
+/// Checks that an object the syncer reads or writes (an ExternalSecret, its target Secret, a
+/// store's credential Secret or ServiceAccount) is not in the key namespace.
+pub fn check_namespace(namespace: &str, trust: &StoreTrust) -> Result<(), TrustError> {
+    if !trust.key_namespace.is_empty() && namespace == trust.key_namespace {
+        return Err(TrustError::KeyNamespace(namespace.to_owned()));
+    }
+    Ok(())
 }
 
 /// Checks that a store of this kind may use `provider` as configured: identity and endpoints.
@@ -252,6 +271,24 @@ mod tests {
     fn vault_kubernetes(auth: &serde_json::Value) -> SecretStoreProvider {
         provider(json!({"vault": {"server": "https://vault.example:8200",
             "auth": {"kubernetes": auth}}}))
+    }
+
+    #[test]
+    fn nothing_reaches_into_the_key_namespace() {
+        let trust = StoreTrust {
+            key_namespace: "seal-system".into(),
+            ..StoreTrust::default()
+        };
+        assert_eq!(
+            check_namespace("seal-system", &trust),
+            Err(TrustError::KeyNamespace("seal-system".into()))
+        );
+        assert_eq!(check_namespace("ml-api", &trust), Ok(()));
+        // Unset (a caller that has no key namespace): nothing is refused.
+        assert_eq!(
+            check_namespace("seal-system", &StoreTrust::default()),
+            Ok(())
+        );
     }
 
     #[test]

@@ -111,12 +111,15 @@ pub enum StoreError {
     /// The store would use power its creator does not have ([`crate::store_trust`]).
     #[error("{0}")]
     Untrusted(#[from] TrustError),
-    /// A credential Secret could not be read from the API server.
-    #[error("cannot read Secret {namespace}/{name}: {reason}")]
+    /// A referenced object (a credential Secret, a ServiceAccount) could not be read from the
+    /// API server.
+    #[error("cannot read {kind} {namespace}/{name}: {reason}")]
     Kube {
-        /// The Secret's namespace.
+        /// The object's kind.
+        kind: &'static str,
+        /// The object's namespace.
         namespace: String,
-        /// The Secret's name.
+        /// The object's name.
         name: String,
         /// The API server's reason and code.
         reason: String,
@@ -254,6 +257,7 @@ impl Providers {
                 account.namespace.as_ref(),
                 "ServiceAccount",
                 &account.name,
+                &self.trust,
             )?;
             let found: ServiceAccount = self.get_referenced(&namespace, &account.name).await?;
             if !store_trust::opted_in(found.annotations()) {
@@ -290,6 +294,7 @@ impl Providers {
             account.namespace.as_ref(),
             "ServiceAccount",
             &account.name,
+            &self.trust,
         )?;
         let found: ServiceAccount = self.get_referenced(&namespace, &account.name).await?;
         let annotations = found.annotations();
@@ -320,12 +325,14 @@ impl Providers {
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
-            + std::fmt::Debug,
+            + std::fmt::Debug
+            + k8s_openapi::Resource,
     {
         Api::<K>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await
             .map_err(|error| StoreError::Kube {
+                kind: <K as k8s_openapi::Resource>::KIND,
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 reason: crate::external::api_reason(&error),
@@ -357,6 +364,7 @@ impl Providers {
             account.namespace.as_ref(),
             "ServiceAccount",
             &account.name,
+            &self.trust,
         )?;
         Ok(TokenSource::Fetched(Arc::new(ServiceAccountToken {
             api: Api::namespaced(self.client.clone(), &namespace),
@@ -398,8 +406,13 @@ impl Providers {
         }
         let mut out = Vec::new();
         for selector in selectors {
-            let namespace =
-                reference_namespace(id, selector.namespace.as_ref(), "Secret", &selector.name)?;
+            let namespace = reference_namespace(
+                id,
+                selector.namespace.as_ref(),
+                "Secret",
+                &selector.name,
+                &self.trust,
+            )?;
             let secret: Secret = self.get_referenced(&namespace, &selector.name).await?;
             let value = secret
                 .data
@@ -588,6 +601,7 @@ fn reference_namespace(
     namespace: Option<&String>,
     kind: &str,
     name: &str,
+    trust: &StoreTrust,
 ) -> Result<String, StoreError> {
     let namespace = match (namespace, id.cluster) {
         (Some(ns), true) => ns.clone(),
@@ -599,6 +613,7 @@ fn reference_namespace(
             "{kind} {name} has no namespace"
         )));
     }
+    store_trust::check_namespace(&namespace, trust)?;
     Ok(namespace)
 }
 

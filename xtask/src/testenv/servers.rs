@@ -377,6 +377,19 @@ impl Environment {
             ],
             None,
         )?;
+        // The role the controller's stores log in to: their tokens are requested for audience
+        // `vault`, never the API server's, and OpenBao's TokenReview asks for that audience.
+        bao(
+            &[
+                "write",
+                "auth/kubernetes/role/seal-store",
+                "bound_service_account_names=*",
+                "bound_service_account_namespaces=*",
+                "audience=vault",
+                "token_policies=seal-read",
+            ],
+            None,
+        )?;
         Ok(vec![
             ("SEAL_TESTENV_VAULT_KV2_MOUNT", "secret".into()),
             ("SEAL_TESTENV_VAULT_KV1_MOUNT", "kv".into()),
@@ -387,6 +400,7 @@ impl Environment {
             ("SEAL_TESTENV_JWT_AUDIENCE", "seal-test".into()),
             ("SEAL_TESTENV_JWT_SIGNING_KEY", pki.jwt_private.clone()),
             ("SEAL_TESTENV_KUBERNETES_ROLE", "seal-test".into()),
+            ("SEAL_TESTENV_KUBERNETES_STORE_ROLE", "seal-store".into()),
         ])
     }
 

@@ -13,6 +13,7 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use seal_api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use seal_controller::store_trust::TOKEN_OPT_IN_ANNOTATION;
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv, unique_name};
 use serde_json::json;
 
@@ -66,12 +67,17 @@ fn jwt_mount_for_service_accounts(
     Ok(mount)
 }
 
-/// A ServiceAccount `name` in `ns`, annotated with IAM role `role` when there is one (ESO's
-/// `eks.amazonaws.com/role-arn`).
-async fn service_account(ns: &TestNamespace, name: &str, role: Option<&str>) -> Result<()> {
-    let mut account = json!({"metadata": {"name": name}});
+/// A ServiceAccount `name` in `ns` that lets stores request its tokens, annotated with IAM role
+/// `role` when there is one (ESO's `eks.amazonaws.com/role-arn`).
+pub(crate) async fn service_account(
+    ns: &TestNamespace,
+    name: &str,
+    role: Option<&str>,
+) -> Result<()> {
+    let mut account = json!({"metadata": {"name": name, "annotations": {}}});
+    account["metadata"]["annotations"][TOKEN_OPT_IN_ANNOTATION] = json!("true");
     if let Some(role) = role {
-        account["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": role});
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] = json!(role);
     }
     let account: ServiceAccount = serde_json::from_value(account)?;
     ns.api::<ServiceAccount>()
@@ -111,8 +117,9 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     service_account(&app, "reader", None).await?;
     let jwt_mount = jwt_mount_for_service_accounts(env, &app, "reader")?;
     // A token of the account kept in a Secret, for a store that names the Secret.
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}}))?;
+    let request: TokenRequest = serde_json::from_value(
+        json!({"spec": {"expirationSeconds": 3600, "audiences": ["vault"]}}),
+    )?;
     let issued = app
         .api::<ServiceAccount>()
         .create_token_request("reader", &PostParams::default(), &request)
@@ -130,7 +137,7 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
 
     let vault = |auth: serde_json::Value| json!({"vault": {"server": env.vault_addr(), "path": "secret", "auth": auth}});
     let kubernetes_with = |source: &str, reference: serde_json::Value| {
-        let mut auth = json!({"role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")});
+        let mut auth = json!({"role": env.var("SEAL_TESTENV_KUBERNETES_STORE_ROLE")});
         auth[source] = reference;
         vault(json!({ "kubernetes": auth }))
     };
@@ -202,7 +209,7 @@ async fn vault_kubernetes_and_jwt_stores_log_in_once_with_requested_service_acco
     wait_store_reason(&stores, "jwt", "Valid").await?;
     wait_store_reason(&stores, "token-secret", "Valid").await?;
     // A ServiceAccount that does not exist: the store says which one, and is not Ready.
-    let message = wait_store_reason(&stores, "no-account", "ValidationFailed").await?;
+    let message = wait_store_reason(&stores, "no-account", "InvalidProviderConfig").await?;
     assert!(
         message.contains(&format!("ServiceAccount {}/nobody", app.name())),
         "{message}"
@@ -272,7 +279,7 @@ async fn the_shipped_rbac_lets_kubernetes_and_aws_jwt_stores_request_their_token
     create::<SecretStore>(&app, json!({
         "apiVersion": "seal.dev/v1alpha1", "kind": "SecretStore", "metadata": {"name": "kubernetes"},
         "spec": {"provider": {"vault": {"server": env.vault_addr(), "path": "secret",
-            "auth": {"kubernetes": {"role": env.var("SEAL_TESTENV_KUBERNETES_ROLE"),
+            "auth": {"kubernetes": {"role": env.var("SEAL_TESTENV_KUBERNETES_STORE_ROLE"),
                 "serviceAccountRef": {"name": "reader"}}}}}},
     }))
     .await?;
