@@ -259,7 +259,7 @@ async fn the_shipped_rbac_lets_kubernetes_and_aws_jwt_stores_request_their_token
     apply_shipped_rbac(env, keys.name(), &unique_name("seal-controller-es")).await?;
     let work = tempfile::tempdir()?;
     let kubeconfig = work.path().join("kubeconfig");
-    env.service_account_kubeconfig(keys.name(), "seal-controller", &kubeconfig)?;
+    env.service_account_kubeconfig(keys.name(), "seal-syncer", &kubeconfig)?;
     let path = unique_name("es-rbac");
     kv2_put(env, &path, &[("password", "under-rbac")]).await?;
     env.secretsmanager()
@@ -308,8 +308,8 @@ async fn the_shipped_rbac_lets_kubernetes_and_aws_jwt_stores_request_their_token
     let controller = ControllerProcess::start_with(
         &kubeconfig,
         keys.name(),
-        "seal-controller-0",
-        &["--namespaces", app.name()],
+        "seal-syncer-0",
+        &["--role", "syncer", "--namespaces", app.name()],
     )
     .await?;
     wait_store_reason(&app.api::<SecretStore>(), "kubernetes", "Valid").await?;

@@ -1,21 +1,23 @@
-//! The shipped RBAC (`deploy/rbac/seal-controller.yaml`) is enough: the controller runs under
-//! exactly that ServiceAccount's rights (an impersonating kubeconfig) and does all of its work
+//! The shipped RBAC (`deploy/rbac/seal-controller.yaml`) is enough: the unsealer runs under
+//! exactly its ServiceAccount's rights (an impersonating kubeconfig) and does all of its work
 //! (key, unseal, status, Event, leader Lease, key backup) without one refusal. And it is not more
-//! than that: the same identity cannot delete SealedSecrets, read ConfigMaps elsewhere, or list
-//! Pods.
+//! than that: the same identity cannot delete SealedSecrets, read ConfigMaps elsewhere, list Pods,
+//! read ExternalSecrets or request tokens; the syncer's cannot read SealedSecrets or the key
+//! backup.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
+use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use seal_api::SealedSecret;
 use seal_api::manifest::{self, Object};
+use seal_api::{ExternalSecret, SealedSecret};
 use seal_controller::backup::BACKUP_CONFIGMAP;
 use seal_core::{Certificate, KeySize, PrivateKey};
 use seal_testenv::{TestEnv, eventually, testenv, unique_name};
@@ -25,8 +27,9 @@ use crate::support::{ControllerProcess, first_key, install_crds, item, sealed};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Applies the shipped RBAC for a controller in `namespace`, with the cluster-wide objects renamed
-/// `cluster_name` so that runs sharing one API server do not meet.
+/// Applies the shipped RBAC (the unsealer `seal-controller` and the syncer `seal-syncer`) for a
+/// controller in `namespace`, with the cluster-wide objects prefixed `cluster_name` so that runs
+/// sharing one API server do not meet.
 pub(crate) async fn apply_shipped_rbac(
     env: &TestEnv,
     namespace: &str,
@@ -36,6 +39,12 @@ pub(crate) async fn apply_shipped_rbac(
     let text = std::fs::read_to_string(&path)?.replace("seal-system", namespace);
     let client = env.kube_client().await?;
     let apply = PatchParams::apply("seal-rbac-test").force();
+    let cluster_wide = |name: &Value| {
+        Value::from(format!(
+            "{cluster_name}-{}",
+            name.as_str().unwrap_or_default()
+        ))
+    };
     for located in manifest::parse(&text)? {
         let Object::Other {
             kind, mut value, ..
@@ -43,38 +52,50 @@ pub(crate) async fn apply_shipped_rbac(
         else {
             anyhow::bail!("unexpected object at line {}", located.line);
         };
+        let name = value["metadata"]["name"]
+            .as_str()
+            .context("a name")?
+            .to_owned();
         match kind.as_str() {
             "ServiceAccount" => {
                 let account: ServiceAccount = serde_json::from_value(value)?;
                 Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-                    .patch("seal-controller", &apply, &Patch::Apply(&account))
+                    .patch(&name, &apply, &Patch::Apply(&account))
                     .await?;
             }
             "ClusterRole" => {
-                value["metadata"]["name"] = Value::from(cluster_name);
+                value["metadata"]["name"] = cluster_wide(&value["metadata"]["name"]);
                 let role: ClusterRole = serde_json::from_value(value)?;
                 Api::<ClusterRole>::all(client.clone())
-                    .patch(cluster_name, &apply, &Patch::Apply(&role))
+                    .patch(
+                        &role.metadata.name.clone().unwrap_or_default(),
+                        &apply,
+                        &Patch::Apply(&role),
+                    )
                     .await?;
             }
             "ClusterRoleBinding" => {
-                value["metadata"]["name"] = Value::from(cluster_name);
-                value["roleRef"]["name"] = Value::from(cluster_name);
+                value["metadata"]["name"] = cluster_wide(&value["metadata"]["name"]);
+                value["roleRef"]["name"] = cluster_wide(&value["roleRef"]["name"]);
                 let binding: ClusterRoleBinding = serde_json::from_value(value)?;
                 Api::<ClusterRoleBinding>::all(client.clone())
-                    .patch(cluster_name, &apply, &Patch::Apply(&binding))
+                    .patch(
+                        &binding.metadata.name.clone().unwrap_or_default(),
+                        &apply,
+                        &Patch::Apply(&binding),
+                    )
                     .await?;
             }
             "Role" => {
                 let role: Role = serde_json::from_value(value)?;
                 Api::<Role>::namespaced(client.clone(), namespace)
-                    .patch("seal-controller", &apply, &Patch::Apply(&role))
+                    .patch(&name, &apply, &Patch::Apply(&role))
                     .await?;
             }
             "RoleBinding" => {
                 let binding: RoleBinding = serde_json::from_value(value)?;
                 Api::<RoleBinding>::namespaced(client.clone(), namespace)
-                    .patch("seal-controller", &apply, &Patch::Apply(&binding))
+                    .patch(&name, &apply, &Patch::Apply(&binding))
                     .await?;
             }
             other => anyhow::bail!("the RBAC file holds a {other}"),
@@ -108,7 +129,12 @@ async fn the_shipped_rbac_is_enough_and_no_more() -> Result<()> {
         &kubeconfig,
         keys.name(),
         "seal-controller-0",
-        &["--backup-cert", recovery_cert.to_str().context("utf-8")?],
+        &[
+            "--role",
+            "unsealer",
+            "--backup-cert",
+            recovery_cert.to_str().context("utf-8")?,
+        ],
     )
     .await?;
     let certificate = first_key(&keys).await?;
@@ -190,8 +216,33 @@ async fn the_shipped_rbac_is_enough_and_no_more() -> Result<()> {
             .await
     ));
     assert!(forbidden(
-        Api::<SealedSecret>::namespaced(limited, app.name())
+        Api::<SealedSecret>::namespaced(limited.clone(), app.name())
             .delete("db", &DeleteParams::default())
+            .await
+    ));
+    // The unsealer talks to no provider: no store, no ExternalSecret, no token of anyone's.
+    assert!(forbidden(
+        Api::<ExternalSecret>::all(limited.clone())
+            .list(&ListParams::default())
+            .await
+    ));
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({"spec": {}}))?;
+    assert!(forbidden(
+        Api::<ServiceAccount>::namespaced(limited, keys.name())
+            .create_token_request("seal-syncer", &PostParams::default(), &request)
+            .await
+    ));
+    // And the syncer has no right over SealedSecrets or the key backup.
+    let syncer = format!("system:serviceaccount:{}:seal-syncer", keys.name());
+    let syncer: Client = env.kube_client_as(&syncer).await?;
+    assert!(forbidden(
+        Api::<SealedSecret>::all(syncer.clone())
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<ConfigMap>::namespaced(syncer, keys.name())
+            .get(BACKUP_CONFIGMAP)
             .await
     ));
     Ok(())

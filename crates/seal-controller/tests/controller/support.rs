@@ -176,8 +176,10 @@ impl ControllerProcess {
                 if let Some(status) = exited {
                     bail!("the controller exited ({status}):\n{log}");
                 }
-                Ok(address(&log, "serving the certificate API")
-                    .zip(address(&log, "serving the metrics")))
+                // An unsealer serves the certificate API, a syncer only the probes.
+                let api = address(&log, "serving the certificate API")
+                    .or_else(|| address(&log, "serving the probes"));
+                Ok(api.zip(address(&log, "serving the metrics")))
             }
         })
         .await?;

@@ -213,12 +213,13 @@ fn the_chart_rbac_grants_exactly_what_deploy_rbac_grants() -> Result<()> {
         bound(&all, "ClusterRoleBinding"),
         BTreeSet::from([
             ("*".to_owned(), "seal-controller".to_owned()),
-            ("*".to_owned(), "seal-controller-cluster".to_owned()),
+            ("*".to_owned(), "seal-controller-syncer".to_owned()),
+            ("*".to_owned(), "seal-controller-syncer-cluster".to_owned()),
         ])
     );
     assert_eq!(
         bound(&listed, "ClusterRoleBinding"),
-        BTreeSet::from([("*".to_owned(), "seal-controller-cluster".to_owned())])
+        BTreeSet::from([("*".to_owned(), "seal-controller-syncer-cluster".to_owned())])
     );
     let role_bindings = bound(&listed, "RoleBinding");
     for namespace in ["ml", "ml-batch", "seal-system"] {
@@ -227,10 +228,23 @@ fn the_chart_rbac_grants_exactly_what_deploy_rbac_grants() -> Result<()> {
             "{namespace}: {role_bindings:?}"
         );
     }
+    // The syncer's Secret rights: in the listed namespaces, never in the key namespace.
+    for namespace in ["ml", "ml-batch"] {
+        assert!(
+            role_bindings.contains(&(namespace.to_owned(), "seal-controller-syncer".to_owned())),
+            "{namespace}: {role_bindings:?}"
+        );
+    }
+    let syncer_secrets_in_keys = of_kind(&listed, "RoleBinding").into_iter().any(|b| {
+        b["metadata"]["namespace"] == "seal-system"
+            && b["roleRef"]["kind"] == "ClusterRole"
+            && b["roleRef"]["name"] == "seal-controller-syncer"
+    });
+    assert!(!syncer_secrets_in_keys, "{role_bindings:?}");
     // The cluster-scoped ClusterRole holds no namespaced resource.
     let cluster_role = of_kind(&listed, "ClusterRole")
         .into_iter()
-        .find(|r| r["metadata"]["name"] == "seal-controller-cluster")
+        .find(|r| r["metadata"]["name"] == "seal-controller-syncer-cluster")
         .context("the -cluster ClusterRole")?;
     let cluster_grants = grants(std::slice::from_ref(cluster_role))?;
     for (_, resource, _) in &cluster_grants {
@@ -242,6 +256,82 @@ fn the_chart_rbac_grants_exactly_what_deploy_rbac_grants() -> Result<()> {
             ]
             .contains(&resource.as_str()),
             "{resource} is namespaced and must not be granted cluster-wide with a list"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_roles_run_apart_and_a_cluster_that_only_unseals_syncs_nothing() -> Result<()> {
+    let helm = helm!();
+    let chart = chart("seal-controller");
+    let objects = helm.template("seal-controller", &chart, "seal-system", &[], &[])?;
+    // Two Deployments, each under its own ServiceAccount, with its own role; only the unsealer is
+    // behind the certificate Service.
+    let roles: BTreeSet<(String, String)> = of_kind(&objects, "Deployment")
+        .into_iter()
+        .map(|d| {
+            let spec = &d["spec"]["template"]["spec"];
+            let role = spec["containers"][0]["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .find_map(|a| a.strip_prefix("--role="))
+                .unwrap_or_default()
+                .to_owned();
+            (
+                role,
+                spec["serviceAccountName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        BTreeSet::from([
+            ("unsealer".to_owned(), "seal-controller".to_owned()),
+            ("syncer".to_owned(), "seal-controller-syncer".to_owned()),
+        ])
+    );
+    let service = of_kind(&objects, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "seal-controller")
+        .context("the certificate Service")?;
+    let syncer = of_kind(&objects, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "seal-controller-syncer")
+        .context("the syncer")?;
+    let selector = service["spec"]["selector"]
+        .as_object()
+        .context("selector")?;
+    let labels = &syncer["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        selector.iter().any(|(k, v)| &labels[k] != v),
+        "the certificate Service selects the syncer's pods"
+    );
+
+    // syncer.enabled=false: nothing that syncs, and no right to stores, ExternalSecrets or tokens.
+    let unsealing = helm.template(
+        "seal-controller",
+        &chart,
+        "seal-system",
+        &[],
+        &["--set", "syncer.enabled=false"],
+    )?;
+    assert_eq!(of_kind(&unsealing, "Deployment").len(), 1);
+    let granted = grants(&unsealing)?;
+    for resource in [
+        "externalsecrets",
+        "secretstores",
+        "clustersecretstores",
+        "serviceaccounts/token",
+    ] {
+        assert!(
+            granted.iter().all(|(_, r, _)| r != resource),
+            "{resource} is granted to a cluster that only unseals"
         );
     }
     Ok(())
@@ -327,7 +417,11 @@ fn the_controller_deployment_is_highly_available_and_probed() -> Result<()> {
     assert!(args.contains(&"--leader-elect=true"), "{args:?}");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
+    assert_eq!(
+        of_kind(&objects, "PodDisruptionBudget").len(),
+        2,
+        "one per role"
+    );
     let services = of_kind(&objects, "Service");
     assert_eq!(services.len(), 2, "the certificate API and the metrics");
     assert_eq!(services[0]["spec"]["ports"][0]["name"], "http");
@@ -346,14 +440,14 @@ fn the_controller_deployment_is_highly_available_and_probed() -> Result<()> {
         .find(|(r, _)| r == "seal-controller")
         .context("release")?
         .1;
-    for kind in [
-        "ServiceMonitor",
-        "PrometheusRule",
-        "NetworkPolicy",
-        "ConfigMap",
-    ] {
+    for kind in ["ServiceMonitor", "PrometheusRule", "ConfigMap"] {
         assert_eq!(of_kind(controller, kind).len(), 1, "prod renders a {kind}");
     }
+    assert_eq!(
+        of_kind(controller, "NetworkPolicy").len(),
+        2,
+        "prod renders a NetworkPolicy per role"
+    );
     let rules = serde_json::to_string(&of_kind(controller, "PrometheusRule")[0]["spec"])?;
     for metric in [
         "seal_controller_unseal_errors_total",

@@ -125,7 +125,7 @@ pub(crate) struct Controller {
 
 impl Controller {
     /// Starts the binary with `args` and the environment the chart's Deployment gives it; returns
-    /// once it serves the certificate API, with that API's address.
+    /// once it serves the certificate API (or a syncer its probes), with that address.
     pub(crate) async fn start(
         args: &[String],
         kubeconfig: &Path,
@@ -152,7 +152,9 @@ impl Controller {
                 if let Some(status) = exited {
                     bail!("the controller exited ({status}):\n{log}");
                 }
-                Ok(address(&log, "serving the certificate API"))
+                // An unsealer serves the certificate API, a syncer only its probes.
+                Ok(address(&log, "serving the certificate API")
+                    .or_else(|| address(&log, "serving the probes")))
             }
         })
         .await?;
@@ -227,6 +229,41 @@ impl Drop for Installed<'_> {
             &self.kubeconfig,
         ]);
     }
+}
+
+/// Runs the binary as the chart's `deployment` would run it (its arguments, as its ServiceAccount),
+/// out of cluster: loopback and random ports, text logs to find the addresses, the backup
+/// certificate from `backup_cert`. Returns the process, its address and its ServiceAccount.
+async fn start_deployment(
+    env: &TestEnv,
+    deployment: &Value,
+    work: &Path,
+    namespace: &str,
+    backup_cert: &Path,
+) -> Result<(Controller, String, String)> {
+    let pod = &deployment["spec"]["template"]["spec"];
+    let account = pod["serviceAccountName"]
+        .as_str()
+        .context("serviceAccountName")?
+        .to_owned();
+    let kubeconfig = work.join(format!("{account}.kubeconfig"));
+    env.service_account_kubeconfig(namespace, &account, &kubeconfig)?;
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"], json!(["seal-controller"]));
+    let mut args = Vec::new();
+    for arg in container["args"].as_array().context("args")? {
+        let arg = arg.as_str().context("an argument")?;
+        args.push(match arg.split_once('=') {
+            Some(("--listen-addr" | "--listen-metrics-addr", _)) => {
+                format!("{}=127.0.0.1:0", arg.split_once('=').map_or("", |p| p.0))
+            }
+            Some(("--log-format", _)) => "--log-format=text".to_owned(),
+            Some(("--backup-cert", _)) => format!("--backup-cert={}", path_str(backup_cert)?),
+            _ => arg.to_owned(),
+        });
+    }
+    let (process, address) = Controller::start(&args, &kubeconfig, namespace).await?;
+    Ok((process, address, account))
 }
 
 #[tokio::test]
@@ -310,37 +347,24 @@ async fn the_installed_controller_chart_is_enough_for_the_controller_and_no_more
         "NOTES do not say `{command}`:\n{notes}"
     );
 
-    // The controller binary with the Deployment's arguments, as the chart's ServiceAccount.
-    let deployment = of_kind(&manifest, "Deployment")[0];
-    let pod = &deployment["spec"]["template"]["spec"];
-    let account = pod["serviceAccountName"]
-        .as_str()
-        .context("serviceAccountName")?;
-    let account_kubeconfig = work.path().join("kubeconfig");
-    env.service_account_kubeconfig(keys.name(), account, &account_kubeconfig)?;
-    let container = &pod["containers"][0];
-    assert_eq!(container["command"], json!(["seal-controller"]));
-    let mut args = Vec::new();
-    for arg in container["args"].as_array().context("args")? {
-        let arg = arg.as_str().context("an argument")?;
-        // Loopback and random ports out of cluster; text logs to find the addresses; the backup
-        // certificate from the file the chart's ConfigMap was made of.
-        args.push(match arg.split_once('=') {
-            Some(("--listen-addr" | "--listen-metrics-addr", _)) => {
-                format!("{}=127.0.0.1:0", arg.split_once('=').map_or("", |p| p.0))
-            }
-            Some(("--log-format", _)) => "--log-format=text".to_owned(),
-            Some(("--backup-cert", _)) => {
-                format!("--backup-cert={}", path_str(&recovery.join("tls.crt"))?)
-            }
-            _ => arg.to_owned(),
-        });
+    // Each role's binary with its Deployment's arguments, as its own ServiceAccount.
+    let backup_cert = recovery.join("tls.crt");
+    let deployment = |name: &str| {
+        of_kind(&manifest, "Deployment")
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .with_context(|| format!("the Deployment {name}"))
+    };
+    let unsealer = deployment(&release)?;
+    let syncer = deployment(&format!("{release}-syncer"))?;
+    let (controller, api, account) =
+        start_deployment(env, unsealer, work.path(), keys.name(), &backup_cert).await?;
+    let (syncer, _, syncer_account) =
+        start_deployment(env, syncer, work.path(), keys.name(), &backup_cert).await?;
+    assert_ne!(account, syncer_account, "the roles share a ServiceAccount");
+    for (process, role) in [(&controller, "Unsealer"), (&syncer, "Syncer")] {
+        assert!(process.log().contains(&format!("role={role}")), "{role}");
     }
-    assert!(
-        args.contains(&format!("--namespaces={}", app.name())),
-        "{args:?}"
-    );
-    let (controller, api) = Controller::start(&args, &account_kubeconfig, keys.name()).await?;
     let certificate = served_certificate(&api).await?;
 
     // `helm test`: its pod's command, pointed at this controller instead of the Service, fetches
@@ -464,12 +488,22 @@ async fn the_installed_controller_chart_is_enough_for_the_controller_and_no_more
         async move { Ok(configmaps.get_opt("seal-key-backup").await?) }
     })
     .await?;
-    let log = controller.log();
-    assert!(
-        !log.contains("forbidden") && !log.contains("Forbidden"),
-        "a request was refused:\n{log}"
-    );
-    assert!(!log.contains("deploy-chart-value") && !log.contains("deploy-sync-value"));
+    for log in [controller.log(), syncer.log()] {
+        assert!(
+            !log.contains("forbidden") && !log.contains("Forbidden"),
+            "a request was refused:\n{log}"
+        );
+        assert!(!log.contains("deploy-chart-value") && !log.contains("deploy-sync-value"));
+    }
+
+    // The syncer has no right over the key namespace's Secrets.
+    let syncer_user = format!("system:serviceaccount:{}:{syncer_account}", keys.name());
+    let syncer_client = env.kube_client_as(&syncer_user).await?;
+    assert!(forbidden(
+        Api::<Secret>::namespaced(syncer_client, keys.name())
+            .list(&ListParams::default())
+            .await
+    ));
 
     // And no more: not another namespace's Secrets, not the CRDs, not Pods.
     let user = format!("system:serviceaccount:{}:{account}", keys.name());

@@ -352,7 +352,8 @@ async fn examples_ml_batch_aws_and_vault_kubernetes_sync() -> Result<()> {
         if object["kind"] == "SecretStore" {
             let vault = &mut object["spec"]["provider"]["vault"];
             vault["server"] = json!(env.vault_addr());
-            vault["auth"]["kubernetes"]["role"] = json!(env.var("SEAL_TESTENV_KUBERNETES_ROLE"));
+            vault["auth"]["kubernetes"]["role"] =
+                json!(env.var("SEAL_TESTENV_KUBERNETES_STORE_ROLE"));
         }
         apply(&client, &object).await?;
     }
