@@ -16,4 +16,5 @@ mod online;
 mod process;
 mod rbac;
 mod support;
+mod tenant;
 mod unseal;
