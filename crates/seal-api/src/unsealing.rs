@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use seal_core::envelope::{self, Envelope};
 use seal_core::{Fingerprint, OpenError, PrivateKey, ScopeError, SecretBytes};
-use seal_template::{Template, TemplateError};
+use seal_template::{OutputBudget, Template, TemplateError};
 
 use crate::sealed_secret::SealedSecret;
 
@@ -149,6 +149,8 @@ pub fn unseal_to_secret(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret,
     let mut items = unseal_items(sealed, ring)?;
     let template = sealed.spec.template.clone().unwrap_or_default();
     let mut rendered = Vec::new();
+    // One output budget for every template of this Secret (seal_template's budgets).
+    let mut budget = OutputBudget::per_secret();
     for (item, source) in template.data.iter().flatten() {
         if items.contains_key(item) {
             continue;
@@ -159,7 +161,7 @@ pub fn unseal_to_secret(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret,
         };
         let value = Template::parse(source)
             .map_err(error)?
-            .render(&items)
+            .render_within(&items, &mut budget)
             .map_err(error)?;
         rendered.push((item.clone(), value));
     }

@@ -727,11 +727,13 @@ fn render(
         });
     };
     let mut data = BTreeMap::new();
+    // One output budget for every template of this Secret (seal_template's budgets).
+    let mut budget = seal_template::OutputBudget::per_secret();
     for (key, source) in &template.data {
         let parsed = seal_template::Template::parse(source)
             .map_err(|e| format!("template.data {key:?}: {e}"))?;
         let rendered = parsed
-            .render(&fetched)
+            .render_within(&fetched, &mut budget)
             .map_err(|e| format!("template.data {key:?}: {e}"))?;
         data.insert(key.clone(), rendered);
     }
