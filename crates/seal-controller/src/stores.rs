@@ -23,12 +23,18 @@
 //! happens when the store is first used and again only when the Vault token can no longer be
 //! renewed, by which time a token requested earlier would have expired. Kubernetes auth with a
 //! `secretRef` presents the token in that Secret (read like every credential Secret), and with
-//! neither the controller's own projected token. AWS `jwt` is ESO's IRSA per store: the
+//! neither the controller's own projected token (a ClusterSecretStore only, when allowed). AWS
+//! `jwt` is ESO's IRSA per store: the
 //! ServiceAccount's `eks.amazonaws.com/role-arn` annotation names the role, and a token requested
 //! for it (audience `sts.amazonaws.com` unless `eks.amazonaws.com/audience` says otherwise) is
 //! exchanged with STS AssumeRoleWithWebIdentity whenever the credentials need renewing; the
 //! ServiceAccount is read on each use of the store so that a changed annotation rebuilds the
 //! provider.
+//!
+//! Before any of that, [`crate::store_trust`] decides what the store may spend: whose identity,
+//! which endpoints, whose tokens (only ServiceAccounts that opted in, for at most an hour, never
+//! for the API server's audience), and never anything in the key namespace. A store it refuses is
+//! `InvalidProviderConfig` and no connection is made.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -433,3 +433,89 @@ async fn a_tenant_template_cannot_exhaust_the_controller() -> Result<()> {
     assert_eq!(code, 200);
     Ok(())
 }
+
+/// The syncer never reads the key namespace: an ExternalSecret there is not synced, and a
+/// ClusterSecretStore whose credentials live there is refused, even for the operator.
+#[tokio::test]
+async fn the_syncer_never_reaches_into_the_key_namespace() -> Result<()> {
+    let env = testenv!();
+    install_all_crds(env).await?;
+    let keys = env.namespace("tenant-syncer-keys").await?;
+    let app = env.namespace("tenant-syncer").await?;
+    aws_credentials(env, &keys).await?;
+    aws_credentials(env, &app).await?;
+    let trap = Trap::start()?;
+    let credentials = |namespace: &str| {
+        json!({"secretRef": {
+            "accessKeyIDSecretRef": {"name": "aws-creds", "key": "id", "namespace": namespace},
+            "secretAccessKeySecretRef": {"name": "aws-creds", "key": "key", "namespace": namespace}}})
+    };
+    let cluster_store = seal_testenv::unique_name("keys-creds");
+    let css: seal_api::ClusterSecretStore = serde_json::from_value(json!({
+        "apiVersion": "seal.dev/v1alpha1", "kind": "ClusterSecretStore",
+        "metadata": {"name": cluster_store},
+        "spec": {"provider": {"aws": {"service": "SecretsManager", "region": env.var("AWS_REGION"),
+            "endpointURL": trap.address, "auth": credentials(keys.name())}}},
+    }))?;
+    let cluster_stores = Api::<seal_api::ClusterSecretStore>::all(env.kube_client().await?);
+    cluster_stores.create(&PostParams::default(), &css).await?;
+    // An ExternalSecret in the key namespace, through a store there.
+    let mut in_keys = crate::external::aws_store(env, "aws", &trap.address);
+    in_keys["metadata"]["namespace"] = json!(keys.name());
+    crate::external::create::<SecretStore>(&keys, in_keys).await?;
+    crate::external::create::<ExternalSecret>(
+        &keys,
+        crate::external::external_secret(
+            "planted",
+            "aws",
+            json!({"data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]}),
+        ),
+    )
+    .await?;
+
+    // Listing the key namespace does not make the syncer watch it. (A list keeps this syncer
+    // away from the other tests' objects; the watch of every namespace leaves the key namespace
+    // out with a field selector, the same rule.)
+    let namespaces = format!("{},{}", keys.name(), app.name());
+    let controller = ControllerProcess::start(
+        env,
+        keys.name(),
+        &[
+            "--role",
+            "syncer",
+            "--leader-elect=false",
+            "--namespaces",
+            &namespaces,
+        ],
+    )
+    .await?;
+    let message =
+        wait_store_reason(&cluster_stores, &cluster_store, "InvalidProviderConfig").await?;
+    assert!(message.contains("sealing keys"), "{message}");
+    // The store in the key namespace is refused too (its credentials are there); the
+    // ExternalSecret there is never even watched, so it gets no status at all.
+    let message =
+        wait_store_reason(&keys.api::<SecretStore>(), "aws", "InvalidProviderConfig").await?;
+    assert!(message.contains("sealing keys"), "{message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let planted = keys.api::<ExternalSecret>().get("planted").await?;
+    assert!(
+        planted.status.is_none(),
+        "the syncer reconciled an ExternalSecret in the key namespace"
+    );
+    assert!(keys.api::<Secret>().get_opt("planted").await?.is_none());
+    assert_eq!(trap.connections(), 0);
+    // And it holds no key: no certificate API, no key Secret made.
+    let log = controller.log();
+    assert!(log.contains("serving the probes"), "{log}");
+    assert!(log.contains("not syncing ExternalSecrets there"), "{log}");
+    let made = keys
+        .api::<Secret>()
+        .list(&kube::api::ListParams::default().labels(SEALING_KEY_LABEL))
+        .await?;
+    assert!(made.items.is_empty(), "the syncer made a key");
+    cluster_stores
+        .delete(&cluster_store, &kube::api::DeleteParams::default())
+        .await?;
+    Ok(())
+}
