@@ -7,7 +7,10 @@
 //! any reader can see it, content synced), then renamed over the old one: a reader sees the old
 //! file or the new one, never a part. The renames start only once every changed file is staged,
 //! so a failure on one file writes none. A file whose content is unchanged is not rewritten, so a
-//! refresh that finds nothing new touches nothing and signals nobody.
+//! refresh that finds nothing new touches nothing and signals nobody. The comparison opens only a
+//! regular file, never through a link, never waiting, and reads no more than the new content's
+//! size: a FIFO or a link to `/dev/zero` planted at an output path cannot hang the agent, and is
+//! replaced by the rename, never written through.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -144,10 +147,7 @@ fn render_source(source: &Source, values: &Values) -> anyhow::Result<Zeroizing<V
 pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<Vec<PathBuf>> {
     let mut staged = Vec::new();
     for (spec, content) in files.iter().zip(&rendered.files) {
-        let same = std::fs::read(&spec.path)
-            .map(Zeroizing::new)
-            .is_ok_and(|old| old.as_slice() == content.as_slice());
-        if same {
+        if unchanged(&spec.path, content) {
             continue;
         }
         let file = stage(spec, content)
@@ -165,6 +165,33 @@ pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<
         written.push(spec.path.clone());
     }
     Ok(written)
+}
+
+/// Whether `path` is a regular file holding exactly `content`. The comparison never follows a
+/// symlink (`O_NOFOLLOW`), never waits on a FIFO or device (`O_NONBLOCK`, then only a regular
+/// file of the expected length is read) and never reads more than `content`'s length plus one
+/// byte: whatever else is at the path (a link to `/dev/zero`, a FIFO nobody writes) counts as
+/// changed, and the rename that follows replaces the entry itself.
+fn unchanged(path: &Path, content: &[u8]) -> bool {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    let Ok(metadata) = file.metadata() else {
+        return false;
+    };
+    if !metadata.file_type().is_file() || metadata.len() != content.len() as u64 {
+        return false;
+    }
+    let mut old = Zeroizing::new(Vec::with_capacity(content.len() + 1));
+    let read = file.take(content.len() as u64 + 1).read_to_end(&mut old);
+    read.is_ok() && old.as_slice() == content
 }
 
 fn directory(path: &Path) -> &Path {
@@ -226,6 +253,68 @@ mod tests {
         assert_eq!(std::fs::read(&files[0].path).unwrap(), b"two");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_at_the_path_is_replaced_never_read_or_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        let to_zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &to_zero).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"other file").unwrap();
+        let to_victim = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &to_victim).unwrap();
+        let paths = [fifo.clone(), to_zero.clone(), to_victim.clone()];
+        let content = Rendered {
+            files: vec![
+                Zeroizing::new(b"value".to_vec()),
+                Zeroizing::new(b"value".to_vec()),
+                Zeroizing::new(b"value".to_vec()),
+            ],
+            env: Vec::new(),
+        };
+        // Run apart, so that a hang fails the test instead of stopping it.
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let files: Vec<FileSpec> = paths.into_iter().map(|p| spec(p, 0o600)).collect();
+            let _ = done.send(write_changed(&files, &content).map_err(|e| e.to_string()));
+        });
+        let written = finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("write_changed hung on a FIFO or /dev/zero")
+            .unwrap();
+        worker.join().unwrap();
+        assert_eq!(written.len(), 3);
+        for path in [&fifo, &to_zero, &to_victim] {
+            let metadata = std::fs::symlink_metadata(path).unwrap();
+            assert!(metadata.file_type().is_file(), "{}", path.display());
+            assert_eq!(std::fs::read(path).unwrap(), b"value");
+        }
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"other file",
+            "written through the link"
+        );
+    }
+
+    #[test]
+    fn the_comparison_reads_only_a_regular_file_of_the_same_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"value").unwrap();
+        assert!(unchanged(&path, b"value"));
+        assert!(!unchanged(&path, b"valu"));
+        assert!(!unchanged(&path, b"value!"));
+        assert!(!unchanged(&dir.path().join("missing"), b""));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(!unchanged(&link, b"value"), "a link is followed");
     }
 
     #[test]
