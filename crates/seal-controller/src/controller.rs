@@ -41,10 +41,10 @@ use seal_api::SealedSecret;
 use seal_api::produced::ProducedPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::backup::{BACKUP_CONFIGMAP, write_backup};
-use crate::http::{RateLimiter, api_router, metrics_router};
+use crate::http::{RateLimiter, RsaBudget, api_router, metrics_router};
 use crate::keys::{BITNAMI_KEY_LABEL, KeySet, KeyStore, RenewalPolicy, SEALING_KEY_LABEL};
 use crate::metrics::Metrics;
 use crate::unseal::{Reason, SEALED_SECRET_UID_LABEL, decrypt, write_status, write_unsealed};
@@ -151,8 +151,10 @@ pub struct Shared {
     keys: watch::Sender<Arc<KeySet>>,
     /// The replica's metrics.
     pub metrics: Metrics,
-    /// The limit on `verify` and `rotate`.
+    /// The limit on `verify` and `rotate` per client.
     pub rate_limiter: RateLimiter,
+    /// What `verify` and `rotate` may spend over every client.
+    pub rsa_budget: RsaBudget,
     /// What produced Secrets may carry.
     pub produced_policy: ProducedPolicy,
 }
@@ -239,6 +241,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         keys: watch::Sender::new(Arc::new(keys)),
         metrics: Metrics::new(),
         rate_limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
+        rsa_budget: RsaBudget::default(),
         produced_policy: settings.produced_policy.clone(),
     });
     serve_http(&settings, &shared, &stopped).await?;
@@ -356,23 +359,13 @@ async fn serve(
     what: &'static str,
     addr: SocketAddr,
     router: axum::Router,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the {what}"))?;
     info!(address = %listener.local_addr()?, "serving the {what}");
-    tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(error) = result {
-            error!(%error, "the {what} stopped serving");
-        }
-    });
+    tokio::spawn(crate::http::serve(listener, router, stopped));
     Ok(())
 }
 

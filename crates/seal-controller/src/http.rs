@@ -14,17 +14,32 @@
 //! `verify` and `rotate` accept either flavour (`seal.dev` or `bitnami.com`) as JSON or YAML, as
 //! kubeseal posts them, and answer in the flavour and format they were given. They never render
 //! templates, and the scope they open and seal under is the SealedSecret's own (its `spec.scope`,
-//! or Bitnami's annotations on the object), never one its template claims. They cost RSA private-key
-//! operations, so they run off the async workers and are rate-limited per client address; a 409
-//! names the items that do not open and nothing about why.
+//! or Bitnami's annotations on the object), never one its template claims. A 409 names the items
+//! that do not open and nothing about why.
+//!
+//! # What a client can make the controller spend
+//!
+//! `verify` and `rotate` cost RSA private-key operations, the controller's scarcest resource (the
+//! same operations unseal SealedSecrets). Every cost is therefore bounded before it is paid:
+//! - requests per client address ([`RateLimiter`], `--rate-limit`, `--rate-limit-burst`);
+//! - the body: [`MAX_BODY`] bytes, read within [`BODY_TIMEOUT`] (413 and 408 otherwise);
+//! - items per request: [`MAX_ITEMS`] (413), counted before any decryption;
+//! - RSA operations: a request is charged its worst case (items x keys) against one budget shared
+//!   by every client ([`RSA_OPS_PER_SECOND`], [`RSA_OPS_BURST`]); a request the budget cannot pay
+//!   gets 429 with the seconds until it could;
+//! - the work runs on [`RSA_WORKERS`] thread at a time, so request work never takes more of the
+//!   blocking pool than that and unsealing keeps the rest;
+//! - connections: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's backlog), request
+//!   headers within [`HEADER_TIMEOUT`], and no connection lives past [`CONNECTION_LIFETIME`], so
+//!   half-sent requests cannot pile up.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +54,24 @@ use serde_json::{Value, json};
 use crate::controller::Shared;
 
 /// Largest request body accepted (a SealedSecret is a few KiB; Secrets are capped at 1 MiB).
-const MAX_BODY: usize = 2 * 1024 * 1024;
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// How long a client may take to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest any one connection is served (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Connections served at once, per listener.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Most items in one posted SealedSecret (a Secret with more is rare; each costs RSA work).
+pub const MAX_ITEMS: usize = 256;
+/// RSA private-key operations per second the certificate API may spend, over every client.
+/// About a tenth of one core at RSA-4096.
+pub const RSA_OPS_PER_SECOND: f64 = 20.0;
+/// RSA operations the certificate API may spend at once: a large SealedSecret against a few keys.
+pub const RSA_OPS_BURST: f64 = 1024.0;
+/// Threads request work runs on at once.
+pub const RSA_WORKERS: usize = 1;
 /// Client addresses remembered by the rate limiter before idle ones are forgotten.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
 
@@ -81,6 +113,152 @@ impl RateLimiter {
             false
         }
     }
+}
+
+/// What request work may spend, over every client: a token bucket of RSA operations, and the
+/// threads the work runs on.
+pub struct RsaBudget {
+    bucket: Mutex<(f64, Instant)>,
+    workers: tokio::sync::Semaphore,
+}
+
+impl Default for RsaBudget {
+    fn default() -> Self {
+        Self {
+            bucket: Mutex::new((RSA_OPS_BURST, Instant::now())),
+            workers: tokio::sync::Semaphore::new(RSA_WORKERS),
+        }
+    }
+}
+
+impl RsaBudget {
+    /// Takes `cost` operations if the budget has them; otherwise how long until it would.
+    pub fn charge(&self, cost: f64, now: Instant) -> Result<(), Duration> {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, seen) = &mut *bucket;
+        *tokens = refill(*tokens, *seen, now);
+        *seen = now;
+        charge(tokens, cost)
+    }
+}
+
+/// The bucket's tokens after refilling since `seen`.
+fn refill(tokens: f64, seen: Instant, now: Instant) -> f64 {
+    let elapsed = now.saturating_duration_since(seen).as_secs_f64();
+    (tokens + elapsed * RSA_OPS_PER_SECOND).min(RSA_OPS_BURST)
+}
+
+/// Takes `cost` from `tokens`, or says how long until they would cover it (never, for a cost
+/// over the burst: [`MAX_ITEMS`] keeps requests under it with a handful of keys).
+fn charge(tokens: &mut f64, cost: f64) -> Result<(), Duration> {
+    if cost <= *tokens {
+        *tokens -= cost;
+        return Ok(());
+    }
+    let missing = (cost.min(RSA_OPS_BURST) - *tokens).max(0.0);
+    Err(Duration::from_secs_f64(missing / RSA_OPS_PER_SECOND).max(Duration::from_secs(1)))
+}
+
+/// The worst-case RSA operations of opening `items` items with `keys` keys.
+pub fn rsa_cost(items: usize, keys: usize) -> f64 {
+    // Both are small (items <= MAX_ITEMS, keys a handful): exact in an f64.
+    #[allow(clippy::cast_precision_loss)]
+    let cost = (items.max(1) * keys.max(1)) as f64;
+    cost
+}
+
+/// Serves `router` on `listener` until `stopped`, within the connection limits above: at most
+/// [`MAX_CONNECTIONS`] at once, headers within [`HEADER_TIMEOUT`], each connection at most
+/// [`CONNECTION_LIFETIME`]. HTTP/1.1 (what kubeseal, seal and the API server's proxy speak).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let (stream, client) = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let service = router.clone().layer(axum::Extension(ConnectInfo(client)));
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The request body, read within [`BODY_TIMEOUT`] and [`MAX_BODY`]; or the status and message
+/// of the refusal.
+async fn read_body(body: Body) -> Result<Bytes, (StatusCode, String)> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes\n"),
+        )),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time\n".to_owned(),
+        )),
+    }
+}
+
+/// The refusal of `posted` when it has too many items or the RSA budget cannot pay for opening
+/// it with `keys` keys; checked before any decryption.
+fn refusal(shared: &Shared, posted: &Posted, keys: usize) -> Option<Response> {
+    let items = posted.sealed.spec.encrypted_data.len();
+    if items > MAX_ITEMS {
+        return Some(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{items} items; at most {MAX_ITEMS} per request\n"),
+        ));
+    }
+    let wait = shared
+        .rsa_budget
+        .charge(rsa_cost(items, keys), Instant::now())
+        .err()?;
+    let mut response = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "the controller's budget for request work is spent; try again later\n",
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Some(response)
+}
+
+/// Runs `work` on one of the [`RSA_WORKERS`], off the async workers.
+async fn on_worker<T: Send + 'static>(
+    shared: &Shared,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _permit = shared.rsa_budget.workers.acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
 }
 
 /// The certificate API's routes.
@@ -246,9 +424,15 @@ fn limited(shared: &Shared, client: SocketAddr) -> Option<Response> {
 async fn verify(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    rate_limited(&shared, client, "verify", verify_body(&shared, body)).await
+    rate_limited(&shared, client, "verify", async {
+        match read_body(body).await {
+            Ok(body) => verify_body(&shared, body).await,
+            Err((code, message)) => text(code, message),
+        }
+    })
+    .await
 }
 
 /// Runs `work` unless `client` is over the rate limit, and counts the answer under `handler`.
@@ -271,7 +455,10 @@ async fn verify_body(shared: &Shared, body: Bytes) -> Response {
         Err(problem) => return text(StatusCode::BAD_REQUEST, problem + "\n"),
     };
     let keys = shared.keys();
-    let outcome = tokio::task::spawn_blocking(move || {
+    if let Some(refused) = refusal(shared, &posted, keys.keys().len()) {
+        return refused;
+    }
+    let outcome = on_worker(shared, move || {
         open_each(&posted.sealed, keys.ring()).map(|items| {
             items
                 .into_iter()
@@ -282,25 +469,31 @@ async fn verify_body(shared: &Shared, body: Bytes) -> Response {
     })
     .await;
     match outcome {
-        Ok(Ok(failed)) if failed.is_empty() => text(StatusCode::OK, "every item opens\n"),
-        Ok(Ok(failed)) => text(
+        Some(Ok(failed)) if failed.is_empty() => text(StatusCode::OK, "every item opens\n"),
+        Some(Ok(failed)) => text(
             StatusCode::CONFLICT,
             format!(
                 "no key of this controller opens item(s) {}\n",
                 failed.join(", ")
             ),
         ),
-        Ok(Err(scope)) => text(StatusCode::CONFLICT, format!("{scope}\n")),
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "verification failed\n"),
+        Some(Err(scope)) => text(StatusCode::CONFLICT, format!("{scope}\n")),
+        None => text(StatusCode::INTERNAL_SERVER_ERROR, "verification failed\n"),
     }
 }
 
 async fn rotate(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    rate_limited(&shared, client, "rotate", rotate_body(&shared, body)).await
+    rate_limited(&shared, client, "rotate", async {
+        match read_body(body).await {
+            Ok(body) => rotate_body(&shared, body).await,
+            Err((code, message)) => text(code, message),
+        }
+    })
+    .await
 }
 
 async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
@@ -309,7 +502,12 @@ async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
         Err(problem) => return text(StatusCode::BAD_REQUEST, problem + "\n"),
     };
     let keys = shared.keys();
-    let outcome = tokio::task::spawn_blocking(move || {
+    if let Some(refused) = refusal(shared, &posted, keys.keys().len()) {
+        return refused;
+    }
+    let outcome = on_worker(shared, move || {
+        // The controller's own newest key: planted or future-dated keys are never in the ring
+        // ([`crate::keys`]).
         let newest = keys.newest().ok_or(None)?;
         let resealed = reseal(&posted.sealed, keys.ring(), &newest.certificate).map_err(Some)?;
         let value = if posted.bitnami {
@@ -326,7 +524,7 @@ async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
     })
     .await;
     match outcome {
-        Ok(Ok(manifest)) => {
+        Some(Ok(manifest)) => {
             let content_type = match Format::detect(&manifest) {
                 Format::Json => "application/json",
                 Format::Yaml => "application/yaml",
@@ -338,9 +536,13 @@ async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
             )
                 .into_response()
         }
-        Ok(Err(None)) => text(StatusCode::SERVICE_UNAVAILABLE, "no sealing key yet\n"),
-        Ok(Err(Some(ResealError::Open(error)))) => text(StatusCode::CONFLICT, format!("{error}\n")),
-        Ok(Err(Some(_))) | Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "re-sealing failed\n"),
+        Some(Err(None)) => text(StatusCode::SERVICE_UNAVAILABLE, "no sealing key yet\n"),
+        Some(Err(Some(ResealError::Open(error)))) => {
+            text(StatusCode::CONFLICT, format!("{error}\n"))
+        }
+        Some(Err(Some(_))) | None => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, "re-sealing failed\n")
+        }
     }
 }
 
@@ -348,6 +550,24 @@ async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_rsa_budget_charges_the_worst_case_and_says_when_to_come_back() {
+        assert!((rsa_cost(3, 2) - 6.0).abs() < f64::EPSILON);
+        assert!((rsa_cost(0, 0) - 1.0).abs() < f64::EPSILON, "parsing alone costs one");
+        let budget = RsaBudget::default();
+        let start = Instant::now();
+        assert!(budget.charge(RSA_OPS_BURST, start).is_ok(), "a full burst");
+        let wait = budget.charge(20.0, start).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        // Refilled at the sustained rate.
+        assert!(budget.charge(20.0, start + Duration::from_secs(1)).is_ok());
+        // A cost over the burst waits at most as long as a whole burst takes to refill.
+        let mut empty = 0.0;
+        let wait = charge(&mut empty, 10.0 * RSA_OPS_BURST).unwrap_err();
+        assert!(wait <= Duration::from_secs_f64(RSA_OPS_BURST / RSA_OPS_PER_SECOND));
+        assert!(empty.abs() < f64::EPSILON, "a refused charge takes nothing");
+    }
 
     #[test]
     fn rate_limiter_allows_a_burst_then_the_sustained_rate_per_client() {

@@ -214,3 +214,81 @@ async fn the_certificate_api_serves_verifies_rotates_and_limits() -> Result<()> 
     assert!(!controller.log().contains(MARKER));
     Ok(())
 }
+
+/// Finding 5: what a client can make the certificate API spend. An oversized body and too many
+/// items are refused before any decryption, the RSA budget shared by every client runs out with a
+/// 429 that says when to come back, a half-sent request is closed, and the controller still
+/// answers afterwards.
+#[tokio::test]
+async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Result<()> {
+    use std::io::{Read as _, Write as _};
+
+    let env = testenv!();
+    let keys_ns = env.namespace("http-cost-keys").await?;
+    let controller = ControllerProcess::start(
+        env,
+        keys_ns.name(),
+        &[
+            "--leader-elect=false",
+            "--namespaces",
+            keys_ns.name(),
+            "--rate-limit",
+            "1000",
+            "--rate-limit-burst",
+            "1000",
+        ],
+    )
+    .await?;
+    let certificate = first_key(&keys_ns).await?;
+    let verify = format!("{}/v1/verify", controller.api);
+
+    // 2 MiB and more: 413, whatever it holds.
+    let huge = "x".repeat(seal_controller::http::MAX_BODY + 1);
+    let (code, _, _) = post(&verify, &huge)?;
+    assert_eq!(code, 413);
+
+    // More items than allowed: 413 naming the limit.
+    let many: Vec<(String, String)> = (0..=seal_controller::http::MAX_ITEMS)
+        .map(|i| (format!("k{i}"), "v".to_owned()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let too_many = sealed(&certificate, keys_ns.name(), "many", &pairs)?;
+    let (code, _, body) = post(&verify, &json(&too_many)?)?;
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("at most"), "{body}");
+
+    // The RSA budget: a SealedSecret of the most items allowed, posted until the budget shared by
+    // every client is spent; then 429 with Retry-After, before any work.
+    let most = &pairs[..seal_controller::http::MAX_ITEMS];
+    let largest = json(&sealed(&certificate, keys_ns.name(), "largest", most)?)?;
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let (code, retry_after, _) = post(&verify, &largest)?;
+        answers.push((code, retry_after));
+        if code == 429 {
+            break;
+        }
+    }
+    let (code, retry_after) = answers.last().cloned().context("no answer")?;
+    assert_eq!(code, 429, "{answers:?}");
+    let seconds: u64 = retry_after.context("no Retry-After")?.parse()?;
+    assert!(seconds >= 1, "{seconds}");
+    assert!(answers[0].0 == 200, "{answers:?}");
+
+    // A request whose headers never finish is closed by the controller.
+    let address = controller.api.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&address)?;
+    slow.write_all(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\n")?;
+    slow.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "the half-sent request was not closed: {closed:?}"
+    );
+
+    // Still serving.
+    let (code, _) = get(&format!("{}/v1/cert.pem", controller.api))?;
+    assert_eq!(code, 200);
+    Ok(())
+}
