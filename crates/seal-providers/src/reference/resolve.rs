@@ -89,6 +89,62 @@ pub struct VaultDefaults {
     pub jwt: Option<TokenSource>,
     /// The ServiceAccount token for the Kubernetes method (default: the pod's).
     pub kubernetes_token: Option<TokenSource>,
+    /// Let a reference's `?address=` name another server than `address` (which then receives
+    /// the credentials above).
+    pub allow_reference_address: bool,
+    /// Let credentials go over plain http to an address that is not loopback.
+    pub allow_http: bool,
+}
+
+/// Whether the credentials of `defaults` may be sent to `address`, the Vault address a
+/// reference resolves to: only the configured address unless the caller allowed others (a
+/// values file a pull request can change must not send the CI's token elsewhere), and over plain
+/// http only to a loopback address unless allowed.
+///
+/// Errors: the message names the address (configuration, never a credential) and the setting
+/// that would allow it.
+pub fn check_vault_address(address: &str, defaults: &VaultDefaults) -> Result<(), String> {
+    let same = |configured: &str| configured.trim_end_matches('/') == address.trim_end_matches('/');
+    if !defaults.allow_reference_address && !defaults.address.as_deref().is_some_and(same) {
+        return Err(format!(
+            "?address={address} is not the configured Vault address ({}); credentials go only to \
+             the configured address (VAULT_ADDR, --vault-addr, the agent's vault.address) unless \
+             other addresses are allowed (--allow-reference-address)",
+            defaults.address.as_deref().unwrap_or("none")
+        ));
+    }
+    let (scheme, rest) = address
+        .split_once("://")
+        .ok_or_else(|| format!("Vault address {address:?} is not a URL (https://host:port)"))?;
+    match scheme {
+        "https" => Ok(()),
+        "http" if defaults.allow_http || is_loopback_host(rest) => Ok(()),
+        "http" => Err(format!(
+            "Vault address {address} is plain http to a host that is not loopback: credentials \
+             would cross the network unencrypted; use https or allow it (--allow-http-vault, the \
+             agent's vault.allowHttp)"
+        )),
+        other => Err(format!(
+            "Vault address {address:?}: unknown scheme {other:?}"
+        )),
+    }
+}
+
+/// Whether the authority part of a URL (`host:port/path`) names a loopback host.
+fn is_loopback_host(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// AWS settings for references that do not carry them.
@@ -291,6 +347,7 @@ impl Resolver {
                         "no Vault address: set VAULT_ADDR or add ?address= to the reference",
                     ));
                 }
+                check_vault_address(address, &self.defaults.vault).map_err(|d| invalid(&d))?;
                 let auth = self
                     .vault_auth(*method, example)
                     .await
@@ -468,6 +525,72 @@ async fn profile_keys(profile: &str) -> Result<AwsAuth, String> {
         secret_access_key: SecretString::from(credentials.secret_access_key()),
         session_token: credentials.session_token().map(SecretString::from),
     })
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    fn defaults(address: Option<&str>, other: bool, http: bool) -> VaultDefaults {
+        VaultDefaults {
+            address: address.map(str::to_owned),
+            allow_reference_address: other,
+            allow_http: http,
+            ..VaultDefaults::default()
+        }
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_configured_address_unless_allowed() {
+        let configured = defaults(Some("https://vault.corp:8200/"), false, false);
+        assert_eq!(
+            check_vault_address("https://vault.corp:8200", &configured),
+            Ok(())
+        );
+        let refused = check_vault_address("https://evil.example", &configured).unwrap_err();
+        assert!(refused.contains("--allow-reference-address"), "{refused}");
+        // No configured address: a reference's address is another address too.
+        assert!(check_vault_address("https://v:8200", &defaults(None, false, false)).is_err());
+        let allowed = defaults(Some("https://vault.corp:8200"), true, false);
+        assert_eq!(
+            check_vault_address("https://evil.example", &allowed),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        for loopback in [
+            "http://127.0.0.1:8200",
+            "http://127.1.2.3:8200",
+            "http://[::1]:8200",
+            "http://localhost:8200/",
+        ] {
+            assert_eq!(
+                check_vault_address(loopback, &defaults(Some(loopback), false, false)),
+                Ok(()),
+                "{loopback}"
+            );
+        }
+        for remote in [
+            "http://vault.vault.svc:8200",
+            "http://10.0.0.1",
+            "http://127.0.0.1.evil.example",
+            "http://user@evil.example",
+        ] {
+            let refused =
+                check_vault_address(remote, &defaults(Some(remote), false, false)).unwrap_err();
+            assert!(
+                refused.contains("--allow-http-vault"),
+                "{remote}: {refused}"
+            );
+            assert_eq!(
+                check_vault_address(remote, &defaults(Some(remote), false, true)),
+                Ok(())
+            );
+        }
+        assert!(check_vault_address("ftp://v", &defaults(Some("ftp://v"), false, false)).is_err());
+    }
 }
 
 #[cfg(test)]

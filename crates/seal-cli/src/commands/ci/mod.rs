@@ -104,6 +104,16 @@ pub struct ProviderArgs {
     #[arg(long, env = "SEAL_AWS_ROLE_ARN", value_name = "ARN")]
     aws_role_arn: Option<String>,
 
+    /// Let a reference's ?address= send the Vault credentials to another server than
+    /// --vault-addr / VAULT_ADDR (by default such a reference is refused: a values file a pull
+    /// request can change must not send the CI's token elsewhere).
+    #[arg(long)]
+    allow_reference_address: bool,
+
+    /// Let Vault credentials go over plain http to a host that is not loopback.
+    #[arg(long)]
+    allow_http_vault: bool,
+
     /// Timeout of every provider call (each is retried up to 3 times when transient).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
     timeout: Duration,
@@ -155,6 +165,8 @@ impl ProviderArgs {
                 secret_id,
                 jwt,
                 kubernetes_token: Some(TokenSource::File(self.vault_kubernetes_token_file.clone())),
+                allow_reference_address: self.allow_reference_address,
+                allow_http: self.allow_http_vault,
             },
             aws: AwsDefaults {
                 region: self
