@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use seal_core::{Certificate, Fingerprint};
+use seal_providers::endpoint::Transport;
 use serde::Deserialize;
 
 use crate::cluster::{Controller, ControllerArgs};
@@ -80,7 +81,7 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
         let certificate =
             Certificate::from_pem(&bytes).map_err(|e| Failure::input(format!("{origin}: {e}")))?;
         certificate
-            .check_not_expired(SystemTime::now())
+            .check_valid_at(SystemTime::now())
             .map_err(|e| Failure::input(format!("{origin}: {e}")))?;
         return Ok(Loaded {
             certificate,
@@ -131,14 +132,13 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
         }
         _ => location,
     };
+    check_transport(&location, pin.is_some(), &origin)?;
     let bytes = read_location(&location, source.timeout)?;
     let certificate =
         Certificate::from_pem(&bytes).map_err(|e| Failure::input(format!("{origin}: {e}")))?;
-    certificate
-        .check_not_expired(SystemTime::now())
-        .map_err(|e| {
-            Failure::input(format!("{origin}: {e}")).hint("fetch the cluster's current certificate")
-        })?;
+    certificate.check_valid_at(SystemTime::now()).map_err(|e| {
+        Failure::input(format!("{origin}: {e}")).hint("fetch the cluster's current certificate")
+    })?;
     if let Some(pin) = pin
         && certificate.fingerprint() != pin
     {
@@ -175,6 +175,22 @@ pub fn read_location(location: &str, timeout: Duration) -> Outcome<Vec<u8>> {
         fetch(location, timeout)
     } else {
         read_bytes(Path::new(location))
+    }
+}
+
+/// A certificate URL over plain http to a host that is not loopback could be swapped on the way,
+/// and the values would be sealed to the swapper's key: refused unless the certificate is pinned
+/// by fingerprint (`.seal.yaml`'s `fingerprint`), which the swapper cannot match.
+fn check_transport(location: &str, pinned: bool, origin: &str) -> Outcome<()> {
+    if !is_url(location) || pinned {
+        return Ok(());
+    }
+    match seal_providers::endpoint::transport(location).map_err(Failure::input)? {
+        Transport::Https | Transport::LoopbackHttp => Ok(()),
+        Transport::PlainHttp => Err(Failure::input(format!(
+            "{origin}: a certificate over plain http could be replaced on the way"
+        ))
+        .hint("use https, a file, or a .seal.yaml environment with a fingerprint pin")),
     }
 }
 

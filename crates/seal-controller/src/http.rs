@@ -540,9 +540,7 @@ async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
         Some(Err(Some(ResealError::Open(error)))) => {
             text(StatusCode::CONFLICT, format!("{error}\n"))
         }
-        Some(Err(Some(_))) | None => {
-            text(StatusCode::INTERNAL_SERVER_ERROR, "re-sealing failed\n")
-        }
+        Some(Err(Some(_))) | None => text(StatusCode::INTERNAL_SERVER_ERROR, "re-sealing failed\n"),
     }
 }
 
@@ -554,7 +552,10 @@ mod tests {
     #[test]
     fn the_rsa_budget_charges_the_worst_case_and_says_when_to_come_back() {
         assert!((rsa_cost(3, 2) - 6.0).abs() < f64::EPSILON);
-        assert!((rsa_cost(0, 0) - 1.0).abs() < f64::EPSILON, "parsing alone costs one");
+        assert!(
+            (rsa_cost(0, 0) - 1.0).abs() < f64::EPSILON,
+            "parsing alone costs one"
+        );
         let budget = RsaBudget::default();
         let start = Instant::now();
         assert!(budget.charge(RSA_OPS_BURST, start).is_ok(), "a full burst");

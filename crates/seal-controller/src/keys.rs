@@ -15,7 +15,7 @@
 //! is skipped, with its reason reported, when it has owner references or a produced-Secret label
 //! (SealedSecret and ExternalSecret outputs never are keys, and the controller refuses to write
 //! `seal.dev/` or Bitnami labels into them: [`seal_api::produced`]), or when its certificate starts
-//! more than [`CLOCK_SKEW`] in the future (a key dated ahead would become the sealing key and
+//! more than [`seal_core::CLOCK_SKEW`] in the future (a key dated ahead would become the sealing key and
 //! stay it). Creating a labelled Secret in the key namespace needs `create secrets` there, which
 //! is the operator's right and, with the shipped RBAC, the unsealer's alone.
 //!
@@ -44,8 +44,6 @@ pub const ACTIVE: &str = "active";
 pub const COMPROMISED: &str = "compromised";
 /// Annotation on a key Secret asking for a new key; its value is when the request was made.
 pub const RENEW_REQUEST_ANNOTATION: &str = "seal.dev/renew-requested-at";
-/// How far in the future a key's certificate may start and still be trusted: clocks disagree.
-pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Labels of Secrets produced from tenants' objects; such a Secret is never a key.
 const PRODUCED_LABELS: [&str; 2] = [
     crate::unseal::SEALED_SECRET_UID_LABEL,
@@ -373,7 +371,7 @@ fn parse_key_secret(
     if certificate.fingerprint() != key.fingerprint() {
         return Err("tls.crt does not belong to tls.key");
     }
-    if SystemTime::from(certificate.not_before()) > now + CLOCK_SKEW {
+    if let Err(seal_core::CertError::NotYetValid { .. }) = certificate.check_valid_at(now) {
         return Err("its certificate is not valid yet (dated in the future)");
     }
     Ok((key, certificate))

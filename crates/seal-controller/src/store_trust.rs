@@ -29,9 +29,8 @@
 //! Caveats: what a tenant does with its *own* credentials (a token from its own Secret, sent to its
 //! own server) is its business; this module only stops it from spending the controller's.
 
-use std::net::IpAddr;
-
 use seal_api::secret_store::SecretStoreProvider;
+use seal_providers::endpoint::Transport;
 
 /// Annotation on a ServiceAccount that lets stores of its namespace (and ClusterSecretStores that
 /// name it) request tokens for it. Whoever may annotate the ServiceAccount could request a token
@@ -240,22 +239,13 @@ fn check_endpoint(field: &'static str, text: &str, trust: &StoreTrust) -> Result
     if !url.username().is_empty() || url.password().is_some() {
         return refuse("credentials in the URL are not allowed");
     }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if trust.http_endpoints || is_loopback(&url) => Ok(()),
-        "http" => refuse(
+    match seal_providers::endpoint::transport(text) {
+        Ok(Transport::Https | Transport::LoopbackHttp) => Ok(()),
+        Ok(Transport::PlainHttp) if trust.http_endpoints => Ok(()),
+        Ok(Transport::PlainHttp) => refuse(
             "plain http leaves the pod unencrypted; use https (or start the controller with --allow-http-endpoints)",
         ),
-        _ => refuse("only https (or http to loopback) is allowed"),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
+        Err(_) => refuse("only https (or http to loopback) is allowed"),
     }
 }
 

@@ -20,6 +20,10 @@ use crate::keys::{KeyError, PrivateKey, PublicKey};
 /// Default validity of a generated certificate: ten years.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 
+/// How far clocks may disagree: a certificate that starts at most this long after now is
+/// accepted as valid now.
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Why a certificate could not be read, used or made.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,6 +42,12 @@ pub enum CertError {
     Expired {
         /// When it stopped being valid.
         not_after: OffsetDateTime,
+    },
+    /// It starts later than now plus [`CLOCK_SKEW`].
+    #[error("certificate is not valid before {}", format_date(*.not_before))]
+    NotYetValid {
+        /// When it starts being valid.
+        not_before: OffsetDateTime,
     },
     /// Building a new certificate failed.
     #[error("certificate generation failed: {0}")]
@@ -139,11 +149,19 @@ impl Certificate {
         Self::from_der(cert.der())
     }
 
-    /// Fails with [`CertError::Expired`] when `now` is past the end of validity.
-    pub fn check_not_expired(&self, now: SystemTime) -> Result<(), CertError> {
+    /// Whether the certificate may be sealed to (or trusted as a key) at `now`: fails with
+    /// [`CertError::Expired`] past its end, and with [`CertError::NotYetValid`] when it starts
+    /// more than [`CLOCK_SKEW`] after `now` (a certificate dated ahead is one nobody should have
+    /// yet: a planted key would be "newest").
+    pub fn check_valid_at(&self, now: SystemTime) -> Result<(), CertError> {
         if OffsetDateTime::from(now) > self.not_after {
             return Err(CertError::Expired {
                 not_after: self.not_after,
+            });
+        }
+        if SystemTime::from(self.not_before) > now + CLOCK_SKEW {
+            return Err(CertError::NotYetValid {
+                not_before: self.not_before,
             });
         }
         Ok(())
@@ -257,14 +275,31 @@ mod tests {
         let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let cert = Certificate::self_signed(&key, start, Duration::from_secs(86_400)).unwrap();
-        cert.check_not_expired(start).unwrap();
+        cert.check_valid_at(start).unwrap();
         let err = cert
-            .check_not_expired(start + Duration::from_secs(2 * 86_400))
+            .check_valid_at(start + Duration::from_secs(2 * 86_400))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "certificate expired on 2023-11-15T22:13:20Z"
         );
+    }
+
+    #[test]
+    fn a_certificate_from_the_future_is_refused_beyond_the_clock_skew() {
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let soon = Certificate::self_signed(&key, now + CLOCK_SKEW, DEFAULT_VALIDITY).unwrap();
+        soon.check_valid_at(now).unwrap();
+        let later = now + CLOCK_SKEW + Duration::from_secs(60);
+        let ahead = Certificate::self_signed(&key, later, DEFAULT_VALIDITY).unwrap();
+        let err = ahead.check_valid_at(now).unwrap_err();
+        assert!(matches!(err, CertError::NotYetValid { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("certificate is not valid before")
+        );
+        ahead.check_valid_at(later).unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod keys;
 pub mod scope;
 mod secret;
 
-pub use cert::{CertError, Certificate};
+pub use cert::{CLOCK_SKEW, CertError, Certificate};
 pub use envelope::{Malformed, OpenError, SealError};
 pub use fingerprint::Fingerprint;
 pub use keys::{KeyError, KeySize, PrivateKey, PublicKey};

@@ -34,6 +34,7 @@
 //! token-renewal task with `tokio::spawn` at the first login).
 
 mod aws;
+pub mod endpoint;
 mod error;
 mod metrics;
 mod property;

@@ -27,6 +27,7 @@ fn bad_input_gets_a_clear_error_the_documented_code_and_writes_nothing() {
     let s = Scratch::with_keys("keys");
     s.keygen("other");
     s.expired_cert("expired.crt");
+    s.future_cert("future.crt");
     let ec = repo().join("testdata/certs/ec-p256.crt.pem");
     let small = repo().join("testdata/certs/rsa1024.crt.pem");
     let good = secret_yaml("ml", "db", &[("password", "hunter2")]);
@@ -137,6 +138,20 @@ fn bad_input_gets_a_clear_error_the_documented_code_and_writes_nothing() {
             &good,
             2,
             "expired.crt: certificate expired on 2023-11-15T22:13:20Z",
+        ),
+        case(
+            "certificate from the future",
+            &["--cert", "future.crt"],
+            &good,
+            2,
+            "future.crt: certificate is not valid before",
+        ),
+        case(
+            "certificate over plain http",
+            &["--cert", "http://cert.example.invalid/v1/cert.pem"],
+            &good,
+            2,
+            "a certificate over plain http could be replaced on the way",
         ),
         case(
             "non-RSA certificate",

@@ -177,6 +177,17 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// A certificate that starts a day from now: nobody should have it yet.
+    pub fn future_cert(&self, rel: &str) -> PathBuf {
+        let key = seal_core::PrivateKey::generate(seal_core::KeySize::Rsa2048).unwrap();
+        let start = SystemTime::now() + Duration::from_secs(86_400);
+        let cert =
+            seal_core::Certificate::self_signed(&key, start, Duration::from_secs(86_400)).unwrap();
+        self.write(rel, &cert.to_pem())
+    }
+}
+
 /// A Secret manifest with the given items as stringData.
 pub fn secret_yaml(namespace: &str, name: &str, items: &[(&str, &str)]) -> String {
     let mut text = format!(

@@ -24,6 +24,7 @@ use aws_credential_types::provider::ProvideCredentials as _;
 use secrecy::SecretString;
 
 use super::{Backend, Param, Reference};
+use crate::endpoint::Transport;
 use crate::{
     AwsAuth, AwsConfig, AwsProvider, CallCounter, Error, KvVersion, Provider, ProviderKind,
     RetryPolicy, SecretProvider, SecretRef, SecretValue, TokenSource, VaultAuth, VaultConfig,
@@ -113,38 +114,15 @@ pub fn check_vault_address(address: &str, defaults: &VaultDefaults) -> Result<()
             defaults.address.as_deref().unwrap_or("none")
         ));
     }
-    let (scheme, rest) = address
-        .split_once("://")
-        .ok_or_else(|| format!("Vault address {address:?} is not a URL (https://host:port)"))?;
-    match scheme {
-        "https" => Ok(()),
-        "http" if defaults.allow_http || is_loopback_host(rest) => Ok(()),
-        "http" => Err(format!(
+    match crate::endpoint::transport(address)? {
+        Transport::Https | Transport::LoopbackHttp => Ok(()),
+        Transport::PlainHttp if defaults.allow_http => Ok(()),
+        Transport::PlainHttp => Err(format!(
             "Vault address {address} is plain http to a host that is not loopback: credentials \
              would cross the network unencrypted; use https or allow it (--allow-http-vault, the \
              agent's vault.allowHttp)"
         )),
-        other => Err(format!(
-            "Vault address {address:?}: unknown scheme {other:?}"
-        )),
     }
-}
-
-/// Whether the authority part of a URL (`host:port/path`) names a loopback host.
-fn is_loopback_host(rest: &str) -> bool {
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// AWS settings for references that do not carry them.
