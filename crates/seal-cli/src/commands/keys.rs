@@ -56,8 +56,11 @@ newest key Secret, made with your kubeconfig, so RBAC decides who may renew.")]
 Examples:
   kubectl get configmap seal-key-backup -n seal-system -o yaml > keys-backup.yaml   # commit it
   seal keys restore --key recovery.key keys-backup.yaml                              # new cluster
+  seal keys restore --key recovery.key --yes keys-backup.yaml                        # in a script
 
-The backup is written by a controller started with --backup-cert recovery.crt.")]
+The backup is written by a controller started with --backup-cert recovery.crt. Every key is checked
+(its certificate belongs to its private key and is not dated in the future) and listed with its
+fingerprint and validity before anything is written; then you confirm (or pass --yes).")]
     Restore {
         /// The recovery private key (PEM), or a file of TLS Secrets holding it.
         #[arg(
@@ -71,6 +74,10 @@ The backup is written by a controller started with --backup-cert recovery.crt.")
         /// Backups: the seal-key-backup ConfigMap, or SealedSecret files of key Secrets.
         #[arg(value_name = "BACKUP", required = true)]
         files: Vec<PathBuf>,
+
+        /// Write without asking (needed when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
 
         #[command(flatten)]
         controller: ControllerArgs,
@@ -92,7 +99,8 @@ pub fn run(command: &Command) -> Outcome {
             keys,
             files,
             controller,
-        } => restore(keys, files, controller),
+            yes,
+        } => restore(keys, files, controller, *yes),
     }
 }
 
@@ -170,7 +178,7 @@ fn start_of(secret: &Secret) -> Option<time::OffsetDateTime> {
     certificate_of(secret).map(|c| c.not_before())
 }
 
-fn restore(key_files: &[PathBuf], files: &[PathBuf], args: &ControllerArgs) -> Outcome {
+fn restore(key_files: &[PathBuf], files: &[PathBuf], args: &ControllerArgs, yes: bool) -> Outcome {
     let ring = super::unseal::load_key_ring(key_files)?;
     let mut secrets = Vec::new();
     for path in files {
@@ -213,6 +221,12 @@ fn restore(key_files: &[PathBuf], files: &[PathBuf], args: &ControllerArgs) -> O
     if secrets.is_empty() {
         return Err(Failure::input("no key backup in the given files"));
     }
+    // What will be written, checked and shown before anything is.
+    show_restored_keys(&secrets, &args.controller_namespace)?;
+    confirm(
+        yes,
+        &format!("create them in {}?", args.controller_namespace),
+    )?;
     let cluster = Cluster::connect(args, Duration::from_secs(30))?;
     let api: Api<Secret> = Api::namespaced(cluster.client(), &args.controller_namespace);
     let (mut created, mut present) = (0usize, 0usize);
@@ -255,6 +269,68 @@ fn restore(key_files: &[PathBuf], files: &[PathBuf], args: &ControllerArgs) -> O
     Ok(())
 }
 
+/// Checks every key about to be restored ([`check_restored_key`]) and lists it on stderr with its
+/// fingerprint and validity.
+fn show_restored_keys(secrets: &[(String, Secret)], namespace: &str) -> Outcome {
+    let now = SystemTime::now();
+    eprintln!("{} key(s) for namespace {namespace}:", secrets.len());
+    for (place, secret) in secrets {
+        let certificate =
+            check_restored_key(secret, now).map_err(|e| Failure::input(e).at(place))?;
+        eprintln!(
+            "  {}  fingerprint {}  valid {} to {}",
+            secret.name_any(),
+            certificate.fingerprint(),
+            certificate.not_before().date(),
+            certificate.not_after().date(),
+        );
+    }
+    Ok(())
+}
+
+/// A restored key Secret's certificate, when the Secret is one the controller will trust: its
+/// certificate belongs to its private key and is valid now (not dated in the future: such a key
+/// would become the sealing key). An expired certificate is fine: old keys keep decrypting.
+fn check_restored_key(secret: &Secret, now: SystemTime) -> Result<Certificate, String> {
+    let data = secret.data.as_ref();
+    let certificate = certificate_of(secret).ok_or("tls.crt is not a certificate")?;
+    let key = data
+        .and_then(|d| d.get("tls.key"))
+        .and_then(|pem| seal_core::PrivateKey::from_pem(&pem.0).ok())
+        .ok_or("tls.key is not an RSA private key")?;
+    if key.fingerprint() != certificate.fingerprint() {
+        return Err("tls.crt does not belong to tls.key".into());
+    }
+    if let Err(error @ seal_core::CertError::NotYetValid { .. }) = certificate.check_valid_at(now) {
+        return Err(format!("{error}: a key from the future is refused"));
+    }
+    Ok(certificate)
+}
+
+/// Asks `question` on the terminal unless `yes`; without a terminal, refuses.
+fn confirm(yes: bool, question: &str) -> Outcome {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::input("nothing written: confirmation needed")
+            .hint("check the keys listed above, then run again with --yes"));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::io(format!("reading the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::input("nothing written: not confirmed"))
+    }
+}
+
 /// The key Secret a backup entry holds, for the target namespace; only TLS key Secrets pass.
 fn key_secret(
     sealed: &SealedSecret,
@@ -272,4 +348,53 @@ fn key_secret(
     }
     secret.metadata.namespace = Some(args.controller_namespace.clone());
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use seal_core::{KeySize, PrivateKey};
+
+    fn key_secret(key: &PrivateKey, certificate: &Certificate) -> Secret {
+        Secret {
+            data: Some(
+                [
+                    (
+                        "tls.crt".to_owned(),
+                        ByteString(certificate.to_pem().into_bytes()),
+                    ),
+                    (
+                        "tls.key".to_owned(),
+                        ByteString(key.to_pkcs1_pem().as_bytes().to_vec()),
+                    ),
+                ]
+                .into(),
+            ),
+            type_: Some("kubernetes.io/tls".into()),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn a_restored_key_must_match_its_certificate_and_not_come_from_the_future() {
+        let now = SystemTime::now();
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let other = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let year = Duration::from_secs(365 * 86_400);
+        let current = Certificate::self_signed(&key, now, year).unwrap();
+        let future =
+            Certificate::self_signed(&key, now + Duration::from_secs(86_400), year).unwrap();
+        let expired = Certificate::self_signed(&key, now - 2 * year, year).unwrap();
+
+        assert!(check_restored_key(&key_secret(&key, &current), now).is_ok());
+        assert!(
+            check_restored_key(&key_secret(&key, &expired), now).is_ok(),
+            "old keys keep decrypting"
+        );
+        let refused = check_restored_key(&key_secret(&key, &future), now).unwrap_err();
+        assert!(refused.contains("from the future"), "{refused}");
+        let refused = check_restored_key(&key_secret(&other, &current), now).unwrap_err();
+        assert!(refused.contains("does not belong"), "{refused}");
+    }
 }

@@ -388,8 +388,8 @@ async fn seal_works_online_and_keys_survive_a_restore() -> Result<()> {
             .await?;
     }
     let new_keys = env.namespace("online-restored").await?;
-    let restore = |key: &str| {
-        let args = [
+    let restore_with = |key: &str, yes: bool| {
+        let mut args = vec![
             "keys",
             "restore",
             "--key",
@@ -398,8 +398,32 @@ async fn seal_works_online_and_keys_survive_a_restore() -> Result<()> {
             new_keys.name(),
             "keys-backup.yaml",
         ];
+        if yes {
+            args.push("--yes");
+        }
         run(&seal, &args, &cluster_env, dir)
     };
+    let restore = |key: &str| restore_with(key, true);
+    // Without --yes and without a terminal: the keys are listed with their fingerprints and
+    // validity, nothing is written.
+    let asked = restore_with("recovery.key", false)?;
+    assert_ne!(asked.code, 0, "{}", asked.stderr);
+    assert!(
+        asked.stderr.contains("confirmation needed"),
+        "{}",
+        asked.stderr
+    );
+    assert!(asked.stderr.contains("fingerprint "), "{}", asked.stderr);
+    assert!(
+        new_keys
+            .api::<Secret>()
+            .list(&kube::api::ListParams::default())
+            .await?
+            .items
+            .iter()
+            .all(|s| s.type_.as_deref() != Some("kubernetes.io/tls")),
+        "a key was written without confirmation"
+    );
     let restored = restore("recovery.key")?;
     expect(&restored, 0, "seal keys restore")?;
     assert!(

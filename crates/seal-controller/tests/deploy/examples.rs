@@ -406,7 +406,7 @@ async fn example_key_backup_restores_into_a_new_controller() -> Result<()> {
     let new = env.namespace("deploy-new-keys").await?;
     ok(
         &Command::new(&seal)
-            .args(["keys", "restore", "--key"])
+            .args(["keys", "restore", "--yes", "--key"])
             .arg(recovery.join("tls.key"))
             .args(["--controller-namespace", new.name()])
             .arg(&backup_file)
