@@ -72,9 +72,20 @@ pub fn run(args: &Args) -> Outcome {
     Ok(())
 }
 
+/// The manifest files under `path`. A path named on the command line is followed wherever it
+/// points; a symlink met while walking is not (git stores the link, not what it points to), so a
+/// link loop or a link out of the tree cannot make the walk endless or leave the tree.
 fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Outcome {
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| Failure::io(format!("{}: {}", path.display(), io::io_reason(&e))))?;
+    let describe =
+        |e: &std::io::Error| Failure::io(format!("{}: {}", path.display(), io::io_reason(e)));
+    if !explicit
+        && std::fs::symlink_metadata(path)
+            .map_err(|e| describe(&e))?
+            .is_symlink()
+    {
+        return Ok(());
+    }
+    let metadata = std::fs::metadata(path).map_err(|e| describe(&e))?;
     if metadata.is_dir() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if !explicit && (SKIPPED_DIRS.contains(&name) || (name.starts_with('.') && name.len() > 1))
@@ -82,7 +93,7 @@ fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Outcome {
             return Ok(());
         }
         let mut entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| Failure::io(format!("{}: {}", path.display(), io::io_reason(&e))))?
+            .map_err(|e| describe(&e))?
             .filter_map(Result::ok)
             .map(|entry| entry.path())
             .collect();
@@ -201,6 +212,26 @@ fn top_level_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_does_not_follow_links_so_a_loop_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("deploy")).unwrap();
+        std::fs::write(tree.join("deploy/secret.yaml"), "kind: Secret\n").unwrap();
+        // A loop back to the top, a link out of the tree, and a dangling link.
+        std::os::unix::fs::symlink(&tree, tree.join("deploy/loop")).unwrap();
+        std::fs::write(dir.path().join("outside.yaml"), "kind: Secret\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.yaml"), tree.join("out.yaml")).unwrap();
+        std::os::unix::fs::symlink(tree.join("gone"), tree.join("dangling.yaml")).unwrap();
+        let mut found = Vec::new();
+        collect(&tree, true, &mut found).unwrap();
+        assert_eq!(found, vec![tree.join("deploy/secret.yaml")]);
+        // Named on the command line, a link is followed.
+        let mut named = Vec::new();
+        collect(&tree.join("out.yaml"), true, &mut named).unwrap();
+        assert_eq!(named, vec![tree.join("out.yaml")]);
+    }
 
     #[test]
     fn finds_secrets_with_values_and_skips_empty_and_allowed_ones() {
