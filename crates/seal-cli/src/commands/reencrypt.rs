@@ -55,6 +55,9 @@ pub fn run(args: &Args) -> Outcome {
         )?;
         let certificate = Certificate::from_pem(&pem)
             .map_err(|e| Failure::input(format!("{}: {e}", controller.describe())))?;
+        certificate
+            .check_valid_at(std::time::SystemTime::now())
+            .map_err(|e| Failure::input(format!("{}: {e}", controller.describe())))?;
         Resealer::Online {
             controller: Box::new(controller),
             certificate,
@@ -144,7 +147,10 @@ impl Resealer {
                         .hint("pass the key(s) the file was sealed with via --key"),
                     other => Failure::input(other).at(place),
                 }),
-            Self::Online { controller, .. } => {
+            Self::Online {
+                controller,
+                certificate,
+            } => {
                 let body = serde_json::to_vec(sealed).map_err(|e| Failure::input(e).at(place))?;
                 let answer =
                     super::verify::post_within_rate_limit(controller, "/v1/rotate", &body)?;
@@ -160,13 +166,137 @@ impl Resealer {
                         Failure::io(failure).at(place)
                     });
                 }
-                serde_json::from_slice(&answer.body).map_err(|e| {
+                let rotated: SealedSecret = serde_json::from_slice(&answer.body).map_err(|e| {
                     Failure::io(format!(
                         "the controller's answer is not a SealedSecret: {e}"
                     ))
                     .at(place)
-                })
+                })?;
+                check_rotated(sealed, &rotated, certificate).map_err(|problem| {
+                    Failure::io(format!(
+                        "the controller's answer is not this SealedSecret re-sealed: {problem}; nothing written"
+                    ))
+                    .at(place)
+                })?;
+                Ok(rotated)
             }
         }
+    }
+}
+
+/// Whether `rotated`, the controller's answer, is `original` re-sealed to `certificate` (the one
+/// the controller served, and so what the file will say it is sealed to) and nothing else: the
+/// same object and scope, the same template, the same item names, every item well-formed. The
+/// answer is written into the user's files, so it is not trusted further than that.
+fn check_rotated(
+    original: &SealedSecret,
+    rotated: &SealedSecret,
+    certificate: &Certificate,
+) -> Result<(), String> {
+    if rotated.metadata.name != original.metadata.name
+        || rotated.metadata.namespace != original.metadata.namespace
+    {
+        return Err("another name or namespace".into());
+    }
+    if rotated.spec.scope != original.spec.scope {
+        return Err("another scope".into());
+    }
+    if serde_json::to_value(&rotated.spec.template).ok()
+        != serde_json::to_value(&original.spec.template).ok()
+    {
+        return Err("another template".into());
+    }
+    if !rotated
+        .spec
+        .encrypted_data
+        .keys()
+        .eq(original.spec.encrypted_data.keys())
+    {
+        return Err("other items".into());
+    }
+    let fingerprint = certificate.fingerprint().to_string();
+    if rotated.spec.certificate_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+        return Err(format!(
+            "sealed to another certificate than the one the controller serves ({})",
+            certificate.fingerprint().short()
+        ));
+    }
+    if let Some((item, _)) = seal_api::unsealing::malformed_items(rotated).first() {
+        return Err(format!("item {item:?} is malformed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seal_api::sealing::{SealOptions, seal_secret};
+    use seal_core::{KeySize, PrivateKey};
+
+    fn sealed_to(certificate: &Certificate, items: &[(&str, &str)]) -> SealedSecret {
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "namespace": "ml"},
+                "stringData": items.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+            }))
+            .unwrap();
+        seal_secret(
+            &secret,
+            &SealOptions {
+                certificate,
+                scope: None,
+                namespace: None,
+                name: None,
+                allow_empty_data: false,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_same_object_resealed_to_the_served_certificate_is_accepted() {
+        let now = std::time::SystemTime::now();
+        let year = std::time::Duration::from_secs(365 * 86_400);
+        let old_key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let new_key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let old = Certificate::self_signed(&old_key, now, year).unwrap();
+        let served = Certificate::self_signed(&new_key, now, year).unwrap();
+        let original = sealed_to(&old, &[("a", "1"), ("b", "2")]);
+        let good = sealed_to(&served, &[("a", "x"), ("b", "y")]);
+        assert_eq!(check_rotated(&original, &good, &served), Ok(()));
+
+        let to_old = sealed_to(&old, &[("a", "x"), ("b", "y")]);
+        assert!(
+            check_rotated(&original, &to_old, &served)
+                .unwrap_err()
+                .contains("another certificate")
+        );
+        let fewer = sealed_to(&served, &[("a", "x")]);
+        assert_eq!(
+            check_rotated(&original, &fewer, &served),
+            Err("other items".into())
+        );
+        let mut renamed = good.clone();
+        renamed.metadata.name = Some("other".into());
+        assert!(check_rotated(&original, &renamed, &served).is_err());
+        let mut templated = good.clone();
+        templated.spec.template = serde_json::from_value(
+            serde_json::json!({"metadata": {"labels": {"seal.dev/sealing-key": "active"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            check_rotated(&original, &templated, &served),
+            Err("another template".into())
+        );
+        let mut broken = good.clone();
+        broken
+            .spec
+            .encrypted_data
+            .insert("a".into(), "not-base64!".into());
+        assert!(
+            check_rotated(&original, &broken, &served)
+                .unwrap_err()
+                .contains("malformed")
+        );
     }
 }
