@@ -9,8 +9,8 @@
 //! so a failure on one file writes none. A file whose content is unchanged is not rewritten, so a
 //! refresh that finds nothing new touches nothing and signals nobody. The comparison opens only a
 //! regular file, never through a link, never waiting, and reads no more than the new content's
-//! size: a FIFO or a link to `/dev/zero` planted at an output path cannot hang the agent, and is
-//! replaced by the rename, never written through.
+//! size ([`read_regular`], also the PID file's reader): a FIFO or a link to `/dev/zero` planted
+//! at an output path cannot hang the agent, and is replaced by the rename, never written through.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -168,30 +168,81 @@ pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<
 }
 
 /// Whether `path` is a regular file holding exactly `content`. The comparison never follows a
-/// symlink (`O_NOFOLLOW`), never waits on a FIFO or device (`O_NONBLOCK`, then only a regular
-/// file of the expected length is read) and never reads more than `content`'s length plus one
-/// byte: whatever else is at the path (a link to `/dev/zero`, a FIFO nobody writes) counts as
-/// changed, and the rename that follows replaces the entry itself.
+/// symlink, never opens a FIFO or device and never reads more than `content`'s length plus one
+/// byte ([`read_regular`]): whatever else is at the path (a link to `/dev/zero`, a FIFO nobody
+/// writes) counts as changed, and the rename that follows replaces the entry itself.
 fn unchanged(path: &Path, content: &[u8]) -> bool {
+    matches!(
+        read_regular(path, content.len(), Links::Refuse),
+        Ok(Some(old)) if old.as_slice() == content
+    )
+}
+
+/// Whether [`read_regular`] may follow a symlink at the path itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Links {
+    /// A link counts as "not a regular file" (outputs: the agent's own files, never links).
+    Refuse,
+    /// A link to a regular file is read (a PID file the app may have linked).
+    Follow,
+}
+
+/// The content of the regular file at `path` if it holds at most `limit` bytes; `None` when the
+/// path holds anything else (a FIFO, a device, a directory, a link under [`Links::Refuse`], a
+/// larger file).
+///
+/// Guarantees: a FIFO or device is never opened when the entry is one at the time of the check
+/// (`lstat`/`stat` first), and if it is swapped in between, opening cannot block
+/// (`O_NONBLOCK`) and nothing is read from it (`fstat` on the open file decides). Under
+/// [`Links::Refuse`] the open uses `O_NOFOLLOW`, so a link swapped in is not followed either. At
+/// most `limit + 1` bytes are read, whatever the file claims. The agent runs on one thread: a
+/// read that blocked would stop the endpoint, `/ping` and SIGTERM handling with it.
+///
+/// Errors: reading a regular file failed.
+pub(crate) fn read_regular(
+    path: &Path,
+    limit: usize,
+    links: Links,
+) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
 
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-    else {
-        return false;
+    let entry = match links {
+        Links::Refuse => std::fs::symlink_metadata(path),
+        Links::Follow => std::fs::metadata(path),
     };
-    let Ok(metadata) = file.metadata() else {
-        return false;
-    };
-    if !metadata.file_type().is_file() || metadata.len() != content.len() as u64 {
-        return false;
+    match entry {
+        Ok(entry) if entry.file_type().is_file() => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
     }
-    let mut old = Zeroizing::new(Vec::with_capacity(content.len() + 1));
-    let read = file.take(content.len() as u64 + 1).read_to_end(&mut old);
-    read.is_ok() && old.as_slice() == content
+    let mut flags = nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY;
+    if links == Links::Refuse {
+        flags |= nix::libc::O_NOFOLLOW;
+    }
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(file) => file,
+        // ELOOP: a link swapped in under O_NOFOLLOW; gone: swapped out.
+        Err(e)
+            if e.raw_os_error() == Some(nix::libc::ELOOP)
+                || e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.file_type().is_file() || metadata.len() > limit as u64 {
+        return Ok(None);
+    }
+    let mut content = Zeroizing::new(Vec::with_capacity(limit.min(64 * 1024) + 1));
+    file.take(limit as u64 + 1).read_to_end(&mut content)?;
+    Ok((content.len() <= limit).then_some(content))
 }
 
 fn directory(path: &Path) -> &Path {

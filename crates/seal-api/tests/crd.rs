@@ -514,10 +514,11 @@ async fn server_side_apply_refuses_an_unknown_auth_method() -> Result<()> {
     }
 }
 
-/// The schema's duration pattern (checked by the API server with Go's RE2) and
-/// `parse_duration` agree: what one accepts the other does.
+/// The schema's duration pattern and minimum (checked by the API server with Go's RE2 and CEL)
+/// and the code's reading of `refreshInterval` (`parse_duration`, then at least a second unless
+/// zero) agree: what one accepts the other does.
 #[tokio::test]
-async fn the_api_server_and_parse_duration_agree_on_refresh_intervals() -> Result<()> {
+async fn the_api_server_and_the_code_agree_on_refresh_intervals() -> Result<()> {
     let env = testenv!();
     install(env).await?;
     let ns = env.namespace("api-crds-durations").await?;
@@ -528,7 +529,7 @@ async fn the_api_server_and_parse_duration_agree_on_refresh_intervals() -> Resul
     };
     let samples = [
         "0", "0s", "+5s", "1h", "15m", "1h30m", "1h0m0s", "1.5h", ".5s", "1.s", "500ms", "10us",
-        "10µs", "7ns", "", "1", "-1h", "1d", "h", "1h5", "1..5s", "00", " 1h", "1H",
+        "10µs", "7ns", "999ms", "1000ms", "1s", "", "1", "-1h", "1d", "h", "1h5", "1..5s", "00", " 1h", "1H",
     ];
     for sample in samples {
         let spec = json!({
@@ -540,10 +541,12 @@ async fn the_api_server_and_parse_duration_agree_on_refresh_intervals() -> Resul
             .create(&dry_run, &object("ExternalSecret", "duration", &spec)?)
             .await
             .is_ok();
-        let ours = seal_api::parse_duration(sample).is_ok();
+        let parsed: seal_api::external_secret::ExternalSecretSpec =
+            serde_json::from_value(spec.clone())?;
+        let ours = parsed.refresh_interval().is_ok();
         assert_eq!(
             server, ours,
-            "{sample:?}: API server {server}, parse_duration {ours}"
+            "{sample:?}: API server {server}, refresh_interval {ours}"
         );
     }
     Ok(())

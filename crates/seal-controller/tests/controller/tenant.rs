@@ -454,8 +454,10 @@ async fn the_syncer_never_reaches_into_the_key_namespace() -> Result<()> {
     let css: seal_api::ClusterSecretStore = serde_json::from_value(json!({
         "apiVersion": "seal.dev/v1alpha1", "kind": "ClusterSecretStore",
         "metadata": {"name": cluster_store},
+        // Not the trap: other tests' controllers, which share the API server and have other key
+        // namespaces, may reconcile this cluster-scoped store; port 9 refuses them harmlessly.
         "spec": {"provider": {"aws": {"service": "SecretsManager", "region": env.var("AWS_REGION"),
-            "endpointURL": trap.address, "auth": credentials(keys.name())}}},
+            "endpointURL": "http://127.0.0.1:9", "auth": credentials(keys.name())}}},
     }))?;
     let cluster_stores = Api::<seal_api::ClusterSecretStore>::all(env.kube_client().await?);
     cluster_stores.create(&PostParams::default(), &css).await?;
