@@ -37,6 +37,12 @@ pub mod reason {
 /// The condition type a store's readiness is reported under.
 pub const CONDITION_READY: &str = "Ready";
 
+/// The shortest token lifetime a store may ask for: the shortest the TokenRequest API grants.
+pub const MIN_TOKEN_SECONDS: i64 = 600;
+/// The longest token lifetime a store may ask for: an hour. A token only has to outlive the
+/// login it is requested for.
+pub const MAX_TOKEN_SECONDS: i64 = 3600;
+
 /// A namespaced store: ExternalSecrets in its namespace may read through it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -346,8 +352,9 @@ pub struct VaultKubernetesServiceAccountTokenAuth {
     /// The token's audiences; omitted, `vault`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
-    /// The token's lifetime in seconds; omitted, 600.
+    /// The token's lifetime in seconds, 600 to 3600; omitted, 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = MIN_TOKEN_SECONDS, max = MAX_TOKEN_SECONDS))]
     pub expiration_seconds: Option<i64>,
 }
 

@@ -37,12 +37,7 @@ use seal_providers::endpoint::Transport;
 /// for it themselves, so the opt-in moves no power.
 pub const TOKEN_OPT_IN_ANNOTATION: &str = "seal.dev/allow-store-tokens";
 
-/// The longest token lifetime a store may ask for: an hour. A token only has to outlive the login
-/// it is requested for.
-pub const MAX_TOKEN_SECONDS: i64 = 3600;
-
-/// The shortest lifetime the TokenRequest API grants.
-pub const MIN_TOKEN_SECONDS: i64 = 600;
+pub use seal_api::secret_store::{MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS};
 
 /// Audiences that mean "this cluster's API server" in common distributions, on top of the issuer
 /// the controller discovers at start. A token for one of them is a login to the cluster itself.
