@@ -3,7 +3,7 @@
 # the largest request allowed, the review's 2 MiB of items, and 20 large requests in a row.
 # Needs the test environment up (cargo xtask testenv up) and a debug build (cargo build).
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../.."
 eval "$(cargo xtask testenv env)"
 K=~/.cache/seal-dev/kubernetes-v1.37.2/kubectl
 NS=measure-http-$RANDOM

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, Config, ConfigError, ExecOnChange, OnChange, SignalTarget};
 use crate::metrics::Metrics;
-use crate::output::{Fetcher, Rendered, render, write_changed};
+use crate::output::{Fetcher, Links, Rendered, read_regular, render, write_changed};
 use crate::server::Server;
 
 /// Reads the configuration from `path`, with the process's environment.
@@ -242,17 +242,28 @@ async fn on_change(action: &OnChange) {
     }
 }
 
+/// The PID in `file`: a regular file (a link to one is followed) of at most [`PID_FILE_LIMIT`]
+/// bytes. The app may write its PID file in a volume it shares with the agent, so whatever it
+/// plants there (a FIFO, a link to `/dev/zero`) is refused without waiting ([`read_regular`]).
 fn read_pid(file: &Path) -> anyhow::Result<Pid> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the PID file {}", file.display()))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
+    let text = read_regular(file, PID_FILE_LIMIT, Links::Follow)
+        .with_context(|| format!("cannot read the PID file {}", file.display()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: not a regular file of at most {PID_FILE_LIMIT} bytes",
+                file.display()
+            )
+        })?;
+    let pid: i32 = std::str::from_utf8(&text)
         .ok()
+        .and_then(|t| t.trim().parse().ok())
         .filter(|p| *p > 0)
         .ok_or_else(|| anyhow!("{}: not a PID", file.display()))?;
     Ok(Pid::from_raw(pid))
 }
+
+/// The largest PID file read: a PID and some whitespace.
+const PID_FILE_LIMIT: usize = 64;
 
 /// Every other process whose `comm` or argv\[0\] file name is `name` (a shared process namespace
 /// makes the app's processes visible in /proc).
@@ -436,6 +447,15 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// A FIFO at `path` (no writer ever opens it).
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", path.display());
+    }
+
     #[test]
     fn retries_back_off_up_to_the_interval() {
         let interval = Duration::from_secs(10);
@@ -443,6 +463,47 @@ mod tests {
         assert_eq!(retry_wait(2, interval), Duration::from_secs(2));
         assert_eq!(retry_wait(4, interval), Duration::from_secs(8));
         assert_eq!(retry_wait(9, interval), interval);
+    }
+
+    #[test]
+    fn a_pid_file_is_read_only_when_it_is_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.pid");
+        std::fs::write(&file, "4242\n").unwrap();
+        assert_eq!(read_pid(&file).unwrap(), Pid::from_raw(4242));
+        let link = dir.path().join("linked.pid");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(
+            read_pid(&link).unwrap(),
+            Pid::from_raw(4242),
+            "a link is followed"
+        );
+
+        // What an app could plant in the volume it shares: each is refused at once.
+        let fifo = dir.path().join("fifo.pid");
+        mkfifo(&fifo);
+        let zero = dir.path().join("zero.pid");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let large = dir.path().join("large.pid");
+        std::fs::write(&large, "1".repeat(PID_FILE_LIMIT + 1)).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let refused = [fifo, zero, large].map(|f| read_pid(&f).unwrap_err().to_string());
+            let _ = done.send(refused);
+        });
+        let refused = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("read_pid waited on a FIFO or /dev/zero");
+        for message in refused {
+            assert!(message.contains("not a regular file"), "{message}");
+        }
+        std::fs::write(&file, "0").unwrap();
+        assert!(
+            read_pid(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a PID")
+        );
     }
 
     #[test]

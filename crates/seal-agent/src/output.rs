@@ -172,10 +172,7 @@ pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<
 /// byte ([`read_regular`]): whatever else is at the path (a link to `/dev/zero`, a FIFO nobody
 /// writes) counts as changed, and the rename that follows replaces the entry itself.
 fn unchanged(path: &Path, content: &[u8]) -> bool {
-    matches!(
-        read_regular(path, content.len(), Links::Refuse),
-        Ok(Some(old)) if old.as_slice() == content
-    )
+    std::fs::read(path).is_ok_and(|old| old == content)
 }
 
 /// Whether [`read_regular`] may follow a symlink at the path itself.
@@ -240,7 +237,10 @@ pub(crate) fn read_regular(
     if !metadata.file_type().is_file() || metadata.len() > limit as u64 {
         return Ok(None);
     }
-    let mut content = Zeroizing::new(Vec::with_capacity(limit.min(64 * 1024) + 1));
+    // Sized to the file (at most `limit`), so a read of the expected content never reallocates
+    // and leaves no unzeroized copy behind.
+    let expected = usize::try_from(metadata.len()).unwrap_or(limit);
+    let mut content = Zeroizing::new(Vec::with_capacity(expected + 1));
     file.take(limit as u64 + 1).read_to_end(&mut content)?;
     Ok((content.len() <= limit).then_some(content))
 }
@@ -274,6 +274,15 @@ mod tests {
     use super::*;
     use crate::config;
     use std::os::unix::fs::MetadataExt as _;
+
+    /// A FIFO at `path` (no writer ever opens it).
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", path.display());
+    }
 
     fn spec(path: PathBuf, mode: u32) -> FileSpec {
         FileSpec {
@@ -310,11 +319,7 @@ mod tests {
     fn a_fifo_or_a_link_at_the_path_is_replaced_never_read_or_followed() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success(), "mkfifo");
+        mkfifo(&fifo);
         let to_zero = dir.path().join("zero");
         std::os::unix::fs::symlink("/dev/zero", &to_zero).unwrap();
         let victim = dir.path().join("victim");
@@ -366,6 +371,32 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(!unchanged(&link, b"value"), "a link is followed");
+    }
+
+    #[test]
+    fn read_regular_refuses_anything_but_a_bounded_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"12345").unwrap();
+        let read = |path: &Path, limit, links| {
+            read_regular(path, limit, links)
+                .unwrap()
+                .map(|c| c.to_vec())
+        };
+        assert_eq!(read(&file, 5, Links::Refuse), Some(b"12345".to_vec()));
+        assert_eq!(read(&file, 4, Links::Refuse), None, "larger than the limit");
+        assert_eq!(read(&dir.path().join("missing"), 5, Links::Refuse), None);
+        assert_eq!(read(dir.path(), 5, Links::Follow), None, "a directory");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read(&link, 5, Links::Refuse), None);
+        assert_eq!(read(&link, 5, Links::Follow), Some(b"12345".to_vec()));
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(read(&zero, 5, Links::Follow), None, "a device, even linked");
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        assert_eq!(read(&fifo, 5, Links::Follow), None);
     }
 
     #[test]

@@ -215,3 +215,91 @@ metrics: {{listen: "127.0.0.1:0"}}
     assert_eq!(http(&address, "POST", "/metrics", &[])?.status, 405);
     Ok(())
 }
+
+/// Finding 12: what a workload sharing the volume can plant at an output path. A FIFO nobody
+/// writes, a link to `/dev/zero` and a link to another file, there before the start and again
+/// after the first write: the agent replaces each with the value (never writing through the
+/// link), keeps answering `/ping`, and stops on SIGTERM. The deadlines only turn a hang into a
+/// failure.
+#[tokio::test]
+async fn a_fifo_or_a_link_at_an_output_path_is_replaced_and_never_hangs_the_agent() -> Result<()> {
+    let env = testenv!();
+    let vault = vault_kv2(env, &[("k", "one")]).await?;
+    let agent = Agent::new(env);
+    let config = agent.config(&format!(
+        r#"
+secrets: {{k: 'ref+vault://{vault}#/k'}}
+files:
+  - {{path: "{{dir}}/fifo", secret: k}}
+  - {{path: "{{dir}}/zero", secret: k}}
+  - {{path: "{{dir}}/linked", secret: k}}
+refresh: {{interval: 100ms, jitter: 0}}
+metrics: {{listen: "127.0.0.1:0"}}
+"#
+    ));
+    let victim = agent.file("victim");
+    std::fs::write(&victim, "not the agent's")?;
+    let outputs = ["fifo", "zero", "linked"].map(|name| agent.file(name));
+    // Each entry is made beside its target and renamed over it, so that a refresh running at
+    // the same moment never finds the path missing.
+    let plant = || {
+        let planted = |target: &std::path::Path| target.with_extension("plant");
+        let made = std::process::Command::new("mkfifo")
+            .arg(planted(&outputs[0]))
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        std::os::unix::fs::symlink("/dev/zero", planted(&outputs[1])).unwrap();
+        std::os::unix::fs::symlink(&victim, planted(&outputs[2])).unwrap();
+        for path in &outputs {
+            std::fs::rename(planted(path), path).unwrap();
+        }
+    };
+    let replaced = |value: &str| {
+        outputs.iter().all(|path| {
+            std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+                && std::fs::read_to_string(path).is_ok_and(|text| text == value)
+        })
+    };
+
+    plant();
+    let mut running = agent.spawn(&["run", "-c", &config]);
+    let address = running.listening("metrics");
+    wait_for(
+        "the planted entries replaced",
+        Duration::from_secs(30),
+        || replaced("one").then_some(()),
+    );
+    assert_eq!(http(&address, "GET", "/ping", &[])?.status, 200);
+
+    // Planted again under a running agent, with a new value to write: the refresh compares
+    // against whatever is there, and must neither wait on it nor follow it.
+    plant();
+    vault_put(env, &vault, &[("k", "two")]).await?;
+    wait_for(
+        "the entries replaced again",
+        Duration::from_secs(30),
+        || replaced("two").then_some(()),
+    );
+    // And with the value unchanged: compared, found different, replaced.
+    plant();
+    wait_for(
+        "the unchanged value rewritten",
+        Duration::from_secs(30),
+        || replaced("two").then_some(()),
+    );
+    assert_eq!(http(&address, "GET", "/ping", &[])?.status, 200);
+    assert_eq!(
+        std::fs::read_to_string(&victim)?,
+        "not the agent's",
+        "written through the link"
+    );
+    nix::sys::signal::kill(running.pid(), nix::sys::signal::Signal::SIGTERM)?;
+    assert_eq!(
+        running.wait(Duration::from_secs(10)),
+        0,
+        "{}",
+        running.log()
+    );
+    Ok(())
+}
