@@ -172,7 +172,10 @@ pub fn write_changed(files: &[FileSpec], rendered: &Rendered) -> anyhow::Result<
 /// byte ([`read_regular`]): whatever else is at the path (a link to `/dev/zero`, a FIFO nobody
 /// writes) counts as changed, and the rename that follows replaces the entry itself.
 fn unchanged(path: &Path, content: &[u8]) -> bool {
-    std::fs::read(path).is_ok_and(|old| old == content)
+    matches!(
+        read_regular(path, content.len(), Links::Refuse),
+        Ok(Some(old)) if old.as_slice() == content
+    )
 }
 
 /// Whether [`read_regular`] may follow a symlink at the path itself.
