@@ -529,7 +529,8 @@ async fn the_api_server_and_the_code_agree_on_refresh_intervals() -> Result<()> 
     };
     let samples = [
         "0", "0s", "+5s", "1h", "15m", "1h30m", "1h0m0s", "1.5h", ".5s", "1.s", "500ms", "10us",
-        "10µs", "7ns", "999ms", "1000ms", "1s", "", "1", "-1h", "1d", "h", "1h5", "1..5s", "00", " 1h", "1H",
+        "10µs", "7ns", "999ms", "1000ms", "1s", "", "1", "-1h", "1d", "h", "1h5", "1..5s", "00",
+        " 1h", "1H",
     ];
     for sample in samples {
         let spec = json!({

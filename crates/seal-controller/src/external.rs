@@ -12,8 +12,9 @@
 //!   properties of one secret cost one call), `dataFrom[].extract` (a JSON object's keys) and
 //!   `dataFrom[].find` (name regexp, tags, path; `/` in a name becomes `_` as in ESO), then
 //!   `rewrite` regexps and `decodingStrategy`, then `target.template`.
-//! - **What it writes.** The Secret, by server-side apply under [`FIELD_MANAGER`], labelled
-//!   [`EXTERNAL_SECRET_UID_LABEL`] (the controller watches Secrets by that label, as metadata
+//! - **What it writes.** The Secret, by server-side apply under [`field_manager`] (one per
+//!   merging ExternalSecret, so that merges into one Secret never remove each other's items),
+//!   labelled [`EXTERNAL_SECRET_UID_LABEL`] (the controller watches Secrets by that label, as metadata
 //!   only) and annotated with [`DATA_HASH_ANNOTATION`], a SHA-256 of everything applied: a refresh
 //!   producing the same hash writes nothing. `creationPolicy` `Owner` adds an owner reference
 //!   (garbage collection deletes the Secret with the ExternalSecret), `Orphan` does not, `Merge`
@@ -61,7 +62,7 @@ use crate::controller::{Settings, Shared};
 use crate::rollout;
 use crate::store_trust::check_namespace;
 use crate::stores::{Providers, StoreId};
-use crate::unseal::{FIELD_MANAGER, MANAGED_ANNOTATION, PATCH_ANNOTATION};
+use crate::unseal::{MANAGED_ANNOTATION, PATCH_ANNOTATION, field_manager};
 
 /// Label on every Secret an ExternalSecret produced: the ExternalSecret's uid.
 pub const EXTERNAL_SECRET_UID_LABEL: &str = "seal.dev/external-secret-uid";
@@ -885,7 +886,7 @@ async fn write(
         ..Secret::default()
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(&field_manager(merge, &uid)).force();
     let mut result = api
         .patch(secret_name, &params, &Patch::Apply(&desired))
         .await;

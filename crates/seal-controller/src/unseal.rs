@@ -28,8 +28,21 @@ use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
 use seal_api::produced::ProducedPolicy;
 use seal_api::unsealing::{KeyRing, UnsealError, unseal_to_secret};
 
-/// The field manager of every write this controller makes.
+/// The field manager of the writes this controller makes to objects it owns.
 pub const FIELD_MANAGER: &str = "seal-controller";
+
+/// The field manager of a write to a produced Secret: [`FIELD_MANAGER`] when the object owns the
+/// Secret; for a merge into a Secret someone else owns (`seal.dev/patch`, `creationPolicy:
+/// Merge`), one per merging object (`seal-controller/<uid>`). Server-side apply removes the
+/// fields a manager applied before and no longer applies, so under one shared manager two objects
+/// merging into one Secret would remove each other's items at every write.
+pub fn field_manager(merge: bool, uid: &str) -> String {
+    if merge && !uid.is_empty() {
+        format!("{FIELD_MANAGER}/{uid}")
+    } else {
+        FIELD_MANAGER.to_owned()
+    }
+}
 /// Label on every Secret this controller produced: the uid of its SealedSecret.
 pub const SEALED_SECRET_UID_LABEL: &str = "seal.dev/sealed-secret-uid";
 /// On an existing Secret: the controller may take it over.
@@ -204,16 +217,18 @@ pub async fn write_unsealed(client: Client, sealed: &SealedSecret, mut desired: 
         };
     }
     desired.metadata.namespace = Some(namespace.clone());
-    write_secret(&api, existing.as_ref(), &desired, patch_only).await
+    let manager = field_manager(patch_only, &uid);
+    write_secret(&api, existing.as_ref(), &desired, patch_only, &manager).await
 }
 
-/// Writes `desired` with server-side apply, first deleting `existing` when it cannot be changed in
+/// Writes `desired` with server-side apply under `manager`, first deleting `existing` when it cannot be changed in
 /// place (immutable, or of another type).
 async fn write_secret(
     api: &Api<Secret>,
     existing: Option<&Secret>,
     desired: &Secret,
     patch_only: bool,
+    manager: &str,
 ) -> Outcome {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
@@ -247,7 +262,7 @@ async fn write_secret(
     match api
         .patch(
             &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(manager).force(),
             &Patch::Apply(desired),
         )
         .await
@@ -386,4 +401,19 @@ pub async fn write_status(
     )
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_merging_object_writes_under_its_own_field_manager() {
+        assert_eq!(field_manager(false, "u1"), FIELD_MANAGER);
+        assert_eq!(field_manager(true, "u1"), "seal-controller/u1");
+        assert_ne!(field_manager(true, "u1"), field_manager(true, "u2"));
+        assert_eq!(field_manager(true, ""), FIELD_MANAGER);
+        // A uid is 36 characters: the name stays far below the API server's limit of 128.
+        assert!(field_manager(true, &"u".repeat(36)).len() <= 128);
+    }
 }

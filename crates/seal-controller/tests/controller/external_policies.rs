@@ -337,6 +337,17 @@ async fn creation_policies_immutable_and_refresh_policies() -> Result<()> {
             "target",
             json!({"name": "existing", "creationPolicy": "Merge"}),
         ),
+        // A second object merging another item into the same Secret: each writes under its own
+        // field manager, so neither write removes the other's item.
+        {
+            let mut other = external_secret(
+                "merge-other",
+                "kv2",
+                json!({"data": [{"secretKey": "w", "remoteRef": {"key": path, "property": "v"}}]}),
+            );
+            other["spec"]["target"] = json!({"name": "existing", "creationPolicy": "Merge"});
+            other
+        },
         with("immutable", "target", json!({"immutable": true})),
         with("once", "refreshPolicy", json!("CreatedOnce")),
         with("on-change", "refreshPolicy", json!("OnChange")),
@@ -365,6 +376,18 @@ async fn creation_policies_immutable_and_refresh_policies() -> Result<()> {
     );
     let merged = wait_item(&app, "existing", "v", "2").await?;
     assert_eq!(item(&merged, "mine").as_deref(), Some(&b"kept"[..]));
+    let merged = wait_item(&app, "existing", "w", "2").await?;
+    assert_eq!(item(&merged, "v").as_deref(), Some(&b"2"[..]));
+    wait_refreshes(&app, "merge", 2).await?;
+    wait_refreshes(&app, "merge-other", 2).await?;
+    let merged = app.api::<Secret>().get("existing").await?;
+    for (key, value) in [("mine", "kept"), ("v", "2"), ("w", "2")] {
+        assert_eq!(
+            item(&merged, key).as_deref(),
+            Some(value.as_bytes()),
+            "{key} after both merged twice more"
+        );
+    }
 
     // CreatedOnce and OnChange did not read again while the witness refreshed twice more.
     wait_refreshes(&app, "periodic", 2).await?;
