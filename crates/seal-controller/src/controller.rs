@@ -521,16 +521,28 @@ fn unseal_loop(
         .graceful_shutdown_on(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })
-        .run(
-            |sealed, ctx| crate::contained::contain(reconcile(sealed, ctx)),
-            error_policy,
-            context,
-        )
+        .run(reconcile_contained, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile failed");
             }
         })
+}
+
+/// [`reconcile`], with a panic contained ([`crate::contained`]) and said in the SealedSecret's
+/// status, so that the object's owner sees it failed and every other object goes on.
+async fn reconcile_contained(
+    sealed: Arc<SealedSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let result = crate::contained::contain(reconcile(Arc::clone(&sealed), Arc::clone(&ctx))).await;
+    if let Err(ReconcileError::Panicked(panicked)) = &result {
+        let outcome = crate::unseal::Outcome::failed(Reason::InternalError, panicked.to_string());
+        if let Err(error) = write_status(ctx.client.clone(), &sealed, &outcome).await {
+            warn!(%error, "cannot say in the status that the reconcile panicked");
+        }
+    }
+    result
 }
 
 async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {

@@ -226,7 +226,7 @@ pub async fn run(
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .run(
-                |es, ctx| contain(reconcile(es, ctx)),
+                reconcile_contained,
                 |_, error, _| retry_after(error),
                 context,
             )
@@ -273,6 +273,23 @@ impl Outcome {
             metric,
         }
     }
+}
+
+/// [`reconcile`], with a panic contained ([`crate::contained`]) and said in the ExternalSecret's
+/// status, so that the object's owner sees it failed and everything else goes on.
+async fn reconcile_contained(
+    es: Arc<ExternalSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, StatusError> {
+    // Boxed: a reconcile's future is large, and this one holds it across the status write.
+    let result = Box::pin(contain(reconcile(Arc::clone(&es), Arc::clone(&ctx)))).await;
+    if let Err(StatusError::Panicked(panicked)) = &result {
+        let outcome = Outcome::failed("panicked", panicked.to_string());
+        if let Err(error) = write_status(&ctx, &es, &outcome).await {
+            warn!(%error, "cannot say in the status that the reconcile panicked");
+        }
+    }
+    result
 }
 
 async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, StatusError> {

@@ -65,16 +65,19 @@ pub enum Reason {
     UpdateFailed,
     /// The template asks for a reserved label or a denied type ([`ProducedPolicy`]).
     DeniedByPolicy,
+    /// The reconcile panicked: a bug, contained to this object ([`crate::contained`]).
+    InternalError,
 }
 
 impl Reason {
     /// Every reason that means the Secret was not written as asked.
-    pub const FAILURES: [Reason; 5] = [
+    pub const FAILURES: [Reason; 6] = [
         Self::DecryptionFailed,
         Self::NotManaged,
         Self::InvalidTemplate,
         Self::UpdateFailed,
         Self::DeniedByPolicy,
+        Self::InternalError,
     ];
 
     /// The reason as the condition and the Event spell it.
@@ -86,6 +89,7 @@ impl Reason {
             Self::InvalidTemplate => "InvalidTemplate",
             Self::UpdateFailed => "UpdateFailed",
             Self::DeniedByPolicy => "DeniedByPolicy",
+            Self::InternalError => "InternalError",
         }
     }
 }
@@ -107,7 +111,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn failed(reason: Reason, message: String) -> Self {
+    pub(crate) fn failed(reason: Reason, message: String) -> Self {
         Self {
             reason,
             note: message.clone(),
