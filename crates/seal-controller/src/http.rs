@@ -24,9 +24,10 @@
 //! - requests per client address ([`RateLimiter`], `--rate-limit`, `--rate-limit-burst`);
 //! - the body: [`MAX_BODY`] bytes, read within [`BODY_TIMEOUT`] (413 and 408 otherwise);
 //! - items per request: [`MAX_ITEMS`] (413), counted before any decryption;
-//! - RSA operations: a request is charged its worst case (items x keys) against one budget shared
-//!   by every client ([`RSA_OPS_PER_SECOND`], [`RSA_OPS_BURST`]); a request the budget cannot pay
-//!   gets 429 with the seconds until it could;
+//! - RSA operations: a request is charged its worst case (items x keys) to its client's address
+//!   ([`RSA_OPS_PER_CLIENT_PER_SECOND`], [`RSA_OPS_PER_CLIENT_BURST`]) and to a budget shared by
+//!   every client ([`RSA_OPS_PER_SECOND`], [`RSA_OPS_BURST`]); a request either cannot pay gets
+//!   429 with the seconds until it could, and one client cannot spend what the others need;
 //! - the work runs on [`RSA_WORKERS`] thread at a time, so request work never takes more of the
 //!   blocking pool than that and unsealing keeps the rest;
 //! - connections: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's backlog), request
@@ -68,98 +69,172 @@ pub const MAX_ITEMS: usize = 256;
 /// RSA private-key operations per second the certificate API may spend, over every client.
 /// About a tenth of one core at RSA-4096.
 pub const RSA_OPS_PER_SECOND: f64 = 20.0;
-/// RSA operations the certificate API may spend at once: a large SealedSecret against a few keys.
+/// RSA operations the certificate API may spend at once, over every client.
 pub const RSA_OPS_BURST: f64 = 1024.0;
+/// RSA operations per second one client address may spend: a quarter of the whole, so that one
+/// client cannot keep the others out.
+pub const RSA_OPS_PER_CLIENT_PER_SECOND: f64 = 5.0;
+/// RSA operations one client address may spend at once: the largest request against two keys.
+pub const RSA_OPS_PER_CLIENT_BURST: f64 = 512.0;
 /// Threads request work runs on at once.
 pub const RSA_WORKERS: usize = 1;
-/// Client addresses remembered by the rate limiter before idle ones are forgotten.
+/// Client addresses remembered per bucket set before idle ones are forgotten.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
 
-/// A token bucket per client address: `per_second` sustained, `burst` at once.
-pub struct RateLimiter {
+/// The one token-bucket rule of this module: `per_second` tokens refill up to `burst`.
+#[derive(Clone, Copy)]
+struct Rate {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
 
-impl RateLimiter {
-    /// Allows `per_second` requests per second per client, and bursts of `burst`.
-    pub fn new(per_second: f64, burst: u32) -> Self {
+/// A bucket's tokens and when they were last counted.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    seen: Instant,
+}
+
+impl Rate {
+    fn full(self, now: Instant) -> Bucket {
+        Bucket {
+            tokens: self.burst,
+            seen: now,
+        }
+    }
+
+    /// `bucket` refilled up to `now`.
+    fn refilled(self, bucket: Bucket, now: Instant) -> Bucket {
+        let elapsed = now.saturating_duration_since(bucket.seen).as_secs_f64();
+        Bucket {
+            tokens: (bucket.tokens + elapsed * self.per_second).min(self.burst),
+            seen: now,
+        }
+    }
+
+    /// What taking `cost` from `bucket` (already refilled) needs: nothing (`Ok`), or the wait
+    /// until it could. A cost over the burst needs a full bucket and then takes all of it, so
+    /// every allowed request can be paid eventually.
+    fn wait(self, bucket: Bucket, cost: f64) -> Result<f64, Duration> {
+        let cost = cost.min(self.burst);
+        if cost <= bucket.tokens {
+            return Ok(cost);
+        }
+        let missing = cost - bucket.tokens;
+        Err(Duration::from_secs_f64(
+            missing / self.per_second.max(f64::MIN_POSITIVE),
+        ))
+    }
+
+    /// How long after a bucket was last seen it is full again, whatever it held.
+    fn idle_until_full(self) -> f64 {
+        self.burst / self.per_second.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// A bucket per client address, bounded to [`MAX_TRACKED_CLIENTS`] (idle, full ones go first).
+struct PerClient {
+    rate: Rate,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl PerClient {
+    fn new(rate: Rate) -> Self {
         Self {
-            per_second,
-            burst: f64::from(burst.max(1)),
+            rate,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `client` may make a request now (taking a token if so).
-    pub fn allow(&self, client: IpAddr, now: Instant) -> bool {
+    /// Runs `decide` on `client`'s refilled bucket, under the lock.
+    fn with<T>(&self, client: IpAddr, now: Instant, decide: impl FnOnce(&mut Bucket) -> T) -> T {
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_TRACKED_CLIENTS {
-            let refill = self.burst / self.per_second.max(f64::MIN_POSITIVE);
-            buckets.retain(|_, (_, seen)| now.duration_since(*seen).as_secs_f64() < refill);
+            let full = self.rate.idle_until_full();
+            buckets.retain(|_, bucket| now.duration_since(bucket.seen).as_secs_f64() < full);
         }
-        let (tokens, seen) = buckets.entry(client).or_insert((self.burst, now));
-        let elapsed = now.saturating_duration_since(*seen).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.per_second).min(self.burst);
-        *seen = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let bucket = buckets.entry(client).or_insert(self.rate.full(now));
+        *bucket = self.rate.refilled(*bucket, now);
+        decide(bucket)
     }
 }
 
-/// What request work may spend, over every client: a token bucket of RSA operations, and the
-/// threads the work runs on.
+/// Requests per client address: `per_second` sustained, `burst` at once.
+pub struct RateLimiter(PerClient);
+
+impl RateLimiter {
+    /// Allows `per_second` requests per second per client, and bursts of `burst`.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        Self(PerClient::new(Rate {
+            per_second,
+            burst: f64::from(burst.max(1)),
+        }))
+    }
+
+    /// Whether `client` may make a request now (taking a token if so).
+    pub fn allow(&self, client: IpAddr, now: Instant) -> bool {
+        self.0.with(client, now, |bucket| {
+            let allowed = bucket.tokens >= 1.0;
+            if allowed {
+                bucket.tokens -= 1.0;
+            }
+            allowed
+        })
+    }
+}
+
+/// What request work may spend: RSA operations charged to the client that asks
+/// ([`RSA_OPS_PER_CLIENT_PER_SECOND`], [`RSA_OPS_PER_CLIENT_BURST`]) and to every client together
+/// ([`RSA_OPS_PER_SECOND`], [`RSA_OPS_BURST`]), and the threads the work runs on.
 pub struct RsaBudget {
-    bucket: Mutex<(f64, Instant)>,
+    per_client: PerClient,
+    global: Mutex<Bucket>,
     workers: tokio::sync::Semaphore,
 }
+
+const GLOBAL: Rate = Rate {
+    per_second: RSA_OPS_PER_SECOND,
+    burst: RSA_OPS_BURST,
+};
+const PER_CLIENT: Rate = Rate {
+    per_second: RSA_OPS_PER_CLIENT_PER_SECOND,
+    burst: RSA_OPS_PER_CLIENT_BURST,
+};
 
 impl Default for RsaBudget {
     fn default() -> Self {
         Self {
-            bucket: Mutex::new((RSA_OPS_BURST, Instant::now())),
+            per_client: PerClient::new(PER_CLIENT),
+            global: Mutex::new(GLOBAL.full(Instant::now())),
             workers: tokio::sync::Semaphore::new(RSA_WORKERS),
         }
     }
 }
 
 impl RsaBudget {
-    /// Takes `cost` operations if the budget has them; otherwise how long until it would.
-    pub fn charge(&self, cost: f64, now: Instant) -> Result<(), Duration> {
-        let mut bucket = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, seen) = &mut *bucket;
-        *tokens = refill(*tokens, *seen, now);
-        *seen = now;
-        charge(tokens, cost)
+    /// Takes `cost` operations from `client`'s bucket and the shared one if both have them;
+    /// otherwise takes nothing and says how long until both would.
+    pub fn charge(&self, client: IpAddr, cost: f64, now: Instant) -> Result<(), Duration> {
+        self.per_client.with(client, now, |own| {
+            let mut global = self
+                .global
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *global = GLOBAL.refilled(*global, now);
+            match (PER_CLIENT.wait(*own, cost), GLOBAL.wait(*global, cost)) {
+                (Ok(own_cost), Ok(global_cost)) => {
+                    own.tokens -= own_cost;
+                    global.tokens -= global_cost;
+                    Ok(())
+                }
+                (Err(wait), Ok(_)) | (Ok(_), Err(wait)) => Err(wait.max(Duration::from_secs(1))),
+                (Err(a), Err(b)) => Err(a.max(b).max(Duration::from_secs(1))),
+            }
+        })
     }
-}
-
-/// The bucket's tokens after refilling since `seen`.
-fn refill(tokens: f64, seen: Instant, now: Instant) -> f64 {
-    let elapsed = now.saturating_duration_since(seen).as_secs_f64();
-    (tokens + elapsed * RSA_OPS_PER_SECOND).min(RSA_OPS_BURST)
-}
-
-/// Takes `cost` from `tokens`, or says how long until they would cover it (never, for a cost
-/// over the burst: [`MAX_ITEMS`] keeps requests under it with a handful of keys).
-fn charge(tokens: &mut f64, cost: f64) -> Result<(), Duration> {
-    if cost <= *tokens {
-        *tokens -= cost;
-        return Ok(());
-    }
-    let missing = (cost.min(RSA_OPS_BURST) - *tokens).max(0.0);
-    Err(Duration::from_secs_f64(missing / RSA_OPS_PER_SECOND).max(Duration::from_secs(1)))
 }
 
 /// The worst-case RSA operations of opening `items` items with `keys` keys.
@@ -230,7 +305,7 @@ async fn read_body(body: Body) -> Result<Bytes, (StatusCode, String)> {
 
 /// The refusal of `posted` when it has too many items or the RSA budget cannot pay for opening
 /// it with `keys` keys; checked before any decryption.
-fn refusal(shared: &Shared, posted: &Posted, keys: usize) -> Option<Response> {
+fn refusal(shared: &Shared, client: IpAddr, posted: &Posted, keys: usize) -> Option<Response> {
     let items = posted.sealed.spec.encrypted_data.len();
     if items > MAX_ITEMS {
         return Some(text(
@@ -240,11 +315,11 @@ fn refusal(shared: &Shared, posted: &Posted, keys: usize) -> Option<Response> {
     }
     let wait = shared
         .rsa_budget
-        .charge(rsa_cost(items, keys), Instant::now())
+        .charge(client, rsa_cost(items, keys), Instant::now())
         .err()?;
     let mut response = text(
         StatusCode::TOO_MANY_REQUESTS,
-        "the controller's budget for request work is spent; try again later\n",
+        "the budget for request work (this client's or the controller's) is spent; try again later\n",
     );
     if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -428,7 +503,7 @@ async fn verify(
 ) -> Response {
     rate_limited(&shared, client, "verify", async {
         match read_body(body).await {
-            Ok(body) => verify_body(&shared, body).await,
+            Ok(body) => verify_body(&shared, client.ip(), body).await,
             Err((code, message)) => text(code, message),
         }
     })
@@ -449,13 +524,13 @@ async fn rate_limited(
     counted(shared, handler, response)
 }
 
-async fn verify_body(shared: &Shared, body: Bytes) -> Response {
+async fn verify_body(shared: &Shared, client: IpAddr, body: Bytes) -> Response {
     let posted = match parse_posted(&body) {
         Ok(posted) => posted,
         Err(problem) => return text(StatusCode::BAD_REQUEST, problem + "\n"),
     };
     let keys = shared.keys();
-    if let Some(refused) = refusal(shared, &posted, keys.keys().len()) {
+    if let Some(refused) = refusal(shared, client, &posted, keys.keys().len()) {
         return refused;
     }
     let outcome = on_worker(shared, move || {
@@ -489,20 +564,20 @@ async fn rotate(
 ) -> Response {
     rate_limited(&shared, client, "rotate", async {
         match read_body(body).await {
-            Ok(body) => rotate_body(&shared, body).await,
+            Ok(body) => rotate_body(&shared, client.ip(), body).await,
             Err((code, message)) => text(code, message),
         }
     })
     .await
 }
 
-async fn rotate_body(shared: &Shared, body: Bytes) -> Response {
+async fn rotate_body(shared: &Shared, client: IpAddr, body: Bytes) -> Response {
     let posted = match parse_posted(&body) {
         Ok(posted) => posted,
         Err(problem) => return text(StatusCode::BAD_REQUEST, problem + "\n"),
     };
     let keys = shared.keys();
-    if let Some(refused) = refusal(shared, &posted, keys.keys().len()) {
+    if let Some(refused) = refusal(shared, client, &posted, keys.keys().len()) {
         return refused;
     }
     let outcome = on_worker(shared, move || {
@@ -558,16 +633,69 @@ mod tests {
         );
         let budget = RsaBudget::default();
         let start = Instant::now();
-        assert!(budget.charge(RSA_OPS_BURST, start).is_ok(), "a full burst");
-        let wait = budget.charge(20.0, start).unwrap_err();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        assert!(budget.charge(a, RSA_OPS_PER_CLIENT_BURST, start).is_ok());
+        let wait = budget.charge(a, 5.0, start).unwrap_err();
+        assert_eq!(
+            wait,
+            Duration::from_secs(1),
+            "a client's own bucket is spent"
+        );
+        // Refilled at the client's sustained rate.
+        let later = start + Duration::from_secs(1);
+        assert!(
+            budget
+                .charge(a, RSA_OPS_PER_CLIENT_PER_SECOND, later)
+                .is_ok()
+        );
+        assert!(budget.charge(a, 1.0, later).is_err());
+    }
+
+    #[test]
+    fn one_client_cannot_spend_the_others_budget_but_many_together_are_bounded() {
+        let budget = RsaBudget::default();
+        let start = Instant::now();
+        let client = |n: u8| IpAddr::from([10, 0, 1, n]);
+        assert!(
+            budget
+                .charge(client(1), RSA_OPS_PER_CLIENT_BURST, start)
+                .is_ok()
+        );
+        assert!(budget.charge(client(1), 1.0, start).is_err());
+        assert!(
+            budget
+                .charge(client(2), RSA_OPS_PER_CLIENT_BURST, start)
+                .is_ok(),
+            "another client pays from its own bucket"
+        );
+        // The shared budget is now spent: a third client waits too, and is told how long.
+        let wait = budget.charge(client(3), 20.0, start).unwrap_err();
         assert_eq!(wait, Duration::from_secs(1));
-        // Refilled at the sustained rate.
-        assert!(budget.charge(20.0, start + Duration::from_secs(1)).is_ok());
-        // A cost over the burst waits at most as long as a whole burst takes to refill.
-        let mut empty = 0.0;
-        let wait = charge(&mut empty, 10.0 * RSA_OPS_BURST).unwrap_err();
-        assert!(wait <= Duration::from_secs_f64(RSA_OPS_BURST / RSA_OPS_PER_SECOND));
-        assert!(empty.abs() < f64::EPSILON, "a refused charge takes nothing");
+        // Paid once the shared budget has refilled.
+        let refilled = start + Duration::from_secs(1);
+        assert!(
+            budget
+                .charge(client(3), RSA_OPS_PER_SECOND, refilled)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_cost_over_the_burst_needs_a_full_bucket_and_waits_at_most_one_refill() {
+        let start = Instant::now();
+        let full = PER_CLIENT.full(start);
+        assert_eq!(
+            PER_CLIENT.wait(full, 10.0 * RSA_OPS_PER_CLIENT_BURST),
+            Ok(RSA_OPS_PER_CLIENT_BURST)
+        );
+        let empty = Bucket {
+            tokens: 0.0,
+            seen: start,
+        };
+        let wait = PER_CLIENT
+            .wait(empty, 10.0 * RSA_OPS_PER_CLIENT_BURST)
+            .unwrap_err();
+        assert_eq!(wait, Duration::from_secs_f64(PER_CLIENT.idle_until_full()));
     }
 
     #[test]

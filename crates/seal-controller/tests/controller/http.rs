@@ -216,9 +216,9 @@ async fn the_certificate_api_serves_verifies_rotates_and_limits() -> Result<()> 
 }
 
 /// Finding 5: what a client can make the certificate API spend. An oversized body and too many
-/// items are refused before any decryption, the RSA budget shared by every client runs out with a
-/// 429 that says when to come back, a half-sent request is closed, and the controller still
-/// answers afterwards.
+/// items are refused before any decryption, a client's RSA budget runs out with a 429 that says
+/// when to come back while another client is still served, a half-sent request is closed, and the
+/// controller still answers afterwards.
 #[tokio::test]
 async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Result<()> {
     use std::io::{Read as _, Write as _};
@@ -257,8 +257,8 @@ async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Resul
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("at most"), "{body}");
 
-    // The RSA budget: a SealedSecret of the most items allowed, posted until the budget shared by
-    // every client is spent; then 429 with Retry-After, before any work.
+    // The RSA budget: a SealedSecret of the most items allowed, posted until this client's budget
+    // is spent; then 429 with Retry-After, before any work.
     let most = &pairs[..seal_controller::http::MAX_ITEMS];
     let largest = json(&sealed(&certificate, keys_ns.name(), "largest", most)?)?;
     let mut answers = Vec::new();
@@ -274,6 +274,9 @@ async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Resul
     let seconds: u64 = retry_after.context("no Retry-After")?.parse()?;
     assert!(seconds >= 1, "{seconds}");
     assert!(answers[0].0 == 200, "{answers:?}");
+    // Another client address (127.0.0.2 is loopback too) pays from its own budget.
+    let other = post_from([127, 0, 0, 2], &controller.api, "/v1/verify", &largest).await?;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
 
     // A request whose headers never finish is closed by the controller.
     let address = controller.api.trim_start_matches("http://").to_owned();
@@ -291,4 +294,25 @@ async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Resul
     let (code, _) = get(&format!("{}/v1/cert.pem", controller.api))?;
     assert_eq!(code, 200);
     Ok(())
+}
+
+/// POST `body` to `path` of `api` from the local address `from`: the response's status line.
+async fn post_from(from: [u8; 4], api: &str, path: &str, body: &str) -> Result<String> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+
+    let address: std::net::SocketAddr = api.trim_start_matches("http://").parse()?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    let mut stream = socket.connect(address).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut status = String::new();
+    tokio::io::BufReader::new(stream)
+        .read_line(&mut status)
+        .await?;
+    Ok(status.trim_end().to_owned())
 }
