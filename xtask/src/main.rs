@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: install what the tests talk to (kubeseal and kubesealpy; the test environment's
-//!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, and every test of the
+//!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's
+//!   lifecycle tests (each brings up its own node, so they run alone), and every test of the
 //!   workspace against a test environment started for the run and stopped after it, with the peers
 //!   and the environment required. Every step runs; the exit code is non-zero if any failed, and
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
@@ -25,6 +26,7 @@ mod bench;
 mod bench_agent;
 mod bench_ci;
 mod bench_peers;
+mod debian;
 mod demo;
 mod go;
 mod interrupt;
@@ -103,7 +105,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     let peers = peers::Peers::ensure()?;
     testenv::Binaries::ensure()?;
     let mut failed = Vec::new();
-    let steps: [(&str, &[&str]); 3] = [
+    let steps: [(&str, &[&str]); 4] = [
         ("format", &["fmt", "--all", "--check"]),
         (
             "clippy",
@@ -116,6 +118,12 @@ fn test(extra: &[String]) -> Result<ExitCode> {
                 "-D",
                 "warnings",
             ],
+        ),
+        // Each of these brings up and tears down a whole environment, node included, and checks
+        // the host is as it was: one node per host, so before the shared environment.
+        (
+            "environment lifecycle",
+            &["test", "-p", "xtask", "--test", "lifecycle", "--locked"],
         ),
         (
             "tests",

@@ -1,9 +1,13 @@
-//! The test environment listens on loopback only, and leaves nothing behind: after `testenv down`,
-//! after a command run against it fails, and after Ctrl-C, no server process is running, no port it
-//! listened on accepts connections, and its temporary directory is gone.
+//! The test environment listens on loopback and the node's own address only, and leaves nothing
+//! behind: after `testenv down`, after a command run against it fails, and after Ctrl-C, no server
+//! process is running, no port it listened on accepts connections, its temporary directory is
+//! gone, and the host is as it was before (`testenv host-diff`: sysctls, links, nft tables, mounts,
+//! cgroups and the directories the node's daemons create).
 //!
-//! Each test brings up a whole environment of its own (recorded under its own
-//! `SEAL_TESTENV_HOME`, so it never touches the environment the other tests use), one at a time.
+//! Each test brings up a whole environment of its own, node included (recorded under its own
+//! `SEAL_TESTENV_HOME`), one at a time. A node changes the host, and one host holds one node: so
+//! these tests are not part of `cargo test --workspace` (`test = false` in xtask's Cargo.toml) and
+//! `cargo xtask test` runs them in a step of their own, before the shared environment comes up.
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -18,6 +22,22 @@ use nix::unistd::Pid;
 /// One environment at a time: two cores cannot start several apiservers within their deadlines.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The node's address (`xtask/src/testenv/node.rs`), where the API server and kubelet listen.
+const NODE_IP: [u8; 4] = [10, 213, 0, 1];
+
+/// The servers of an environment with a node.
+const SERVERS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "openbao",
+    "moto",
+    "containerd",
+    "kubelet",
+    "kube-scheduler",
+    "kube-proxy",
+];
+
 /// What an environment consists of, read while it runs.
 struct Footprint {
     dir: PathBuf,
@@ -25,10 +45,42 @@ struct Footprint {
     ports: Vec<u16>,
 }
 
+/// The host's state before an environment: compared with the state after it by `host-diff`.
+struct HostBefore {
+    file: tempfile::NamedTempFile,
+}
+
+impl HostBefore {
+    fn capture() -> Self {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["testenv", "host-snapshot"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &output.stdout).unwrap();
+        Self { file }
+    }
+
+    fn assert_restored(&self) {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["testenv", "host-diff"])
+            .arg(self.file.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "the host is not as it was:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 fn xtask(home: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command.env("SEAL_TESTENV_HOME", home);
-    // Not the variables of the environment `cargo xtask test` runs these tests in.
+    // Not the variables of an environment this runs in, and always with the node.
     for (key, _) in std::env::vars() {
         if key.starts_with("SEAL_TESTENV_") && key != "SEAL_TESTENV_HOME" {
             command.env_remove(key);
@@ -140,12 +192,15 @@ fn decode_address(hex: &str) -> String {
 }
 
 fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+    [[127, 0, 0, 1], NODE_IP]
+        .into_iter()
+        .any(|ip| TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(1)).is_ok())
 }
 
 impl Footprint {
     fn assert_alive(&self) {
-        assert_eq!(self.pids.len(), 5, "{:?}", self.pids);
+        let names: Vec<&str> = self.pids.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, SERVERS);
         for (name, pid) in &self.pids {
             assert!(running(*pid), "{name} ({pid}) is not running while up");
         }
@@ -159,10 +214,14 @@ impl Footprint {
             listening.len() >= self.ports.len(),
             "found only {listening:?}"
         );
+        let node = format!(
+            "{}.{}.{}.{}:",
+            NODE_IP[0], NODE_IP[1], NODE_IP[2], NODE_IP[3]
+        );
         for address in &listening {
             assert!(
-                address.starts_with("127.0.0.1:"),
-                "a server listens beyond loopback: {address} (all: {listening:?})"
+                address.starts_with("127.0.0.1:") || address.starts_with(&node),
+                "a server listens beyond loopback and the node: {address} (all: {listening:?})"
             );
         }
     }
@@ -179,17 +238,44 @@ impl Footprint {
     }
 }
 
+/// A run in its own process group that gets Ctrl-C when the test ends early (a failed assertion),
+/// so that its environment comes down before the next test brings up another node.
+struct Interrupted(std::process::Child);
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let group = Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
+            let _ = killpg(group, Signal::SIGINT);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Brings the environment recorded in a home down when the test ends early.
+struct DownAtEnd<'a>(&'a Path);
+
+impl Drop for DownAtEnd<'_> {
+    fn drop(&mut self) {
+        if self.0.join("current").exists() {
+            let _ = xtask(self.0).args(["testenv", "down"]).status();
+        }
+    }
+}
+
 #[test]
 fn down_leaves_no_process_port_or_directory() {
     let _serial = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let host = HostBefore::capture();
     let home = tempfile::tempdir().unwrap();
     let up = xtask(home.path())
         .args(["testenv", "up"])
         .stdout(Stdio::null())
         .status()
         .unwrap();
+    let _down_at_end = DownAtEnd(home.path());
     assert!(up.success(), "testenv up failed: {up}");
     let footprint = read_footprint(home.path()).expect("up recorded the environment");
     footprint.assert_alive();
@@ -200,6 +286,7 @@ fn down_leaves_no_process_port_or_directory() {
         .unwrap();
     assert!(down.success(), "testenv down failed: {down}");
     footprint.assert_gone(home.path());
+    host.assert_restored();
 }
 
 #[test]
@@ -207,6 +294,7 @@ fn a_failing_command_fails_the_run_and_leaves_nothing_behind() {
     let _serial = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let host = HostBefore::capture();
     let home = tempfile::tempdir().unwrap();
     let record = home.path().join("footprint-seen");
     // The command checks the environment is up (its variables are set) and then fails with 3.
@@ -230,6 +318,7 @@ fn a_failing_command_fails_the_run_and_leaves_nothing_behind() {
         "the command ran with the environment's variables"
     );
     footprint.assert_gone(home.path());
+    host.assert_restored();
 }
 
 #[test]
@@ -237,15 +326,24 @@ fn ctrl_c_stops_the_command_and_leaves_nothing_behind() {
     let _serial = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let host = HostBefore::capture();
     let home = tempfile::tempdir().unwrap();
     let pid_file = home.path().join("command.pid");
-    let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
+    // A pod runs on the node when Ctrl-C comes: its mounts, links, namespaces and cgroups must go.
+    let script = format!(
+        "set -e; K=$SEAL_TESTENV_KUBECTL; \
+         $K run hold --image=$SEAL_TESTENV_PAUSE_IMAGE --image-pull-policy=Never >/dev/null; \
+         $K wait --for=condition=Ready pod/hold --timeout=90s >/dev/null; \
+         echo $$ > {}; exec sleep 300",
+        pid_file.display()
+    );
     // Its own process group stands in for the terminal's foreground job that Ctrl-C signals.
-    let mut child = xtask(home.path())
+    let child = xtask(home.path())
         .args(["testenv", "run", "--", "sh", "-c", &script])
         .process_group(0)
         .spawn()
         .unwrap();
+    let mut child = Interrupted(child);
     let footprint = footprint_when_up(home.path(), Duration::from_secs(180));
     footprint.assert_alive();
     let started = Instant::now();
@@ -257,16 +355,16 @@ fn ctrl_c_stops_the_command_and_leaves_nothing_behind() {
             break pid;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the command never started"
+            started.elapsed() < Duration::from_secs(120),
+            "the command never started its pod"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(running(command_pid));
 
-    let group = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let group = Pid::from_raw(i32::try_from(child.0.id()).unwrap());
     killpg(group, Signal::SIGINT).unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(
         status.code(),
         Some(130),
@@ -274,4 +372,5 @@ fn ctrl_c_stops_the_command_and_leaves_nothing_behind() {
     );
     assert!(!running(command_pid), "the command was not stopped");
     footprint.assert_gone(home.path());
+    host.assert_restored();
 }

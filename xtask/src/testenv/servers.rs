@@ -1,6 +1,7 @@
 //! Starting and stopping the test environment: etcd, kube-apiserver and kube-controller-manager,
-//! an OpenBao dev server and a moto server, all on loopback with free ports, each in its own process
-//! group, with logs and state in one temporary directory. The directory of the running environment
+//! an OpenBao dev server and a moto server on loopback with free ports, and by default a node that
+//! runs real pods ([`super::node`]; the API server then listens on the node's address), each in its
+//! own process group, with logs and state in one temporary directory. The directory of the running environment
 //! is recorded in `target/testenv/current` (or `$SEAL_TESTENV_HOME/current`), so `down`, `status`
 //! and `env` find it from any shell.
 
@@ -17,8 +18,20 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::binaries::Binaries;
+use super::host;
+use super::node::{self, NodePaths};
 use super::pki::Pki;
 use crate::peers::workspace_root;
+
+/// The controllers a cluster with pods needs, besides those every environment runs: Deployments
+/// and ReplicaSets, Jobs and CronJobs, EndpointSlices for Services, the node's lifecycle (which
+/// lifts the `not-ready` taint), `kube-root-ca.crt` in every namespace, and pod garbage collection.
+const NODE_CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
+    serviceaccount-controller,serviceaccount-token-controller,deployment-controller,\
+    replicaset-controller,job-controller,cronjob-controller,ttl-after-finished-controller,\
+    endpointslice-controller,endpoints-controller,node-lifecycle-controller,\
+    root-ca-certificate-publisher-controller,pod-garbage-collector-controller,\
+    clusterrole-aggregation-controller,disruption-controller";
 
 /// Root token of the OpenBao dev server.
 const VAULT_TOKEN: &str = "root";
@@ -29,6 +42,25 @@ const AWS_REGION: &str = "us-east-1";
 pub struct Environment {
     dir: PathBuf,
 }
+
+/// What to start.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// A node that runs pods (containerd, kubelet, kube-scheduler, kube-proxy).
+    pub node: bool,
+}
+
+impl Options {
+    /// The node unless `SEAL_TESTENV_NODE=0` asks for a faster environment without pods.
+    pub fn from_env() -> Self {
+        Self {
+            node: std::env::var("SEAL_TESTENV_NODE").map_or(true, |v| v != "0"),
+        }
+    }
+}
+
+/// The file holding the host's state from before the node started.
+const HOST_BEFORE: &str = "host-before.json";
 
 /// The file naming the running environment's directory.
 fn pointer() -> PathBuf {
@@ -52,7 +84,7 @@ impl Environment {
 
     /// Starts everything; on any failure stops what was started and removes the directory. A
     /// recorded environment whose servers died (a killed run, a reboot) is cleaned up first.
-    pub fn up(binaries: &Binaries) -> Result<Self> {
+    pub fn up(binaries: &Binaries, options: Options) -> Result<Self> {
         if let Some(recorded) = Self::current() {
             if recorded.is_running() {
                 bail!(
@@ -73,78 +105,45 @@ impl Environment {
         let env = Self { dir };
         std::fs::create_dir_all(pointer().parent().expect("invariant: pointer has a parent"))?;
         std::fs::write(pointer(), env.dir.display().to_string())?;
-        if let Err(e) = env.start(binaries) {
+        if let Err(e) = env.start(binaries, options) {
             let _ = env.down();
             return Err(e);
         }
         Ok(env)
     }
 
-    fn start(&self, b: &Binaries) -> Result<()> {
+    fn start(&self, b: &Binaries, options: Options) -> Result<()> {
         let started = Instant::now();
+        if options.node {
+            self.prepare_node()?;
+        }
         let pki = Pki::generate(&self.dir)?;
         let ports = free_ports()?;
-        let [etcd_client, etcd_peer, apiserver, bao, moto] = ports;
+        let [
+            etcd_client,
+            etcd_peer,
+            apiserver,
+            bao,
+            moto,
+            kubelet,
+            proxy_healthz,
+            proxy_metrics,
+        ] = ports;
+        let host = if options.node {
+            node::NODE_IP.to_string()
+        } else {
+            "127.0.0.1".to_owned()
+        };
 
-        eprintln!("==> etcd on 127.0.0.1:{etcd_client}");
-        self.spawn(
-            "etcd",
-            Command::new(&b.etcd).args([
-                "--data-dir",
-                &self.path("etcd-data"),
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{etcd_client}"),
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{etcd_client}"),
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{etcd_peer}"),
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{etcd_peer}"),
-                "--initial-cluster",
-                &format!("default=http://127.0.0.1:{etcd_peer}"),
-                "--unsafe-no-fsync=true",
-            ]),
-        )?;
-        self.wait("etcd", Duration::from_secs(30), || {
-            http_get(etcd_client, "/health").is_ok_and(|b| b.contains("true"))
-        })?;
+        self.start_etcd(b, etcd_client, etcd_peer)?;
 
-        eprintln!("==> kube-apiserver on https://127.0.0.1:{apiserver}");
+        eprintln!("==> kube-apiserver on https://{host}:{apiserver}");
+        let apiserver_args = apiserver_args(&pki, &host, etcd_client, apiserver, options);
         self.spawn(
             "kube-apiserver",
-            Command::new(&b.kube_apiserver).args([
-                "--etcd-servers",
-                &format!("http://127.0.0.1:{etcd_client}"),
-                "--bind-address",
-                "127.0.0.1",
-                "--advertise-address",
-                "127.0.0.1",
-                "--secure-port",
-                &apiserver.to_string(),
-                "--tls-cert-file",
-                &pki.serving_cert,
-                "--tls-private-key-file",
-                &pki.serving_key,
-                "--client-ca-file",
-                &pki.ca_cert,
-                "--authorization-mode",
-                "Node,RBAC",
-                "--service-account-issuer",
-                &format!("https://127.0.0.1:{apiserver}"),
-                "--service-account-key-file",
-                &pki.sa_public,
-                "--service-account-signing-key-file",
-                &pki.sa_private,
-                "--service-cluster-ip-range",
-                "10.0.0.0/24",
-                "--disable-admission-plugins",
-                "ServiceAccount",
-                "--allow-privileged=true",
-                // The default reconciler refuses a loopback advertise address.
-                "--endpoint-reconciler-type=none",
-            ]),
+            Command::new(&b.kube_apiserver).args(&apiserver_args),
         )?;
-        let server = format!("https://127.0.0.1:{apiserver}");
+        let server = format!("https://{host}:{apiserver}");
         let admin = self.kubeconfig(
             "kubeconfig",
             &server,
@@ -172,12 +171,25 @@ impl Environment {
                 && kubectl(&["get", "namespace", "default"]).is_ok()
         })?;
 
-        self.start_controller_manager(b, &pki, &server, &kubectl)?;
+        self.start_controller_manager(b, &pki, &server, options, &kubectl)?;
         let bao = self.start_openbao(b, bao)?;
         let vault_vars = Self::configure_openbao(b, &bao, &pki, &server, &kubectl)?;
         let moto = self.start_moto(b, moto)?;
         let mut vars = vault_vars;
+        if options.node {
+            let pause = self.start_node(
+                b,
+                &pki,
+                &server,
+                [kubelet, proxy_healthz, proxy_metrics],
+                &kubectl,
+            )?;
+            vars.push(("SEAL_TESTENV_NODE", node::NODE_NAME.to_owned()));
+            vars.push(("SEAL_TESTENV_PAUSE_IMAGE", pause.reference));
+            vars.push(("SEAL_TESTENV_NODE_IP", node::NODE_IP.to_string()));
+        }
         vars.push(("SEAL_TESTENV_PORTS", ports.map(|p| p.to_string()).join(",")));
+        vars.push(("SEAL_TESTENV_KUBECTL", b.kubectl.display().to_string()));
         self.write_vars(&admin, &bao, &moto, &vars)?;
         eprintln!(
             "==> test environment up in {:.0?}: {}",
@@ -192,6 +204,7 @@ impl Environment {
         b: &Binaries,
         pki: &Pki,
         server: &str,
+        options: Options,
         kubectl: &dyn Fn(&[&str]) -> Result<String>,
     ) -> Result<()> {
         eprintln!("==> kube-controller-manager");
@@ -208,7 +221,11 @@ impl Environment {
                 "--kubeconfig",
                 &cm,
                 "--controllers",
-                "garbagecollector,namespace,serviceaccount,serviceaccount-token",
+                if options.node {
+                    NODE_CONTROLLERS
+                } else {
+                    "garbagecollector,namespace,serviceaccount,serviceaccount-token"
+                },
                 "--service-account-private-key-file",
                 &pki.sa_private,
                 "--root-ca-file",
@@ -227,6 +244,156 @@ impl Environment {
         self.wait("kube-controller-manager", Duration::from_secs(60), || {
             kubectl(&["get", "serviceaccount", "default", "-n", "default"]).is_ok()
         })
+    }
+
+    /// etcd on loopback, without fsync (a throw-away cluster).
+    fn start_etcd(&self, b: &Binaries, etcd_client: u16, etcd_peer: u16) -> Result<()> {
+        eprintln!("==> etcd on 127.0.0.1:{etcd_client}");
+        self.spawn(
+            "etcd",
+            Command::new(&b.etcd).args([
+                "--data-dir",
+                &self.path("etcd-data"),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{etcd_client}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{etcd_client}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{etcd_peer}"),
+                "--unsafe-no-fsync=true",
+            ]),
+        )?;
+        self.wait("etcd", Duration::from_secs(30), || {
+            http_get(etcd_client, "/health").is_ok_and(|b| b.contains("true"))
+        })
+    }
+
+    /// Makes the host ready for a node: the Debian packages it needs, a record of the host's
+    /// state (what `down` restores), the node's link and the firewall table.
+    fn prepare_node(&self) -> Result<()> {
+        if node::link_exists() {
+            bail!(
+                "another test environment's node runs on this machine (link {} exists): stop it \
+                 with `cargo xtask testenv down`, or start without a node (SEAL_TESTENV_NODE=0)",
+                node::NODE_LINK
+            );
+        }
+        crate::debian::ensure_packages(node::PACKAGES)?;
+        let before = host::Snapshot::capture()?;
+        before.save(&self.dir.join(HOST_BEFORE))?;
+        node::create_links()
+    }
+
+    /// containerd, kubelet, kube-scheduler and kube-proxy; returns the sandbox image once the node
+    /// is Ready and schedulable.
+    fn start_node(
+        &self,
+        b: &Binaries,
+        pki: &Pki,
+        server: &str,
+        [kubelet_port, proxy_healthz, proxy_metrics]: [u16; 3],
+        kubectl: &dyn Fn(&[&str]) -> Result<String>,
+    ) -> Result<super::pause::Image> {
+        let paths = NodePaths::new(&self.dir);
+        let pause = super::pause::pause()?;
+        let proxy = self.kubeconfig(
+            "kube-proxy.kubeconfig",
+            server,
+            &pki.ca_cert,
+            &pki.proxy_cert,
+            &pki.proxy_key,
+        )?;
+        let identity = self.kubeconfig(
+            "node.kubeconfig",
+            server,
+            &pki.ca_cert,
+            &pki.node_cert,
+            &pki.node_key,
+        )?;
+        let scheduler = self.kubeconfig(
+            "scheduler.kubeconfig",
+            server,
+            &pki.ca_cert,
+            &pki.scheduler_cert,
+            &pki.scheduler_key,
+        )?;
+        node::write_configs(
+            &paths,
+            &pause.reference,
+            &node::KubeletSettings {
+                paths: &paths,
+                ca_cert: &pki.ca_cert,
+                serving_cert: &pki.kubelet_serving_cert,
+                serving_key: &pki.kubelet_serving_key,
+                port: kubelet_port,
+            },
+            &proxy,
+            (proxy_healthz, proxy_metrics),
+        )?;
+
+        eprintln!("==> containerd");
+        self.spawn(
+            "containerd",
+            Command::new("containerd")
+                .arg("--config")
+                .arg(paths.containerd_config()),
+        )?;
+        self.wait("containerd", Duration::from_secs(30), || {
+            node::ctr(&paths, &["version"]).is_ok()
+        })?;
+        node::import_image(&paths, &pause.archive)?;
+
+        eprintln!("==> kubelet: node {} on {}", node::NODE_NAME, node::NODE_IP);
+        self.spawn(
+            "kubelet",
+            Command::new(&b.kubelet)
+                .arg("--config")
+                .arg(paths.kubelet_config())
+                .args(["--kubeconfig", &identity])
+                .arg("--root-dir")
+                .arg(paths.kubelet_root())
+                .args(["--hostname-override", node::NODE_NAME])
+                .args(["--node-ip", &node::NODE_IP.to_string()]),
+        )?;
+        eprintln!("==> kube-scheduler and kube-proxy");
+        self.spawn(
+            "kube-scheduler",
+            Command::new(&b.kube_scheduler).args([
+                "--kubeconfig",
+                &scheduler,
+                "--leader-elect=false",
+                "--secure-port=0",
+            ]),
+        )?;
+        self.spawn(
+            "kube-proxy",
+            Command::new(&b.kube_proxy)
+                .arg("--config")
+                .arg(paths.proxy_config()),
+        )?;
+        let jsonpath = |path: &str| {
+            kubectl(&[
+                "get",
+                "node",
+                node::NODE_NAME,
+                "-o",
+                &format!("jsonpath={path}"),
+            ])
+            .unwrap_or_default()
+        };
+        // kube-proxy answers its health check once it has written the Services' rules.
+        self.wait("kube-proxy", Duration::from_secs(60), || {
+            http_get(proxy_healthz, "/healthz").is_ok()
+        })?;
+        self.wait("kubelet", Duration::from_secs(120), || {
+            jsonpath("{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+                && jsonpath("{.spec.taints}").is_empty()
+        })?;
+        Ok(pause)
     }
 
     /// The OpenBao dev server; returns its address.
@@ -487,9 +654,53 @@ impl Environment {
 
     /// Stops every process group (TERM, then KILL for what still runs after 3 s: kube-apiserver's
     /// graceful shutdown waits for open watches, which a throw-away cluster does not need), waits
-    /// until every server is gone, and removes the directory.
+    /// until every server is gone, and removes the directory. With a node, kubelet goes first,
+    /// then every container, then the rest, and the host is restored to the state recorded
+    /// before the node started ([`host::restore`]).
     pub fn down(&self) -> Result<()> {
+        let host_before = host::Snapshot::load(&self.dir.join(HOST_BEFORE)).ok();
         let pids = self.pids();
+        if host_before.is_some() {
+            // kubelet first, or it restarts the containers being stopped; then every container
+            // while containerd still runs.
+            self.stop_groups(
+                &pids
+                    .iter()
+                    .filter(|(name, _)| name == "kubelet")
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )?;
+            node::stop_containers(&NodePaths::new(&self.dir));
+        }
+        self.stop_groups(&pids)?;
+        if let Some(before) = host_before {
+            let paths = NodePaths::new(&self.dir);
+            for _ in 0..50 {
+                let strays = node::stray_processes(&paths);
+                if strays.is_empty() {
+                    break;
+                }
+                for pid in strays {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            host::restore(&before).with_context(|| {
+                format!(
+                    "the host is not as it was; state kept in {}",
+                    self.dir.display()
+                )
+            })?;
+        }
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("cannot remove {}", self.dir.display()))?;
+        let _ = std::fs::remove_file(pointer());
+        Ok(())
+    }
+
+    /// Stops these process groups (TERM, then KILL for what still runs after 3 s) and waits until
+    /// they are gone.
+    fn stop_groups(&self, pids: &[(String, Pid)]) -> Result<()> {
         for (_, pid) in pids.iter().rev() {
             let _ = killpg(*pid, Signal::SIGTERM);
         }
@@ -501,10 +712,10 @@ impl Environment {
         };
         let wait_for_exit = |limit: Duration| {
             let deadline = Instant::now() + limit;
-            while !running(&pids).is_empty() && Instant::now() < deadline {
+            while !running(pids).is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            running(&pids)
+            running(pids)
         };
         let stubborn = wait_for_exit(Duration::from_secs(3));
         for (name, pid) in &stubborn {
@@ -522,9 +733,6 @@ impl Environment {
                 self.dir.display()
             );
         }
-        std::fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("cannot remove {}", self.dir.display()))?;
-        let _ = std::fs::remove_file(pointer());
         Ok(())
     }
 
@@ -610,6 +818,56 @@ impl Environment {
     }
 }
 
+/// kube-apiserver's flags: on `host` (the node's address with a node, else loopback).
+fn apiserver_args(
+    pki: &Pki,
+    host: &str,
+    etcd_client: u16,
+    apiserver: u16,
+    options: Options,
+) -> Vec<String> {
+    let mut apiserver_args = vec![
+        "--etcd-servers".to_owned(),
+        format!("http://127.0.0.1:{etcd_client}"),
+        "--bind-address".to_owned(),
+        host.to_owned(),
+        "--advertise-address".to_owned(),
+        host.to_owned(),
+        "--secure-port".to_owned(),
+        apiserver.to_string(),
+        "--tls-cert-file".to_owned(),
+        pki.serving_cert.clone(),
+        "--tls-private-key-file".to_owned(),
+        pki.serving_key.clone(),
+        "--client-ca-file".to_owned(),
+        pki.ca_cert.clone(),
+        "--authorization-mode".to_owned(),
+        "Node,RBAC".to_owned(),
+        "--service-account-issuer".to_owned(),
+        format!("https://{host}:{apiserver}"),
+        "--service-account-key-file".to_owned(),
+        pki.sa_public.clone(),
+        "--service-account-signing-key-file".to_owned(),
+        pki.sa_private.clone(),
+        "--service-cluster-ip-range".to_owned(),
+        node::SERVICE_SUBNET.to_owned(),
+        "--allow-privileged=true".to_owned(),
+    ];
+    if options.node {
+        // Pods get ServiceAccount tokens; the `kubernetes` Service points at the node's
+        // address; kubelet is reached by its InternalIP (this host's name is 127.0.0.1).
+        apiserver_args.push("--kubelet-preferred-address-types=InternalIP".to_owned());
+    } else {
+        apiserver_args.extend([
+            "--disable-admission-plugins".to_owned(),
+            "ServiceAccount".to_owned(),
+            // The default reconciler refuses a loopback advertise address.
+            "--endpoint-reconciler-type=none".to_owned(),
+        ]);
+    }
+    apiserver_args
+}
+
 /// Whether any process of a server's process group is still running. Our own children are reaped
 /// first. A zombie counts as stopped (this sandbox's init does not reap the servers a finished
 /// `testenv up` left to it), but only once its last thread has exited: a Go server's main thread
@@ -634,9 +892,9 @@ fn alive(group: Pid) -> bool {
     })
 }
 
-/// Five free loopback ports (bound at once so they differ, then released for the servers).
-fn free_ports() -> Result<[u16; 5]> {
-    let listeners: Vec<TcpListener> = (0..5)
+/// Eight free loopback ports (bound at once so they differ, then released for the servers).
+fn free_ports() -> Result<[u16; 8]> {
+    let listeners: Vec<TcpListener> = (0..8)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
     let ports: Vec<u16> = listeners
@@ -645,7 +903,7 @@ fn free_ports() -> Result<[u16; 5]> {
         .collect::<Result<_, _>>()?;
     Ok(ports
         .try_into()
-        .expect("invariant: five listeners give five ports"))
+        .expect("invariant: eight listeners give eight ports"))
 }
 
 /// A plain-HTTP GET on loopback, returning the body when the status is 2xx.

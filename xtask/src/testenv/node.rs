@@ -1,0 +1,447 @@
+//! The test environment's node: containerd and runc from Debian, the bridge CNI, and kubelet,
+//! kube-scheduler and kube-proxy, so that the environment runs real pods.
+//!
+//! # Addresses
+//! Everything stays on this machine. The node's address [`NODE_IP`] is a /32 on a bridge of its own
+//! ([`NODE_LINK`], no ports: kubelet refuses a loopback node address), and the API server listens
+//! there so that pods reach it. Pods get addresses from [`POD_SUBNET`] on the CNI bridge
+//! [`POD_LINK`], without masquerading; an nft table of the environment's own ([`FIREWALL_TABLE`])
+//! drops whatever a pod sends towards any other link, so nothing is routed off the machine.
+//! Services come from the API server's range ([`SERVICE_SUBNET`]; `kubernetes` is
+//! [`KUBERNETES_SERVICE_IP`]) and kube-proxy makes them reachable.
+//!
+//! # Host
+//! Every daemon keeps its state inside the environment's directory where it can be told to
+//! (containerd's root, state and socket, runc's root, kubelet's root and pod logs, the CNI
+//! configuration and address leases). What they change on the host anyway is recorded before the
+//! node starts and undone when it stops ([`super::host`]).
+//!
+//! # Quirks of this kind of machine (see `shared/reference/pods.md`)
+//! containerd must not ask for negative `oom_score_adj` (`restrict_oom_score_adj`); cgroup v1
+//! needs `failCgroupV1: false` and the cgroupfs driver; the API server must reach kubelet by its
+//! InternalIP; pods get a resolv.conf of the environment's own.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// The node's name (and its identity: `system:node:seal-node`).
+pub const NODE_NAME: &str = "seal-node";
+/// The bridge that holds the node's address.
+pub const NODE_LINK: &str = "seal-node0";
+/// The node's address: where kubelet, the API server, OpenBao and moto listen for pods.
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
+/// The bridge the CNI plugin puts pods on.
+pub const POD_LINK: &str = "seal-cni0";
+/// Pod addresses.
+pub const POD_SUBNET: &str = "10.214.0.0/24";
+/// The pod bridge's address, the pods' gateway.
+pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 214, 0, 1);
+/// Service addresses (the API server's `--service-cluster-ip-range`).
+pub const SERVICE_SUBNET: &str = "10.0.0.0/24";
+/// The `kubernetes` Service: the first address of [`SERVICE_SUBNET`].
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The environment's own nft table (family `inet`).
+pub const FIREWALL_TABLE: &str = "seal-testenv";
+/// Debian packages the node needs: the runtime, the CNI plugins, the tools kubelet and kube-proxy
+/// call (iptables on nft), and `nft` to list and remove tables.
+pub const PACKAGES: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "nftables",
+    "conntrack",
+];
+
+/// Where the node keeps its state, all inside the environment's directory.
+pub struct NodePaths {
+    pub dir: PathBuf,
+}
+
+impl NodePaths {
+    pub fn new(environment: &Path) -> Self {
+        Self {
+            dir: environment.join("node"),
+        }
+    }
+    pub fn containerd_config(&self) -> PathBuf {
+        self.dir.join("containerd.toml")
+    }
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.dir.join("containerd/containerd.sock")
+    }
+    pub fn cni_config_dir(&self) -> PathBuf {
+        self.dir.join("cni/net.d")
+    }
+    pub fn kubelet_root(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+    pub fn kubelet_config(&self) -> PathBuf {
+        self.dir.join("kubelet.yaml")
+    }
+    pub fn proxy_config(&self) -> PathBuf {
+        self.dir.join("kube-proxy.yaml")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+}
+
+/// containerd's configuration (version 2, containerd 1.6): every path inside the environment, the
+/// CRI plugin on the environment's pause image and CNI configuration, runc with cgroupfs.
+pub fn containerd_config(paths: &NodePaths, sandbox_image: &str) -> String {
+    let dir = paths.dir.display();
+    let socket = paths.containerd_socket();
+    let socket = socket.display();
+    let cni = paths.cni_config_dir();
+    let cni = cni.display();
+    format!(
+        r#"version = 2
+root = "{dir}/containerd/root"
+state = "{dir}/containerd/state"
+oom_score = 0
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/containerd/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  # This host's root may not lower oom_score_adj (no CAP_SYS_RESOURCE).
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{dir}/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#
+    )
+}
+
+/// The CNI network: a bridge with the pods' gateway, no masquerading, leases in the environment.
+pub fn cni_config(paths: &NodePaths) -> String {
+    let leases = paths.dir.join("cni/leases");
+    format!(
+        r#"{{
+  "cniVersion": "1.0.0",
+  "name": "seal-testenv",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "{POD_LINK}",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{POD_SUBNET}", "gateway": "{POD_GATEWAY}"}}]],
+        "routes": [{{"dst": "0.0.0.0/0"}}],
+        "dataDir": "{}"
+      }}
+    }}
+  ]
+}}
+"#,
+        leases.display()
+    )
+}
+
+/// kubelet's configuration.
+pub struct KubeletSettings<'a> {
+    pub paths: &'a NodePaths,
+    pub ca_cert: &'a str,
+    pub serving_cert: &'a str,
+    pub serving_key: &'a str,
+    pub port: u16,
+}
+
+/// The KubeletConfiguration: webhook authentication and authorization through the API server,
+/// cgroupfs on cgroup v1, the environment's resolv.conf and pod log directory, and eviction
+/// thresholds low enough that a busy disk does not evict the tests' pods.
+pub fn kubelet_config(settings: &KubeletSettings<'_>) -> String {
+    let KubeletSettings {
+        paths,
+        ca_cert,
+        serving_cert,
+        serving_key,
+        port,
+    } = settings;
+    let resolv = paths.resolv_conf();
+    let logs = paths.dir.join("pod-logs");
+    let socket = paths.containerd_socket();
+    format!(
+        r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: "{NODE_IP}"
+port: {port}
+readOnlyPort: 0
+healthzPort: 0
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: true}}
+  x509: {{clientCAFile: "{ca_cert}"}}
+authorization:
+  mode: Webhook
+tlsCertFile: "{serving_cert}"
+tlsPrivateKeyFile: "{serving_key}"
+containerRuntimeEndpoint: "unix://{socket}"
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+resolvConf: "{resolv}"
+podLogsDir: "{logs}"
+clusterDomain: cluster.local
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "100Mi"
+  nodefs.available: "1%"
+  nodefs.inodesFree: "1%"
+  imagefs.available: "1%"
+maxPods: 250
+"#,
+        resolv = resolv.display(),
+        logs = logs.display(),
+        socket = socket.display(),
+    )
+}
+
+/// kube-proxy's configuration: iptables mode (on nft), node ports only on the node's address (so
+/// it never sets `route_localnet`), and conntrack left as the host has it.
+pub fn proxy_config(kubeconfig: &str, healthz: u16, metrics: u16) -> String {
+    format!(
+        r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection:
+  kubeconfig: "{kubeconfig}"
+hostnameOverride: {NODE_NAME}
+bindAddress: "{NODE_IP}"
+healthzBindAddress: "127.0.0.1:{healthz}"
+metricsBindAddress: "127.0.0.1:{metrics}"
+clusterCIDR: "{POD_SUBNET}"
+nodePortAddresses: ["{NODE_IP}/32"]
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+"#
+    )
+}
+
+/// The nft rules that keep pod traffic on the machine: whatever a pod sends is accepted for the
+/// pod bridge and for the host itself (input), and dropped when it would be forwarded elsewhere.
+pub fn firewall_rules() -> String {
+    format!(
+        "table inet {FIREWALL_TABLE} {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{POD_LINK}\" oifname != \"{POD_LINK}\" drop\n  }}\n}}\n"
+    )
+}
+
+/// Creates the node's link with its address, and the firewall table.
+pub fn create_links() -> Result<()> {
+    ip(&["link", "add", NODE_LINK, "type", "bridge"])?;
+    ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", NODE_LINK])?;
+    ip(&["link", "set", NODE_LINK, "up"])?;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run nft")?;
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("invariant: piped stdin"),
+        firewall_rules().as_bytes(),
+    )?;
+    drop(child.stdin.take());
+    if !child.wait()?.success() {
+        bail!("nft could not load the environment's firewall table");
+    }
+    Ok(())
+}
+
+/// Whether another environment's node runs on this machine (its link exists).
+pub fn link_exists() -> bool {
+    Path::new("/sys/class/net").join(NODE_LINK).exists()
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run ip")?;
+    if !output.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Writes every configuration file of the node.
+pub fn write_configs(
+    paths: &NodePaths,
+    sandbox_image: &str,
+    kubelet: &KubeletSettings<'_>,
+    proxy_kubeconfig: &str,
+    proxy_ports: (u16, u16),
+) -> Result<()> {
+    std::fs::create_dir_all(paths.cni_config_dir())?;
+    std::fs::create_dir_all(paths.dir.join("containerd"))?;
+    std::fs::create_dir_all(paths.kubelet_root())?;
+    std::fs::create_dir_all(paths.dir.join("pod-logs"))?;
+    std::fs::write(
+        paths.containerd_config(),
+        containerd_config(paths, sandbox_image),
+    )?;
+    std::fs::write(
+        paths.cni_config_dir().join("10-seal-testenv.conflist"),
+        cni_config(paths),
+    )?;
+    std::fs::write(paths.kubelet_config(), kubelet_config(kubelet))?;
+    std::fs::write(
+        paths.proxy_config(),
+        proxy_config(proxy_kubeconfig, proxy_ports.0, proxy_ports.1),
+    )?;
+    // No name server: pods reach the environment's services by address. `ndots:1` keeps lookups
+    // of single names local.
+    std::fs::write(paths.resolv_conf(), "options ndots:1\n")?;
+    Ok(())
+}
+
+/// `ctr` against the node's containerd, in the CRI namespace.
+pub fn ctr(paths: &NodePaths, args: &[&str]) -> Result<String> {
+    let output = Command::new("ctr")
+        .arg("--address")
+        .arg(paths.containerd_socket())
+        .args(["--namespace", "k8s.io"])
+        .args(args)
+        .output()
+        .context("cannot run ctr")?;
+    if !output.status.success() {
+        bail!(
+            "ctr {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Imports an image archive into the node's containerd.
+pub fn import_image(paths: &NodePaths, archive: &Path) -> Result<()> {
+    let archive = archive.display().to_string();
+    ctr(paths, &["images", "import", "--no-unpack", &archive]).map(drop)
+}
+
+/// The pids of processes that belong to the node but not to a process group the environment
+/// started: containerd's shims (they start their own groups) and anything else whose command line
+/// names the node's directory.
+pub fn stray_processes(paths: &NodePaths) -> Vec<i32> {
+    let needle = paths.dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+/// Stops every pod the node runs: each running task is killed and every container removed, so no
+/// container process outlives the environment. What the CNI set up goes with the network
+/// namespaces when the host is restored.
+pub fn stop_containers(paths: &NodePaths) {
+    let Ok(tasks) = ctr(paths, &["tasks", "ls", "-q"]) else {
+        return;
+    };
+    for task in tasks.lines().filter(|l| !l.is_empty()) {
+        let _ = ctr(paths, &["tasks", "kill", "-s", "SIGKILL", task]);
+    }
+    for _ in 0..50 {
+        let running = ctr(paths, &["tasks", "ls"]).unwrap_or_default();
+        if !running.lines().skip(1).any(|l| l.contains("RUNNING")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_daemon_keeps_its_state_in_the_environment() {
+        let paths = NodePaths::new(Path::new("/tmp/seal-testenv-x"));
+        let containerd = containerd_config(&paths, "localhost/seal-pause:1");
+        for line in containerd
+            .lines()
+            .filter(|l| l.contains("\"/") && !l.contains("bin_dir"))
+        {
+            assert!(line.contains("/tmp/seal-testenv-x/node"), "{line}");
+        }
+        assert!(containerd.contains("restrict_oom_score_adj = true"));
+        assert!(containerd.contains("SystemdCgroup = false"));
+        assert!(
+            cni_config(&paths).contains("\"dataDir\": \"/tmp/seal-testenv-x/node/cni/leases\"")
+        );
+        let kubelet = kubelet_config(&KubeletSettings {
+            paths: &paths,
+            ca_cert: "/ca",
+            serving_cert: "/c",
+            serving_key: "/k",
+            port: 10250,
+        });
+        assert!(kubelet.contains("podLogsDir: \"/tmp/seal-testenv-x/node/pod-logs\""));
+        assert!(kubelet.contains("failCgroupV1: false"));
+        assert!(kubelet.contains(&format!("address: \"{NODE_IP}\"")));
+    }
+
+    #[test]
+    fn pods_are_never_masqueraded_and_forwarding_off_the_bridge_is_dropped() {
+        let paths = NodePaths::new(Path::new("/e"));
+        let cni: serde_json::Value = serde_json::from_str(&cni_config(&paths)).unwrap();
+        assert_eq!(cni["plugins"][0]["ipMasq"], false);
+        let rules = firewall_rules();
+        assert!(rules.contains("hook forward"));
+        assert!(rules.contains(&format!(
+            "iifname \"{POD_LINK}\" oifname != \"{POD_LINK}\" drop"
+        )));
+    }
+
+    #[test]
+    fn kube_proxy_leaves_conntrack_and_localnet_alone() {
+        let config = proxy_config("/kc", 1, 2);
+        assert!(config.contains("maxPerCore: 0"));
+        assert!(config.contains(&format!("nodePortAddresses: [\"{NODE_IP}/32\"]")));
+    }
+}
