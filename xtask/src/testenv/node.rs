@@ -8,7 +8,8 @@
 //! [`POD_LINK`], without masquerading; an nft table of the environment's own ([`FIREWALL_TABLE`])
 //! drops whatever a pod sends towards any other link, so nothing is routed off the machine.
 //! Services come from the API server's range ([`SERVICE_SUBNET`]; `kubernetes` is
-//! [`KUBERNETES_SERVICE_IP`]) and kube-proxy makes them reachable.
+//! [`KUBERNETES_SERVICE_IP`]) and kube-proxy makes them reachable; CoreDNS on the node's address
+//! answers for `cluster.local` (and only for it: nothing is forwarded off the machine).
 //!
 //! # Host
 //! Every daemon keeps its state inside the environment's directory where it can be told to
@@ -44,6 +45,57 @@ pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 214, 0, 1);
 pub const SERVICE_SUBNET: &str = "10.0.0.0/24";
 /// The `kubernetes` Service: the first address of [`SERVICE_SUBNET`].
 pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The namespace of the Services pods reach OpenBao and moto by.
+pub const SERVICES_NAMESPACE: &str = "seal-testenv";
+
+/// A server of the environment that pods reach by a Service, over TLS.
+pub struct InClusterService {
+    /// The Service's name (`<name>.seal-testenv.svc`).
+    pub name: &'static str,
+    /// Its fixed ClusterIP (in the serving certificate too).
+    pub ip: Ipv4Addr,
+    /// The Service's port.
+    pub port: u16,
+}
+
+/// OpenBao and moto, as pods see them.
+pub const IN_CLUSTER_SERVICES: [InClusterService; 2] = [
+    InClusterService {
+        name: "openbao",
+        ip: Ipv4Addr::new(10, 0, 0, 10),
+        port: 8200,
+    },
+    InClusterService {
+        name: "moto",
+        ip: Ipv4Addr::new(10, 0, 0, 11),
+        port: 443,
+    },
+];
+
+/// The Service and EndpointSlice that send `service` to `target_port` on the node's address.
+pub fn in_cluster_service(service: &InClusterService, target_port: u16) -> String {
+    let InClusterService { name, ip, port } = service;
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {SERVICES_NAMESPACE}}}
+spec:
+  clusterIP: {ip}
+  ports: [{{name: https, port: {port}, targetPort: {target_port}, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  namespace: {SERVICES_NAMESPACE}
+  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: seal-testenv}}
+addressType: IPv4
+ports: [{{name: https, port: {target_port}, protocol: TCP}}]
+endpoints: [{{addresses: [\"{NODE_IP}\"], conditions: {{ready: true}}}}]
+"
+    )
+}
+
 /// The environment's own nft table (family `inet`).
 pub const FIREWALL_TABLE: &str = "seal-testenv";
 /// Debian packages the node needs: the runtime, the CNI plugins, the tools kubelet and kube-proxy
@@ -55,6 +107,7 @@ pub const PACKAGES: &[&str] = &[
     "iptables",
     "nftables",
     "conntrack",
+    "socat",
 ];
 
 /// Where the node keeps its state, all inside the environment's directory.
@@ -85,6 +138,9 @@ impl NodePaths {
     }
     pub fn proxy_config(&self) -> PathBuf {
         self.dir.join("kube-proxy.yaml")
+    }
+    pub fn corefile(&self) -> PathBuf {
+        self.dir.join("Corefile")
     }
     pub fn resolv_conf(&self) -> PathBuf {
         self.dir.join("resolv.conf")
@@ -177,6 +233,37 @@ pub struct KubeletSettings<'a> {
     pub port: u16,
 }
 
+/// CoreDNS's configuration: the cluster's names from the API server on the node's address, and
+/// nothing else (no forwarding: no query leaves the machine); `ready` on loopback says when the
+/// Services are loaded.
+pub fn corefile(kubeconfig: &str, ready_port: u16) -> String {
+    format!(
+        "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{\n    bind {NODE_IP}\n    errors\n    \
+         ready 127.0.0.1:{ready_port}\n    kubernetes cluster.local in-addr.arpa ip6.arpa {{\n        \
+         kubeconfig {kubeconfig} seal-testenv\n        pods insecure\n    }}\n    cache 5\n}}\n"
+    )
+}
+
+/// What CoreDNS may read: the objects its `kubernetes` plugin watches.
+pub const COREDNS_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: seal-testenv:coredns}
+rules:
+- apiGroups: [\"\"]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: seal-testenv:coredns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: seal-testenv:coredns}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: seal-testenv:coredns}
+";
+
 /// The KubeletConfiguration: webhook authentication and authorization through the API server,
 /// cgroupfs on cgroup v1, the environment's resolv.conf and pod log directory, and eviction
 /// thresholds low enough that a busy disk does not evict the tests' pods.
@@ -211,6 +298,7 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
 resolvConf: "{resolv}"
+clusterDNS: ["{NODE_IP}"]
 podLogsDir: "{logs}"
 clusterDomain: cluster.local
 serializeImagePulls: false

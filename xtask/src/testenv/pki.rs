@@ -9,7 +9,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::node::{KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME};
+use super::node::{
+    IN_CLUSTER_SERVICES, KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, SERVICES_NAMESPACE,
+};
 use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// Paths of the PEM files written into the run's directory.
@@ -25,6 +27,16 @@ pub struct Pki {
     pub scheduler_key: String,
     pub proxy_cert: String,
     pub proxy_key: String,
+    /// The API server's identity towards kubelet (logs, exec, port-forward).
+    pub kubelet_client_cert: String,
+    pub kubelet_client_key: String,
+    /// The serving certificate of OpenBao's and moto's in-cluster TLS endpoints (their Service
+    /// names and addresses, and the node's address).
+    pub services_cert: String,
+    pub services_key: String,
+    /// CoreDNS's identity (`seal-testenv:coredns`, bound to what it watches).
+    pub coredns_cert: String,
+    pub coredns_key: String,
     /// The node's client identity, `system:node:<name>`.
     pub node_cert: String,
     pub node_key: String,
@@ -86,6 +98,14 @@ impl Pki {
         let (manager_cert, manager_key) = leaf("system:kube-controller-manager", None, Vec::new())?;
         let (scheduler_cert, scheduler_key) = leaf("system:kube-scheduler", None, Vec::new())?;
         let (proxy_cert, proxy_key) = leaf("system:kube-proxy", None, Vec::new())?;
+        let (coredns_cert, coredns_key) = leaf("seal-testenv:coredns", None, Vec::new())?;
+        let (services_cert, services_key) =
+            leaf("seal-testenv services", None, in_cluster_names())?;
+        let (kubelet_client_cert, kubelet_client_key) = leaf(
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+            Vec::new(),
+        )?;
         let (node_cert, node_key) = leaf(
             &format!("system:node:{NODE_NAME}"),
             Some("system:nodes"),
@@ -110,6 +130,12 @@ impl Pki {
             scheduler_key: write("scheduler.key", &scheduler_key)?,
             proxy_cert: write("kube-proxy.crt", &proxy_cert)?,
             proxy_key: write("kube-proxy.key", &proxy_key)?,
+            kubelet_client_cert: write("kubelet-client.crt", &kubelet_client_cert)?,
+            kubelet_client_key: write("kubelet-client.key", &kubelet_client_key)?,
+            services_cert: write("services.crt", &services_cert)?,
+            services_key: write("services.key", &services_key)?,
+            coredns_cert: write("coredns.crt", &coredns_cert)?,
+            coredns_key: write("coredns.key", &coredns_key)?,
             node_cert: write("node.crt", &node_cert)?,
             node_key: write("node.key", &node_key)?,
             kubelet_serving_cert: write("kubelet.crt", &kubelet_serving_cert)?,
@@ -120,6 +146,18 @@ impl Pki {
             jwt_private: write("jwt.key", &jwt_key.serialize_pem())?,
         })
     }
+}
+
+/// Every name and address pods reach OpenBao and moto by.
+fn in_cluster_names() -> Vec<String> {
+    let mut names = vec![NODE_IP.to_string()];
+    for service in IN_CLUSTER_SERVICES {
+        let host = format!("{}.{SERVICES_NAMESPACE}.svc", service.name);
+        names.push(service.ip.to_string());
+        names.push(format!("{host}.cluster.local"));
+        names.push(host);
+    }
+    names
 }
 
 fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {

@@ -76,6 +76,16 @@ impl Environment {
         dir.is_dir().then_some(Self { dir })
     }
 
+    /// Imports an image archive into the node's containerd.
+    pub fn import_image(&self, archive: &std::path::Path) -> Result<()> {
+        if !self.dir.join(HOST_BEFORE).exists() {
+            bail!(
+                "the running test environment has no node (it was started with SEAL_TESTENV_NODE=0)"
+            );
+        }
+        node::import_image(&NodePaths::new(&self.dir), archive)
+    }
+
     /// Whether every server of this environment is still running.
     pub fn is_running(&self) -> bool {
         let pids = self.pids();
@@ -123,11 +133,14 @@ impl Environment {
             etcd_client,
             etcd_peer,
             apiserver,
-            bao,
-            moto,
+            bao_port,
+            moto_port,
             kubelet,
             proxy_healthz,
             proxy_metrics,
+            dns_ready,
+            bao_tls,
+            moto_tls,
         ] = ports;
         let host = if options.node {
             node::NODE_IP.to_string()
@@ -172,20 +185,25 @@ impl Environment {
         })?;
 
         self.start_controller_manager(b, &pki, &server, options, &kubectl)?;
-        let bao = self.start_openbao(b, bao)?;
+        let bao = self.start_openbao(b, bao_port)?;
         let vault_vars = Self::configure_openbao(b, &bao, &pki, &server, &kubectl)?;
-        let moto = self.start_moto(b, moto)?;
+        let moto = self.start_moto(b, moto_port)?;
         let mut vars = vault_vars;
         if options.node {
             let pause = self.start_node(
                 b,
                 &pki,
                 &server,
-                [kubelet, proxy_healthz, proxy_metrics],
+                [kubelet, proxy_healthz, proxy_metrics, dns_ready],
                 &kubectl,
             )?;
             vars.push(("SEAL_TESTENV_NODE", node::NODE_NAME.to_owned()));
             vars.push(("SEAL_TESTENV_PAUSE_IMAGE", pause.reference));
+            vars.extend(self.serve_in_cluster(
+                &pki,
+                [(bao_port, bao_tls), (moto_port, moto_tls)],
+                &kubectl,
+            )?);
             vars.push(("SEAL_TESTENV_NODE_IP", node::NODE_IP.to_string()));
         }
         vars.push(("SEAL_TESTENV_PORTS", ports.map(|p| p.to_string()).join(",")));
@@ -295,7 +313,7 @@ impl Environment {
         b: &Binaries,
         pki: &Pki,
         server: &str,
-        [kubelet_port, proxy_healthz, proxy_metrics]: [u16; 3],
+        [kubelet_port, proxy_healthz, proxy_metrics, dns_ready]: [u16; 4],
         kubectl: &dyn Fn(&[&str]) -> Result<String>,
     ) -> Result<super::pause::Image> {
         let paths = NodePaths::new(&self.dir);
@@ -347,6 +365,8 @@ impl Environment {
         })?;
         node::import_image(&paths, &pause.archive)?;
 
+        self.start_coredns(b, pki, server, dns_ready, kubectl)?;
+
         eprintln!("==> kubelet: node {} on {}", node::NODE_NAME, node::NODE_IP);
         self.spawn(
             "kubelet",
@@ -394,6 +414,86 @@ impl Environment {
                 && jsonpath("{.spec.taints}").is_empty()
         })?;
         Ok(pause)
+    }
+
+    /// CoreDNS on the node's address, for pods' Service names; returns once it has them.
+    fn start_coredns(
+        &self,
+        b: &Binaries,
+        pki: &Pki,
+        server: &str,
+        dns_ready: u16,
+        kubectl: &dyn Fn(&[&str]) -> Result<String>,
+    ) -> Result<()> {
+        let paths = NodePaths::new(&self.dir);
+        eprintln!("==> CoreDNS on {}:53", node::NODE_IP);
+        let dns = self.kubeconfig(
+            "coredns.kubeconfig",
+            server,
+            &pki.ca_cert,
+            &pki.coredns_cert,
+            &pki.coredns_key,
+        )?;
+        kubectl_apply(kubectl, node::COREDNS_RBAC)?;
+        std::fs::write(paths.corefile(), node::corefile(&dns, dns_ready))?;
+        self.spawn(
+            "coredns",
+            Command::new(&b.coredns)
+                .arg("-conf")
+                .arg(paths.corefile())
+                .args(["-dns.port", "53"]),
+        )?;
+        self.wait("coredns", Duration::from_secs(30), || {
+            http_get(dns_ready, "/ready").is_ok()
+        })
+    }
+
+    /// OpenBao and moto for pods: a TLS endpoint on the node's address for each (socat, with a
+    /// certificate of the cluster's CA, which every pod has as `kube-root-ca.crt`), behind a
+    /// Service in [`node::SERVICES_NAMESPACE`]. `ports` pairs each server's loopback port with its
+    /// TLS port. Returns the variables naming the in-cluster URLs.
+    fn serve_in_cluster(
+        &self,
+        pki: &Pki,
+        ports: [(u16, u16); 2],
+        kubectl: &dyn Fn(&[&str]) -> Result<String>,
+    ) -> Result<Vec<(&'static str, String)>> {
+        kubectl(&["create", "namespace", node::SERVICES_NAMESPACE])?;
+        let mut vars = Vec::new();
+        for (service, (plain, tls)) in node::IN_CLUSTER_SERVICES.iter().zip(ports) {
+            let name = format!("{}-tls", service.name);
+            self.spawn(
+                &name,
+                Command::new("socat").args([
+                    &format!(
+                        "OPENSSL-LISTEN:{tls},bind={},reuseaddr,fork,cert={},key={},verify=0",
+                        node::NODE_IP,
+                        pki.services_cert,
+                        pki.services_key
+                    ),
+                    &format!("TCP:127.0.0.1:{plain}"),
+                ]),
+            )?;
+            self.wait(&name, Duration::from_secs(10), || {
+                TcpStream::connect((node::NODE_IP, tls)).is_ok()
+            })?;
+            kubectl_apply(kubectl, &node::in_cluster_service(service, tls))?;
+            let url = format!(
+                "https://{}.{}.svc:{}",
+                service.name,
+                node::SERVICES_NAMESPACE,
+                service.port
+            );
+            vars.push((
+                if service.name == "openbao" {
+                    "SEAL_TESTENV_VAULT_IN_CLUSTER"
+                } else {
+                    "SEAL_TESTENV_AWS_IN_CLUSTER"
+                },
+                url,
+            ));
+        }
+        Ok(vars)
     }
 
     /// The OpenBao dev server; returns its address.
@@ -856,7 +956,15 @@ fn apiserver_args(
     if options.node {
         // Pods get ServiceAccount tokens; the `kubernetes` Service points at the node's
         // address; kubelet is reached by its InternalIP (this host's name is 127.0.0.1).
-        apiserver_args.push("--kubelet-preferred-address-types=InternalIP".to_owned());
+        apiserver_args.extend([
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
+            "--kubelet-client-certificate".to_owned(),
+            pki.kubelet_client_cert.clone(),
+            "--kubelet-client-key".to_owned(),
+            pki.kubelet_client_key.clone(),
+            "--kubelet-certificate-authority".to_owned(),
+            pki.ca_cert.clone(),
+        ]);
     } else {
         apiserver_args.extend([
             "--disable-admission-plugins".to_owned(),
@@ -866,6 +974,13 @@ fn apiserver_args(
         ]);
     }
     apiserver_args
+}
+
+/// `kubectl apply` of a manifest given as text.
+fn kubectl_apply(kubectl: &dyn Fn(&[&str]) -> Result<String>, manifest: &str) -> Result<()> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), manifest)?;
+    kubectl(&["apply", "-f", &file.path().display().to_string()]).map(drop)
 }
 
 /// Whether any process of a server's process group is still running. Our own children are reaped
@@ -892,9 +1007,9 @@ fn alive(group: Pid) -> bool {
     })
 }
 
-/// Eight free loopback ports (bound at once so they differ, then released for the servers).
-fn free_ports() -> Result<[u16; 8]> {
-    let listeners: Vec<TcpListener> = (0..8)
+/// Eleven free loopback ports (bound at once so they differ, then released for the servers).
+fn free_ports() -> Result<[u16; 11]> {
+    let listeners: Vec<TcpListener> = (0..11)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
     let ports: Vec<u16> = listeners
@@ -903,7 +1018,7 @@ fn free_ports() -> Result<[u16; 8]> {
         .collect::<Result<_, _>>()?;
     Ok(ports
         .try_into()
-        .expect("invariant: eight listeners give eight ports"))
+        .expect("invariant: eleven listeners give eleven ports"))
 }
 
 /// A plain-HTTP GET on loopback, returning the body when the status is 2xx.
