@@ -211,11 +211,11 @@ fn http_get(url: &str) -> Result<(u16, String)> {
 }
 
 /// Uninstalls the release when dropped (its ClusterRoles and bindings outlive the namespaces).
-struct Installed<'a> {
-    helm: &'a crate::Helm,
-    release: String,
-    namespace: String,
-    kubeconfig: String,
+pub(crate) struct Installed<'a> {
+    pub(crate) helm: &'a crate::Helm,
+    pub(crate) release: String,
+    pub(crate) namespace: String,
+    pub(crate) kubeconfig: String,
 }
 
 impl Drop for Installed<'_> {

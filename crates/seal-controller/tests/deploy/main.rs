@@ -2,7 +2,8 @@
 //! rendered with every environment's values (as helmfile would), its RBAC and CRDs held equal to
 //! the generated and tested ones, every rendered object accepted by the test API server
 //! (server-side dry-run), and the controller chart installed with `helm install`, after which the
-//! controller binary runs under exactly the chart's ServiceAccount.
+//! controller binary runs under exactly the chart's ServiceAccount; and, in pods on the test
+//! environment's node, the chart as it runs in a cluster (`pods.rs`).
 //!
 //! helm and helmfile are built into the cache by `cargo xtask test` (`xtask/src/peers/helm.rs`);
 //! these tests find them through `SEAL_HELM` and `SEAL_HELMFILE` or at those cache paths, and fail
@@ -26,6 +27,7 @@ macro_rules! helm {
 mod charts;
 mod cluster;
 mod examples;
+mod pods;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,289 @@
+//! The controller chart for real, in pods on the test environment's node: the project's image
+//! (`cargo xtask image`, the Dockerfile's runtime stage), `helm install --wait` into a namespace
+//! that enforces Pod Security `restricted`, both roles in pods of their own under ServiceAccounts
+//! of their own, leader election between two replicas, probes, `helm test`, the certificate
+//! through the API server's service proxy to the pods (for `seal` and for kubeseal), and a
+//! SealedSecret unsealed by the controller in its pod. No value is ever printed or logged.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{ListParams, LogParams, Patch, PatchParams};
+use seal_testenv::{TestEnv, eventually, testenv, unique_name};
+use serde_json::json;
+
+use crate::cluster::Installed;
+use crate::cluster::install_crds;
+use crate::{ok, path_str, root, workspace_binary};
+
+/// The image every pod of these tests runs.
+const IMAGE_REPOSITORY: &str = "localhost/seal";
+const IMAGE_TAG: &str = "dev";
+
+/// Builds the image from this workspace's binaries and imports it into the node, once per test
+/// process (`cargo xtask image --import`).
+fn seal_image(env: &TestEnv) -> Result<()> {
+    static IMPORTED: OnceLock<Result<(), String>> = OnceLock::new();
+    IMPORTED
+        .get_or_init(|| {
+            let node = env.vars().find(|(k, _)| *k == "SEAL_TESTENV_NODE");
+            if node.is_none() {
+                return Err(
+                    "these tests run pods, and the test environment has no node \
+                            (it was started with SEAL_TESTENV_NODE=0)"
+                        .to_owned(),
+                );
+            }
+            let build = || -> Result<()> {
+                for (package, binary) in [
+                    ("seal-cli", "seal"),
+                    ("seal-controller", "seal-controller"),
+                    ("seal-agent", "seal-agent"),
+                ] {
+                    workspace_binary(package, binary)?;
+                }
+                let binaries = workspace_binary("seal-cli", "seal")?
+                    .parent()
+                    .context("the binaries' directory")?
+                    .to_owned();
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let output = Command::new(cargo)
+                    .args(["run", "--quiet", "--locked", "-p", "xtask", "--", "image"])
+                    .arg("--binaries")
+                    .arg(&binaries)
+                    .arg("--import")
+                    .current_dir(root())
+                    .envs(env.vars())
+                    .output()?;
+                ok(&output, "cargo xtask image --import").map(drop)
+            };
+            build().map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// A namespace of the test that enforces Pod Security `restricted`.
+async fn restricted(env: &TestEnv, prefix: &str) -> Result<seal_testenv::TestNamespace> {
+    let namespace = env.namespace(prefix).await?;
+    let api: kube::Api<Namespace> = kube::Api::all(env.kube_client().await?);
+    api.patch(
+        namespace.name(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}})),
+    )
+    .await?;
+    Ok(namespace)
+}
+
+#[tokio::test]
+async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Result<()> {
+    let helm = helm!();
+    let env = testenv!();
+    install_crds(env).await?;
+    seal_image(env)?;
+    let keys = restricted(env, "pods-keys").await?;
+    let app = restricted(env, "pods-app").await?;
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    // Containing the chart's name, the release is the full name of its objects (the Service).
+    let release = unique_name("seal-controller");
+    let chart = root().join("deploy/charts/seal-controller");
+
+    // helm install --wait: every pod admitted under `restricted`, started and Ready (the probes).
+    helm.run(&[
+        "install",
+        &release,
+        path_str(&chart)?,
+        "--namespace",
+        keys.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        &format!("image.repository={IMAGE_REPOSITORY}"),
+        "--set",
+        &format!("image.tag={IMAGE_TAG}"),
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        &format!("namespaces={{{}}}", app.name()),
+        "--set",
+        "keys.size=2048",
+        "--wait",
+        "--timeout",
+        "180s",
+    ])?;
+    let _installed = Installed {
+        helm,
+        release: release.clone(),
+        namespace: keys.name().to_owned(),
+        kubeconfig: kubeconfig.clone(),
+    };
+
+    // Two unsealer and two syncer pods, Ready, each role under its own ServiceAccount.
+    let pods = keys.api::<Pod>().list(&ListParams::default()).await?;
+    let running: Vec<&Pod> = pods
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect();
+    assert_eq!(running.len(), 4, "{:?}", names(&pods.items));
+    for pod in &running {
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert!(ready, "{} is not Ready", name(pod));
+    }
+    let accounts: BTreeSet<String> = running
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.service_account_name.clone())
+        .collect();
+    assert_eq!(
+        accounts.len(),
+        2,
+        "one ServiceAccount per role: {accounts:?}"
+    );
+
+    // Each role elected one leader among its own two pods.
+    let pod_names: BTreeSet<String> = running.iter().map(|p| name(p)).collect();
+    let leases = keys.api::<Lease>().list(&ListParams::default()).await?;
+    let holders: Vec<String> = leases
+        .items
+        .iter()
+        .filter_map(|l| l.spec.as_ref()?.holder_identity.clone())
+        .collect();
+    assert_eq!(holders.len(), 2, "{holders:?}");
+    for holder in &holders {
+        assert!(
+            pod_names.contains(holder),
+            "{holder} is not one of {pod_names:?}"
+        );
+    }
+
+    // helm test: the certificate API answers through the Service, from a pod, by DNS name.
+    helm.run(&[
+        "test",
+        &release,
+        "--namespace",
+        keys.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--timeout",
+        "120s",
+    ])?;
+
+    // The certificate through the API server's service proxy to the pods: seal and kubeseal.
+    let seal = workspace_binary("seal-cli", "seal")?;
+    let fetched = ok(
+        &Command::new(&seal)
+            .args(["cert", "fetch", "--controller-namespace", keys.name()])
+            .args(["--controller-name", &release, "--controller-port", "http"])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?,
+        "seal cert fetch",
+    )?;
+    assert!(
+        fetched.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{fetched}"
+    );
+    if let Some(kubeseal) = std::env::var_os("SEAL_KUBESEAL") {
+        let theirs = ok(
+            &Command::new(kubeseal)
+                .args(["--fetch-cert", "--controller-namespace", keys.name()])
+                .args(["--controller-name", &release])
+                .env("KUBECONFIG", &kubeconfig)
+                .output()?,
+            "kubeseal --fetch-cert",
+        )?;
+        assert_eq!(
+            theirs.trim(),
+            fetched.trim(),
+            "kubeseal gets the same certificate"
+        );
+    } else if crate::required() {
+        bail!("kubeseal is required here (SEAL_KUBESEAL)");
+    }
+
+    // seal --controller seals; the controller in its pod unseals into the app's namespace.
+    let marker = format!("marker-{}", unique_name("plain"));
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {}}}\nstringData: {{token: {marker}}}\n",
+        app.name()
+    );
+    let sealed = {
+        use std::io::Write as _;
+        let mut child = Command::new(&seal)
+            .args(["--controller", "--controller-namespace", keys.name()])
+            .args(["--controller-name", &release])
+            .args(["--controller-port", "http", "--format", "yaml"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(secret.as_bytes())?;
+        ok(&child.wait_with_output()?, "seal --controller-name")?
+    };
+    assert!(!sealed.contains(&marker));
+    let kubectl = env.var("SEAL_TESTENV_KUBECTL");
+    let applied = {
+        use std::io::Write as _;
+        let mut child = Command::new(kubectl)
+            .args(["apply", "-f", "-"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(sealed.as_bytes())?;
+        child.wait_with_output()?
+    };
+    ok(&applied, "kubectl apply")?;
+    let secrets = app.api::<Secret>();
+    let unsealed = eventually("the pod unseals", Duration::from_secs(90), || {
+        let secrets = secrets.clone();
+        async move { Ok(secrets.get_opt("creds").await?) }
+    })
+    .await?;
+    let value = unsealed
+        .data
+        .as_ref()
+        .and_then(|d| d.get("token"))
+        .context("the Secret has no token")?;
+    assert!(value.0 == marker.as_bytes(), "the unsealed value differs");
+
+    // The plaintext is in no pod's log.
+    for pod in &running {
+        let log = keys
+            .api::<Pod>()
+            .logs(&name(pod), &LogParams::default())
+            .await?;
+        assert!(!log.contains(&marker), "{} logged the plaintext", name(pod));
+    }
+    Ok(())
+}
+
+fn name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
+fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter().map(name).collect()
+}
