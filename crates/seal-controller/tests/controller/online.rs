@@ -46,7 +46,11 @@ fn own_address() -> Result<IpAddr> {
 async fn expose(ns: &TestNamespace, address: IpAddr, port: u16) -> Result<()> {
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "seal-controller-0"},
-        "spec": {"containers": [{"name": "controller", "image": "seal-controller"}]}
+        // Gated, so the node's scheduler and kubelet leave this stand-in Pod alone.
+        "spec": {
+            "containers": [{"name": "controller", "image": "seal-controller"}],
+            "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}]
+        }
     }))?;
     let pods = ns.api::<Pod>();
     pods.create(&PostParams::default(), &pod).await?;

@@ -269,7 +269,16 @@ async fn a_tenant_cannot_plant_a_key_or_make_a_denied_secret_type() -> Result<()
     )
     .await?;
     let certificate = first_key(&keys).await?;
-    let (_, served_before) = get(&format!("{}/v1/cert.pem", controller.api))?;
+    // The key Secret exists a moment before the controller serves it.
+    let cert_url = format!("{}/v1/cert.pem", controller.api);
+    let served_before = eventually("the certificate is served", LIMIT, || {
+        let url = cert_url.clone();
+        async move {
+            let (code, body) = get(&url)?;
+            Ok((code == 200).then_some(body))
+        }
+    })
+    .await?;
 
     let with_template = |name: &str, template: Value| -> Result<Value> {
         let mut object = serde_json::to_value(sealed(
