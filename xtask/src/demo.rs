@@ -1,30 +1,33 @@
-//! `cargo xtask demo`: the main job end to end on one machine. A local control plane from the test
-//! environment, `seal-controller` running against it, `examples/ml-api/secret.yaml` sealed with the
-//! certificate the controller serves, the SealedSecret applied, and the result shown: the Secret's
-//! item names (never its values) and the SealedSecret's status.
+//! `cargo xtask demo`: the main job end to end on one machine, in real pods. The test environment
+//! (a control plane and a node), the project's image built from this checkout and put on the
+//! node, the controller chart installed with helm into a namespace that enforces Pod Security
+//! `restricted`, `examples/ml-api/secret.yaml` sealed with the certificate fetched from the pods
+//! through the API server, the SealedSecret applied, and the result shown: the node and the pods
+//! (as `kubectl get nodes,pods -A -o wide`), the Secret's item names (never its values) and the
+//! SealedSecret's status.
 //!
 //! `demo` builds the binaries and hands over to `__demo` inside [`crate::testenv::run_against`],
 //! which reuses a running environment or starts one and stops it afterwards.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::peers::workspace_root;
-use crate::testenv::{Binaries, run_against};
+use crate::peers::{cache_dir, workspace_root};
+use crate::testenv::{Binaries, Environment, run_against};
 
 /// The example the demo seals, and the objects it becomes.
 const EXAMPLE: &str = "examples/ml-api/secret.yaml";
 const NAMESPACE: &str = "ml-prod";
 const NAME: &str = "ml-api-credentials";
 const CONTROLLER_NAMESPACE: &str = "seal-system";
+const RELEASE: &str = "seal-controller";
 
 /// `cargo xtask demo`.
 pub fn demo() -> Result<ExitCode> {
-    eprintln!("==> building seal and seal-controller");
+    eprintln!("==> building seal, seal-controller and seal-agent");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
@@ -34,6 +37,7 @@ pub fn demo() -> Result<ExitCode> {
             "-p",
             "seal-controller",
         ])
+        .args(["-p", "seal-agent"])
         .current_dir(workspace_root())
         .status()
         .context("cannot run cargo")?;
@@ -48,72 +52,133 @@ pub fn demo() -> Result<ExitCode> {
 pub fn steps() -> Result<ExitCode> {
     let root = workspace_root();
     let bin = root.join("target/debug");
-    let kubectl = Binaries::ensure()?.kubectl;
-    let kubectl = |args: &[&str]| run(&kubectl, args, &root);
+    let kubectl_binary = Binaries::ensure()?.kubectl;
+    let kubectl = |args: &[&str]| run(&kubectl_binary, args, &root);
+    let helm = crate::peers::helm::ensure_helm(&cache_dir()?)?;
 
-    step("installing the CRD and the namespaces");
-    kubectl(&["apply", "--server-side", "-f", "deploy/crds/"])?;
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/sealedsecrets.seal.dev",
-    ])?;
+    step("the project's image from this checkout (cargo xtask image), onto the node");
+    let image = crate::image::build(&bin)?;
+    Environment::current()
+        .context("the test environment is not running")?
+        .import_image(&image.archive)?;
+    println!("    {}", image.reference);
+
+    step("namespaces that enforce Pod Security `restricted`");
     for namespace in [CONTROLLER_NAMESPACE, NAMESPACE] {
-        let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
+        let manifest = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels:\n    \
+             pod-security.kubernetes.io/enforce: restricted\n"
+        );
         apply(&kubectl, &manifest)?;
     }
 
-    let port = free_port()?;
-    let api = format!("http://127.0.0.1:{port}");
     step(&format!(
-        "starting seal-controller (certificate API on {api})"
+        "helm install {RELEASE} deploy/charts/seal-controller --namespace {CONTROLLER_NAMESPACE} --wait"
     ));
-    let log = tempfile::NamedTempFile::new()?;
-    let controller = Controller(
-        Command::new(bin.join("seal-controller"))
-            .args(["--key-namespace", CONTROLLER_NAMESPACE])
-            .args(["--listen-addr", &format!("127.0.0.1:{port}")])
-            .args(["--listen-metrics-addr", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(log.reopen()?)
-            .spawn()
-            .context("cannot start seal-controller")?,
+    let (repository, tag) = image
+        .reference
+        .rsplit_once(':')
+        .context("the image reference has a tag")?;
+    run(
+        &helm,
+        &[
+            "upgrade",
+            "--install",
+            RELEASE,
+            "deploy/charts/seal-controller",
+            "--namespace",
+            CONTROLLER_NAMESPACE,
+            "--set",
+            &format!("image.repository={repository}"),
+            "--set",
+            &format!("image.tag={tag}"),
+            "--set",
+            "image.pullPolicy=Never",
+            "--set",
+            "keys.size=3072",
+            "--wait",
+            "--timeout",
+            "300s",
+        ],
+        &root,
+    )?;
+    step("kubectl get nodes,pods -A -o wide");
+    println!(
+        "{}",
+        indent(&output(
+            &kubectl_binary,
+            &["get", "nodes,pods", "-A", "-o", "wide"],
+            &root
+        )?)
     );
+
+    seal_and_show(&bin, &root, &kubectl_binary)?;
+
+    step("cleaning up: helm uninstall and the namespaces");
+    run(
+        &helm,
+        &[
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            CONTROLLER_NAMESPACE,
+            "--wait",
+        ],
+        &root,
+    )?;
+    kubectl(&[
+        "delete",
+        "namespace",
+        NAMESPACE,
+        CONTROLLER_NAMESPACE,
+        "--wait=false",
+    ])?;
+    step("done: the environment goes down unless `testenv up` started it");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seals the example with the certificate the pods serve, applies it, and shows the Secret's item
+/// names and the SealedSecret's status.
+fn seal_and_show(bin: &Path, root: &Path, kubectl_binary: &PathBuf) -> Result<()> {
+    let kubectl = |args: &[&str]| run(kubectl_binary, args, root);
     let seal = bin.join("seal");
+    let controller = [
+        "--controller-namespace",
+        CONTROLLER_NAMESPACE,
+        "--controller-name",
+        RELEASE,
+        "--controller-port",
+        "http",
+    ];
+    step("seal cert fetch (through the API server's service proxy to the pods)");
     let fetched = wait_for(
         "the controller's certificate",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             let out = Command::new(&seal)
-                .args(["cert", "fetch", "--controller-url", &api])
+                .args(["cert", "fetch"])
+                .args(controller)
                 .output()?;
             Ok(out
                 .status
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stderr).trim().to_owned()))
         },
-    )
-    .inspect_err(|_| {
-        eprint!(
-            "{}",
-            std::fs::read_to_string(log.path()).unwrap_or_default()
-        );
-    })?;
+    )?;
     println!("    {fetched}");
 
     step(&format!("seal --controller {EXAMPLE}"));
-    let sealed = output(
-        &seal,
-        &["--controller", "--controller-url", &api, EXAMPLE],
-        &root,
-    )?;
+    let mut args = vec!["--controller"];
+    args.extend(controller);
+    args.push(EXAMPLE);
+    let sealed = output(&seal, &args, root)?;
     println!("{}", indent(&sealed));
     step("kubectl apply -f - (the SealedSecret)");
     apply(&kubectl, &sealed)?;
 
     let names_template = "{{range $k, $v := .data}}{{$k}}{{\"\\n\"}}{{end}}";
     let names = wait_for("the Secret", Duration::from_secs(60), || {
-        let out = Command::new(Binaries::ensure()?.kubectl)
+        let out = Command::new(kubectl_binary)
             .args(["get", "secret", NAME, "-n", NAMESPACE, "-o"])
             .arg(format!("go-template={names_template}"))
             .stderr(Stdio::null())
@@ -128,7 +193,7 @@ pub fn steps() -> Result<ExitCode> {
     ));
     println!("{}", indent(&names));
     let status = output(
-        &Binaries::ensure()?.kubectl,
+        kubectl_binary,
         &[
             "get",
             "sealedsecret",
@@ -138,25 +203,14 @@ pub fn steps() -> Result<ExitCode> {
             "-o",
             "jsonpath={.status.observedGeneration}{\" \"}{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{end}",
         ],
-        &root,
+        root,
     )?;
     step(&format!(
         "SealedSecret {NAMESPACE}/{NAME}: status (observedGeneration, Ready)"
     ));
     println!("{}", indent(&status));
-    drop(controller);
-    step("done: the controller stopped; the environment goes down unless `testenv up` started it");
-    Ok(ExitCode::SUCCESS)
-}
 
-/// The controller process, stopped when dropped.
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    Ok(())
 }
 
 fn step(what: &str) {
@@ -168,10 +222,6 @@ fn indent(text: &str) -> String {
         .map(|line| format!("    {line}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn apply(kubectl: &impl Fn(&[&str]) -> Result<()>, manifest: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 //! Both are installed once into the cache, keyed by version, and reused. Helm and helmfile, which
 //! the deploy tests drive, are installed the same way (see `helm.rs`).
 
-mod helm;
+pub mod helm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -300,6 +300,12 @@ impl Environment {
                 node::NODE_LINK
             );
         }
+        if !nix::unistd::geteuid().is_root() {
+            bail!(
+                "the node (real pods) needs root: run as root, or start without a node \
+                 (SEAL_TESTENV_NODE=0 or `cargo xtask testenv up --no-node`)"
+            );
+        }
         crate::debian::ensure_packages(node::PACKAGES)?;
         let before = host::Snapshot::capture()?;
         before.save(&self.dir.join(HOST_BEFORE))?;
