@@ -1,5 +1,6 @@
 //! `cargo xtask image [--binaries DIR] [--import]`: the project's image, built here by podman from
-//! the repository's `Dockerfile`, exactly as it ships except for where its two inputs come from.
+//! the repository's `Dockerfile`, exactly as it ships except for where its two inputs come from;
+//! and the stand-in app the tests' ml-api and ml-batch pods run ([`build_workload`]).
 //!
 //! The Dockerfile's `runtime` stage copies the binaries from the stage named `binaries` onto the
 //! base named by `RUNTIME_BASE`. A user's `docker build` compiles the binaries in the `build` stage
@@ -26,6 +27,8 @@ use crate::peers::{cache_dir, workspace_root};
 
 /// The image's reference in the node.
 pub const REFERENCE: &str = "localhost/seal:dev";
+/// The stand-in app the charts' workloads run in the tests (`xtask/go/workload`).
+pub const WORKLOAD_REFERENCE: &str = "localhost/seal-workload:dev";
 /// The Debian packages the runtime base holds (what distroless `cc-debian12` holds that the
 /// binaries use: `ldd` names libc, libm, libgcc_s and the loader).
 const BASE_PACKAGES: &[&str] = &["libc6", "libgcc-s1", "netbase", "tzdata"];
@@ -56,13 +59,17 @@ pub fn command(args: &[String]) -> Result<()> {
             ),
         }
     }
-    let image = build(&binaries)?;
+    let images = [build(&binaries)?, build_workload()?];
     if import {
         let env = crate::testenv::Environment::current()
             .context("no test environment is running; `cargo xtask testenv up` first")?;
-        env.import_image(&image.archive)?;
+        for image in &images {
+            env.import_image(&image.archive)?;
+        }
     }
-    println!("{} {}", image.reference, image.archive.display());
+    for image in &images {
+        println!("{} {}", image.reference, image.archive.display());
+    }
     Ok(())
 }
 
@@ -107,19 +114,45 @@ pub fn build(binaries: &Path) -> Result<Image> {
         &context.display().to_string(),
     ])?;
     let archive = podman.dir.join("seal-dev.tar");
-    let partial = archive.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    podman.run(&[
-        "save",
-        "--format",
-        "docker-archive",
-        "--output",
-        &partial.display().to_string(),
-        REFERENCE,
-    ])?;
-    std::fs::rename(&partial, &archive)?;
+    podman.save(REFERENCE, &archive)?;
     Ok(Image {
         reference: REFERENCE.to_owned(),
+        archive,
+    })
+}
+
+/// The stand-in app (`xtask/go/workload`): one static Go binary on an empty base, user 10001,
+/// the user the ml-api and ml-batch charts run as. It reports digests of what it received, never
+/// the values.
+pub fn build_workload() -> Result<Image> {
+    crate::debian::ensure_packages(PACKAGES)?;
+    let podman = Podman::new()?;
+    let work = tempfile::tempdir()?;
+    run(Command::new("go")
+        .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
+        .arg(work.path().join("workload"))
+        .arg(".")
+        .current_dir(workspace_root().join("xtask/go/workload"))
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0"))
+    .context("building the workload needs Go 1.26")?;
+    std::fs::write(
+        work.path().join("Containerfile"),
+        "FROM scratch\nCOPY workload /workload\nUSER 10001:10001\nENTRYPOINT [\"/workload\", \"serve\"]\n",
+    )?;
+    eprintln!("==> building {WORKLOAD_REFERENCE}");
+    let context = work.path().display().to_string();
+    podman.run(&[
+        "build",
+        "--pull=never",
+        "--tag",
+        WORKLOAD_REFERENCE,
+        &context,
+    ])?;
+    let archive = podman.dir.join("seal-workload-dev.tar");
+    podman.save(WORKLOAD_REFERENCE, &archive)?;
+    Ok(Image {
+        reference: WORKLOAD_REFERENCE.to_owned(),
         archive,
     })
 }
@@ -152,6 +185,22 @@ impl Podman {
             .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
             .args(["--events-backend", "none"]);
         command
+    }
+
+    /// Saves `reference` as a docker-archive at `archive` (replaced only once complete).
+    fn save(&self, reference: &str, archive: &Path) -> Result<()> {
+        let partial = archive.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        self.run(&[
+            "save",
+            "--format",
+            "docker-archive",
+            "--output",
+            &partial.display().to_string(),
+            reference,
+        ])?;
+        std::fs::rename(&partial, archive)?;
+        Ok(())
     }
 
     fn run(&self, args: &[&str]) -> Result<String> {

@@ -93,39 +93,7 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
     let keys = restricted(env, "pods-keys").await?;
     let app = restricted(env, "pods-app").await?;
     let kubeconfig = path_str(env.kubeconfig())?.to_owned();
-    // Containing the chart's name, the release is the full name of its objects (the Service).
-    let release = unique_name("seal-controller");
-    let chart = root().join("deploy/charts/seal-controller");
-
-    // helm install --wait: every pod admitted under `restricted`, started and Ready (the probes).
-    helm.run(&[
-        "install",
-        &release,
-        path_str(&chart)?,
-        "--namespace",
-        keys.name(),
-        "--kubeconfig",
-        &kubeconfig,
-        "--set",
-        &format!("image.repository={IMAGE_REPOSITORY}"),
-        "--set",
-        &format!("image.tag={IMAGE_TAG}"),
-        "--set",
-        "image.pullPolicy=Never",
-        "--set",
-        &format!("namespaces={{{}}}", app.name()),
-        "--set",
-        "keys.size=2048",
-        "--wait",
-        "--timeout",
-        "180s",
-    ])?;
-    let _installed = Installed {
-        helm,
-        release: release.clone(),
-        namespace: keys.name().to_owned(),
-        kubeconfig: kubeconfig.clone(),
-    };
+    let (release, _installed) = install_controller(env, helm, keys.name(), app.name())?;
 
     // Two unsealer and two syncer pods, Ready, each role under its own ServiceAccount.
     let pods = keys.api::<Pod>().list(&ListParams::default()).await?;
@@ -280,10 +248,305 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
     Ok(())
 }
 
+/// `helm install --wait` of the controller chart with the project's image into `keys`, unsealing
+/// in `app` only (other tests' namespaces are not its business). Returns the release, which is
+/// also its Service's name, and the guard that uninstalls it.
+fn install_controller<'a>(
+    env: &TestEnv,
+    helm: &'a crate::Helm,
+    keys: &str,
+    app: &str,
+) -> Result<(String, Installed<'a>)> {
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    // Containing the chart's name, the release is the full name of its objects (the Service).
+    let release = unique_name("seal-controller");
+    let chart = root().join("deploy/charts/seal-controller");
+    helm.run(&[
+        "install",
+        &release,
+        path_str(&chart)?,
+        "--namespace",
+        keys,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        &format!("image.repository={IMAGE_REPOSITORY}"),
+        "--set",
+        &format!("image.tag={IMAGE_TAG}"),
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        &format!("namespaces={{{app}}}"),
+        "--set",
+        "keys.size=2048",
+        "--wait",
+        "--timeout",
+        "180s",
+    ])?;
+    let installed = Installed {
+        helm,
+        release: release.clone(),
+        namespace: keys.to_owned(),
+        kubeconfig,
+    };
+    Ok((release, installed))
+}
+
 fn name(pod: &Pod) -> String {
     pod.metadata.name.clone().unwrap_or_default()
 }
 
 fn names(pods: &[Pod]) -> Vec<String> {
     pods.iter().map(name).collect()
+}
+
+/// The ml-api items, as `seal` would get them from a developer.
+const ML_API_ITEMS: [&str; 3] = ["DATABASE_URL", "BROKER_URL", "MODEL_REGISTRY_TOKEN"];
+
+/// SHA-256 of `value`, hex: what the workload reports instead of a value.
+fn digest(value: &str) -> String {
+    use std::fmt::Write as _;
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes())
+        .as_ref()
+        .iter()
+        .fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// Seals `items` for Secret `name` in `namespace` with the certificate in `cert`: the
+/// SealedSecret's `spec` as `seal` writes it.
+fn seal_items(
+    seal: &std::path::Path,
+    cert: &std::path::Path,
+    namespace: &str,
+    name: &str,
+    items: &[(&str, String)],
+) -> Result<serde_json::Value> {
+    use std::io::Write as _;
+    let mut secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\nstringData:\n"
+    );
+    for (key, value) in items {
+        use std::fmt::Write as _;
+        writeln!(secret, "  {key}: {value}")?;
+    }
+    let mut child = Command::new(seal)
+        .arg("--cert")
+        .arg(cert)
+        .args(["--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(secret.as_bytes())?;
+    let sealed: serde_json::Value =
+        serde_json::from_str(&ok(&child.wait_with_output()?, "seal --cert")?)?;
+    Ok(sealed["spec"].clone())
+}
+
+/// What the workload pod `pod` reports (through the API server's pod proxy).
+async fn workload_report(env: &TestEnv, namespace: &str, pod: &str) -> Result<serde_json::Value> {
+    let client = env.kube_client().await?;
+    let request = http::Request::get(format!(
+        "/api/v1/namespaces/{namespace}/pods/{pod}:8080/proxy/report"
+    ))
+    .body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The names of the Running, Ready pods of Deployment `app` (by the chart's instance label).
+async fn ready_pods(api: &kube::Api<Pod>, instance: &str) -> Result<Vec<String>> {
+    let pods = api
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={instance}")))
+        .await?;
+    Ok(pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .map(name)
+        .collect())
+}
+
+#[tokio::test]
+async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let helm = helm!();
+    let env = testenv!();
+    install_crds(env).await?;
+    seal_image(env)?;
+    let keys = restricted(env, "ml-keys").await?;
+    let app = restricted(env, "ml-app").await?;
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    let (controller, _controller) = install_controller(env, helm, keys.name(), app.name())?;
+
+    // The developer's side: the certificate from the pods, the credentials sealed with it.
+    let work = tempfile::tempdir()?;
+    let seal = workspace_binary("seal-cli", "seal")?;
+    let cert = work.path().join("cert.pem");
+    ok(
+        &Command::new(&seal)
+            .args(["cert", "fetch", "--controller-namespace", keys.name()])
+            .args([
+                "--controller-name",
+                &controller,
+                "--controller-port",
+                "http",
+                "-w",
+            ])
+            .arg(&cert)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?,
+        "seal cert fetch",
+    )?;
+    let marker = unique_name("m");
+    let values = |round: &str| -> Vec<(&str, String)> {
+        ML_API_ITEMS
+            .iter()
+            .map(|item| (*item, format!("{item}-{round}-{marker}")))
+            .collect()
+    };
+    let first = values("one");
+    let spec = seal_items(&seal, &cert, app.name(), "ml-api-credentials", &first)?;
+
+    // The chart, installed as a platform team would: the SealedSecret beside the Deployment.
+    let release = "ml-api";
+    let overrides = json!({
+        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "replicaCount": 1,
+        "autoscaling": {"enabled": false},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "env": {"WORKLOAD_DIGEST_ENV": ML_API_ITEMS.join(",")},
+        "secrets": {
+            "source": "sealedSecret",
+            "sealedSecret": {
+                "certificateFingerprint": spec["certificateFingerprint"],
+                "encryptedData": spec["encryptedData"],
+            },
+        },
+    });
+    let values_file = work.path().join("values.json");
+    std::fs::write(&values_file, overrides.to_string())?;
+    helm.run(&[
+        "install",
+        release,
+        path_str(&root().join("deploy/charts/ml-api"))?,
+        "--namespace",
+        app.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--values",
+        path_str(&values_file)?,
+        "--wait",
+        "--timeout",
+        "180s",
+    ])?;
+    let _ml_api = Installed {
+        helm,
+        release: release.to_owned(),
+        namespace: app.name().to_owned(),
+        kubeconfig: kubeconfig.clone(),
+    };
+
+    // The pod started with the unsealed values in its environment (digests only).
+    let pods = app.api::<Pod>();
+    let expect = |values: &[(&str, String)]| -> serde_json::Value {
+        values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(digest(v))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let first_pods = ready_pods(&pods, release).await?;
+    assert_eq!(first_pods.len(), 1, "{first_pods:?}");
+    let report = workload_report(env, app.name(), &first_pods[0]).await?;
+    assert_eq!(report["env"], expect(&first), "the app got other values");
+
+    // An unchanged re-apply rolls nothing: the controller looks again, writes nothing.
+    let deployments = app.api::<Deployment>();
+    let generation = |d: Deployment| d.metadata.generation.unwrap_or_default();
+    let before = generation(deployments.get("ml-api").await?);
+    let sealed_secrets = app.api::<seal_api::SealedSecret>();
+    let secrets = app.api::<Secret>();
+    let secret_version = secrets
+        .get("ml-api-credentials")
+        .await?
+        .metadata
+        .resource_version;
+    sealed_secrets
+        .patch(
+            "ml-api-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/touched": "1"}}})),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(generation(deployments.get("ml-api").await?), before);
+    assert_eq!(
+        secrets
+            .get("ml-api-credentials")
+            .await?
+            .metadata
+            .resource_version,
+        secret_version,
+        "the Secret was rewritten"
+    );
+
+    // A changed value (kubectl apply of the re-sealed object): the controller updates the Secret
+    // and restarts the Deployment; the new pod has the new values, the old one is gone.
+    let second = values("two");
+    let spec = seal_items(&seal, &cert, app.name(), "ml-api-credentials", &second)?;
+    sealed_secrets
+        .patch(
+            "ml-api-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"encryptedData": spec["encryptedData"]}})),
+        )
+        .await?;
+    let rolled = eventually("the Deployment rolls", Duration::from_secs(180), || {
+        let pods = pods.clone();
+        let old = first_pods.clone();
+        async move {
+            let ready = ready_pods(&pods, release).await?;
+            let all = pods
+                .list(&ListParams::default().labels("app.kubernetes.io/instance=ml-api"))
+                .await?;
+            let old_gone = all.items.iter().all(|p| !old.contains(&name(p)));
+            Ok((old_gone && ready.len() == 1).then(|| ready[0].clone()))
+        }
+    })
+    .await?;
+    let report = workload_report(env, app.name(), &rolled).await?;
+    assert_eq!(
+        report["env"],
+        expect(&second),
+        "the new pod got other values"
+    );
+    assert!(generation(deployments.get("ml-api").await?) > before);
+
+    // No value in any log of the controller's or the app's pods.
+    for namespace in [&keys, &app] {
+        let api = namespace.api::<Pod>();
+        for pod in api.list(&ListParams::default()).await?.items {
+            let log = api
+                .logs(&name(&pod), &LogParams::default())
+                .await
+                .unwrap_or_default();
+            assert!(!log.contains(&marker), "{} logged a value", name(&pod));
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,3 @@
+module seal.dev/xtask/go/workload
+
+go 1.26.0
