@@ -550,3 +550,164 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     }
     Ok(())
 }
+
+/// ml-api with the seal-agent sidecar, as `form` (`sidecar` or `native`): the model-registry token
+/// from OpenBao through Vault's Kubernetes auth with the pod's own token (OpenBao checks it with a
+/// TokenReview), fetched by the init container before the app starts, then refreshed into the
+/// memory volume with the app signalled over the shared process namespace.
+async fn ml_api_with_the_agent(form: &str) -> Result<()> {
+    let helm = helm!();
+    let env = testenv!();
+    seal_image(env)?;
+    let app = restricted(env, &format!("agent-{form}")).await?;
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    let vault = env.vault_client(None)?;
+    let path = format!("ml/{}/registry", app.name());
+    let marker = unique_name("token");
+    let token = |round: &str| format!("{round}-{marker}");
+    vaultrs::kv2::set(
+        &vault,
+        env.var("SEAL_TESTENV_VAULT_KV2_MOUNT"),
+        &path,
+        &std::collections::HashMap::from([("token", token("one"))]),
+    )
+    .await?;
+
+    let work = tempfile::tempdir()?;
+    let overrides = json!({
+        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "replicaCount": 1,
+        "autoscaling": {"enabled": false},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "env": {"WORKLOAD_DIGEST_FILES": "/secrets/registry-token"},
+        "secrets": {
+            "source": "agent",
+            "agent": {
+                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+                "nativeSidecar": form == "native",
+                "config": {
+                    "vault": {
+                        "address": env.var("SEAL_TESTENV_VAULT_IN_CLUSTER"),
+                        "caFile": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+                        "auth": {"method": "kubernetes", "role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")},
+                    },
+                    "secrets": {"registry_token": format!(
+                        "ref+vault://{}/data/{path}#/token",
+                        env.var("SEAL_TESTENV_VAULT_KV2_MOUNT")
+                    )},
+                    "files": [{"path": "/secrets/registry-token", "secret": "registry_token"}],
+                    "refresh": {"interval": "2s"},
+                    "onChange": {"signal": "SIGHUP", "processName": "workload"},
+                },
+            },
+        },
+    });
+    let values_file = work.path().join("values.json");
+    std::fs::write(&values_file, overrides.to_string())?;
+    let release = "ml-api";
+    helm.run(&[
+        "install",
+        release,
+        path_str(&root().join("deploy/charts/ml-api"))?,
+        "--namespace",
+        app.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--values",
+        path_str(&values_file)?,
+        "--wait",
+        "--timeout",
+        "180s",
+    ])?;
+    let _ml_api = Installed {
+        helm,
+        release: release.to_owned(),
+        namespace: app.name().to_owned(),
+        kubeconfig: kubeconfig.clone(),
+    };
+    let pods = app.api::<Pod>();
+    let ready = ready_pods(&pods, release).await?;
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    let pod = pods.get(&ready[0]).await?;
+    let spec = pod.spec.as_ref().context("spec")?;
+    let init: Vec<(String, Option<String>)> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c.restart_policy.clone()))
+        .collect();
+    let containers: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    if form == "native" {
+        assert_eq!(
+            init,
+            [
+                ("seal-agent-init".to_owned(), None),
+                ("seal-agent".to_owned(), Some("Always".to_owned()))
+            ]
+        );
+        assert_eq!(containers, ["ml-api"]);
+    } else {
+        assert_eq!(init, [("seal-agent-init".to_owned(), None)]);
+        assert_eq!(containers, ["ml-api", "seal-agent"]);
+    }
+
+    // The file was there when the app started: the first report already has it.
+    let report = workload_report(env, app.name(), &ready[0]).await?;
+    assert_eq!(
+        report["files"]["/secrets/registry-token"],
+        json!(digest(&token("one")))
+    );
+    // A new value in OpenBao: the agent rewrites the file and signals the app.
+    vaultrs::kv2::set(
+        &vault,
+        env.var("SEAL_TESTENV_VAULT_KV2_MOUNT"),
+        &path,
+        &std::collections::HashMap::from([("token", token("two"))]),
+    )
+    .await?;
+    let expected = json!(digest(&token("two")));
+    let report = eventually(
+        "the agent refreshes the file",
+        Duration::from_secs(60),
+        || {
+            let pod = ready[0].clone();
+            let expected = expected.clone();
+            let namespace = app.name().to_owned();
+            async move {
+                let report = workload_report(env, &namespace, &pod).await?;
+                Ok((report["files"]["/secrets/registry-token"] == expected).then_some(report))
+            }
+        },
+    )
+    .await?;
+    assert!(
+        report["reloads"].as_i64().unwrap_or(0) >= 1,
+        "the app was not signalled: {report}"
+    );
+    for pod in pods.list(&ListParams::default()).await?.items {
+        for container in ["ml-api", "seal-agent", "seal-agent-init"] {
+            let log = pods
+                .logs(
+                    &name(&pod),
+                    &LogParams {
+                        container: Some(container.to_owned()),
+                        ..LogParams::default()
+                    },
+                )
+                .await
+                .unwrap_or_default();
+            assert!(!log.contains(&marker), "{container} logged the token");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn ml_api_gets_its_token_from_openbao_through_the_agent_sidecar() -> Result<()> {
+    ml_api_with_the_agent("sidecar").await
+}
+
+#[tokio::test]
+async fn ml_api_gets_its_token_from_openbao_through_the_native_sidecar() -> Result<()> {
+    ml_api_with_the_agent("native").await
+}

@@ -55,7 +55,7 @@ restartPolicy: Never
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
 {{- if $agent }}
-{{- if not .job }}
+{{- if or (not .job) $s.agent.nativeSidecar }}
 # The agent signals the worker on change (onChange.processName), so it must see its processes.
 shareProcessNamespace: true
 {{- end }}
@@ -75,6 +75,12 @@ initContainers:
         readOnly: true
       - name: secrets
         mountPath: {{ $s.agent.mountPath }}
+  {{- if $s.agent.nativeSidecar }}
+  # A native sidecar (Kubernetes 1.29+): started after the first fetch and before the worker,
+  # kept running beside it, stopped after it (so a Job completes).
+  - {{ include "ml-batch.agentContainer" $root | indent 4 | trim }}
+    restartPolicy: Always
+  {{- end }}
 {{- end }}
 containers:
   - name: ml-batch
@@ -110,35 +116,9 @@ containers:
         mountPath: {{ $s.agent.mountPath }}
         readOnly: true
       {{- end }}
-  {{- if and $agent (not .job) }}
+  {{- if and $agent (not .job) (not $s.agent.nativeSidecar) }}
   # Keeps the files fresh and signals the worker when they change.
-  - name: seal-agent
-    image: "{{ $s.agent.image.repository }}:{{ $s.agent.image.tag }}"
-    imagePullPolicy: {{ $s.agent.image.pullPolicy }}
-    command: [seal-agent, --log-format=json, run, -c, /etc/seal-agent/config.yaml]
-    {{- with $s.agent.config.metrics }}
-    {{- $port := splitList ":" .listen | last | int }}
-    # metrics.listen: /metrics for a scraper, /ping for the kubelet.
-    ports:
-      - name: agent-metrics
-        containerPort: {{ $port }}
-        protocol: TCP
-    livenessProbe:
-      httpGet:
-        path: /ping
-        port: agent-metrics
-      periodSeconds: 20
-    {{- end }}
-    resources:
-      {{- toYaml $s.agent.resources | nindent 6 }}
-    securityContext:
-      {{- toYaml $v.securityContext | nindent 6 }}
-    volumeMounts:
-      - name: seal-agent-config
-        mountPath: /etc/seal-agent
-        readOnly: true
-      - name: secrets
-        mountPath: {{ $s.agent.mountPath }}
+  - {{ include "ml-batch.agentContainer" $root | indent 4 | trim }}
   {{- end }}
 volumes:
   - name: tmp
@@ -173,4 +153,38 @@ checksum/seal-agent-config: {{ toYaml .Values.secrets.agent.config | sha256sum }
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+
+{{/* The seal-agent container that keeps the files fresh: a sidecar, or with
+secrets.agent.nativeSidecar an init container with restartPolicy Always. */}}
+{{- define "ml-batch.agentContainer" -}}
+{{- $s := .Values.secrets -}}
+name: seal-agent
+image: "{{ $s.agent.image.repository }}:{{ $s.agent.image.tag }}"
+imagePullPolicy: {{ $s.agent.image.pullPolicy }}
+command: [seal-agent, --log-format=json, run, -c, /etc/seal-agent/config.yaml]
+{{- with $s.agent.config.metrics }}
+{{- $port := splitList ":" .listen | last | int }}
+# metrics.listen: /metrics for a scraper, /ping for the kubelet.
+ports:
+  - name: agent-metrics
+    containerPort: {{ $port }}
+    protocol: TCP
+livenessProbe:
+  httpGet:
+    path: /ping
+    port: agent-metrics
+  periodSeconds: 20
+{{- end }}
+resources:
+  {{- toYaml $s.agent.resources | nindent 2 }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+volumeMounts:
+  - name: seal-agent-config
+    mountPath: /etc/seal-agent
+    readOnly: true
+  - name: secrets
+    mountPath: {{ $s.agent.mountPath }}
 {{- end -}}
