@@ -138,7 +138,7 @@ pub fn build_workload() -> Result<Image> {
     .context("building the workload needs Go 1.26")?;
     std::fs::write(
         work.path().join("Containerfile"),
-        "FROM scratch\nCOPY workload /workload\nUSER 10001:10001\nENTRYPOINT [\"/workload\", \"serve\"]\n",
+        "FROM scratch\nCOPY workload /workload\nUSER 10001:10001\nENTRYPOINT [\"/workload\"]\nCMD [\"serve\"]\n",
     )?;
     eprintln!("==> building {WORKLOAD_REFERENCE}");
     let context = work.path().display().to_string();

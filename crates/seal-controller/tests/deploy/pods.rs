@@ -711,3 +711,132 @@ async fn ml_api_gets_its_token_from_openbao_through_the_agent_sidecar() -> Resul
 async fn ml_api_gets_its_token_from_openbao_through_the_native_sidecar() -> Result<()> {
     ml_api_with_the_agent("native").await
 }
+
+/// ml-batch's CronJob with the agent as a native sidecar: a Job made from it fetches the token
+/// (init container), runs the worker once beside the refreshing agent, and completes when the
+/// worker exits (the native sidecar is stopped after it, so it never keeps the Job running).
+#[tokio::test]
+async fn an_ml_batch_job_with_the_native_sidecar_completes() -> Result<()> {
+    use k8s_openapi::api::batch::v1::Job;
+
+    let helm = helm!();
+    let env = testenv!();
+    seal_image(env)?;
+    let app = restricted(env, "batch-job").await?;
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    let vault = env.vault_client(None)?;
+    let mount = env.var("SEAL_TESTENV_VAULT_KV2_MOUNT");
+    let path = format!("ml/{}/broker", app.name());
+    let marker = unique_name("url");
+    vaultrs::kv2::set(
+        &vault,
+        mount,
+        &path,
+        &std::collections::HashMap::from([("url", marker.clone())]),
+    )
+    .await?;
+    let overrides = json!({
+        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "worker": {"enabled": false},
+        "cronJob": {"enabled": true, "schedule": "0 0 1 1 *", "args": ["report"]},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "env": {"WORKLOAD_DIGEST_FILES": "/secrets/broker-url"},
+        "secrets": {
+            "source": "agent",
+            "agent": {
+                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+                "nativeSidecar": true,
+                "config": {
+                    "vault": {
+                        "address": env.var("SEAL_TESTENV_VAULT_IN_CLUSTER"),
+                        "caFile": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+                        "auth": {"method": "kubernetes", "role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")},
+                    },
+                    "secrets": {"broker_url": format!("ref+vault://{mount}/data/{path}#/url")},
+                    "files": [{"path": "/secrets/broker-url", "secret": "broker_url"}],
+                    "refresh": {"interval": "5s"},
+                },
+            },
+        },
+    });
+    let work = tempfile::tempdir()?;
+    let values_file = work.path().join("values.json");
+    std::fs::write(&values_file, overrides.to_string())?;
+    let release = "ml-batch";
+    helm.run(&[
+        "install",
+        release,
+        path_str(&root().join("deploy/charts/ml-batch"))?,
+        "--namespace",
+        app.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--values",
+        path_str(&values_file)?,
+    ])?;
+    let _ml_batch = Installed {
+        helm,
+        release: release.to_owned(),
+        namespace: app.name().to_owned(),
+        kubeconfig: kubeconfig.clone(),
+    };
+    ok(
+        &Command::new(env.var("SEAL_TESTENV_KUBECTL"))
+            .args([
+                "create",
+                "job",
+                "run-once",
+                "--from=cronjob/ml-batch",
+                "-n",
+                app.name(),
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?,
+        "kubectl create job --from=cronjob/ml-batch",
+    )?;
+    let jobs = app.api::<Job>();
+    eventually("the Job completes", Duration::from_secs(120), || {
+        let jobs = jobs.clone();
+        async move {
+            let job = jobs.get("run-once").await?;
+            let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
+            if let Some(failed) = conditions
+                .iter()
+                .find(|c| c.type_ == "Failed" && c.status == "True")
+            {
+                bail!("the Job failed: {:?}", failed.message);
+            }
+            Ok(conditions
+                .iter()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+                .then_some(()))
+        }
+    })
+    .await?;
+
+    // The worker read the file the init container wrote (its report: a digest, not the value).
+    let pods = app.api::<Pod>();
+    let pod = pods
+        .list(&ListParams::default().labels("job-name=run-once"))
+        .await?
+        .items
+        .into_iter()
+        .next()
+        .context("the Job's pod")?;
+    let log = pods
+        .logs(
+            &name(&pod),
+            &LogParams {
+                container: Some("ml-batch".to_owned()),
+                ..LogParams::default()
+            },
+        )
+        .await?;
+    let report: serde_json::Value = serde_json::from_str(log.trim())?;
+    assert_eq!(
+        report["files"]["/secrets/broker-url"],
+        json!(digest(&marker))
+    );
+    assert!(!log.contains(&marker));
+    Ok(())
+}
