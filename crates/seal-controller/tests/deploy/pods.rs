@@ -840,3 +840,176 @@ async fn an_ml_batch_job_with_the_native_sidecar_completes() -> Result<()> {
     assert!(!log.contains(&marker));
     Ok(())
 }
+
+/// ml-batch's credentials from AWS Secrets Manager (moto, over TLS at its in-cluster Service)
+/// through an ExternalSecret the syncer in its pod syncs; the worker starts with them in its
+/// environment. The syncer trusts the cluster's CA through `syncer.caBundle` (the chart mounts
+/// `kube-root-ca.crt`).
+#[tokio::test]
+async fn ml_batch_gets_its_credentials_from_moto_through_the_syncer_pod() -> Result<()> {
+    let helm = helm!();
+    let env = testenv!();
+    install_crds(env).await?;
+    seal_image(env)?;
+    let keys = restricted(env, "batch-keys").await?;
+    let app = restricted(env, "batch-app").await?;
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    let release = unique_name("seal-controller");
+    helm.run(&[
+        "install",
+        &release,
+        path_str(&root().join("deploy/charts/seal-controller"))?,
+        "--namespace",
+        keys.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        &format!("image.repository={IMAGE_REPOSITORY}"),
+        "--set",
+        &format!("image.tag={IMAGE_TAG}"),
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        &format!("namespaces={{{}}}", app.name()),
+        "--set",
+        "keys.size=2048",
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "syncer.replicaCount=1",
+        "--set",
+        "syncer.caBundle.configMap=kube-root-ca.crt",
+        "--wait",
+        "--timeout",
+        "180s",
+    ])?;
+    let _controller = Installed {
+        helm,
+        release: release.clone(),
+        namespace: keys.name().to_owned(),
+        kubeconfig: kubeconfig.clone(),
+    };
+
+    // The provider's side: two secrets in moto.
+    let marker = unique_name("v");
+    let aws = env.secretsmanager().await;
+    let db = format!("{}/db", app.name());
+    let broker = format!("{}/broker", app.name());
+    for (name, value) in [
+        (&db, format!("db-{marker}")),
+        (&broker, format!("amqp-{marker}")),
+    ] {
+        aws.create_secret()
+            .name(name)
+            .secret_string(json!({"url": value}).to_string())
+            .send()
+            .await?;
+    }
+    // The namespace's own credentials and store (a namespaced store never uses the syncer's).
+    let manifest = format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: aws-credentials, namespace: {ns}}}
+stringData: {{id: testing, key: testing}}
+---
+apiVersion: seal.dev/v1alpha1
+kind: SecretStore
+metadata: {{name: aws-ml, namespace: {ns}}}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: {region}
+      endpointURL: {endpoint}
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {{name: aws-credentials, key: id}}
+          secretAccessKeySecretRef: {{name: aws-credentials, key: key}}
+",
+        ns = app.name(),
+        region = env.var("AWS_REGION"),
+        endpoint = env.var("SEAL_TESTENV_AWS_IN_CLUSTER"),
+    );
+    let applied = {
+        use std::io::Write as _;
+        let mut child = Command::new(env.var("SEAL_TESTENV_KUBECTL"))
+            .args(["apply", "-f", "-"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(manifest.as_bytes())?;
+        child.wait_with_output()?
+    };
+    ok(&applied, "kubectl apply (store)")?;
+
+    let overrides = json!({
+        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "worker": {"enabled": true, "replicaCount": 1, "args": ["serve"]},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "env": {"WORKLOAD_DIGEST_ENV": "DATABASE_URL,BROKER_URL"},
+        "secrets": {
+            "source": "externalSecret",
+            "externalSecret": {
+                "refreshInterval": "1h",
+                "secretStoreRef": {"name": "aws-ml", "kind": "SecretStore"},
+                "data": [
+                    {"secretKey": "DATABASE_URL", "remoteRef": {"key": db, "property": "url"}},
+                    {"secretKey": "BROKER_URL", "remoteRef": {"key": broker, "property": "url"}},
+                ],
+            },
+        },
+    });
+    let work = tempfile::tempdir()?;
+    let values_file = work.path().join("values.json");
+    std::fs::write(&values_file, overrides.to_string())?;
+    helm.run(&[
+        "install",
+        "ml-batch",
+        path_str(&root().join("deploy/charts/ml-batch"))?,
+        "--namespace",
+        app.name(),
+        "--kubeconfig",
+        &kubeconfig,
+        "--values",
+        path_str(&values_file)?,
+    ])?;
+    let _ml_batch = Installed {
+        helm,
+        release: "ml-batch".to_owned(),
+        namespace: app.name().to_owned(),
+        kubeconfig: kubeconfig.clone(),
+    };
+
+    // The worker waits for its Secret (envFrom), then starts with the values.
+    let pods = app.api::<Pod>();
+    let worker = eventually("the worker is Ready", Duration::from_secs(120), || {
+        let pods = pods.clone();
+        async move { Ok(ready_pods(&pods, "ml-batch").await?.into_iter().next()) }
+    })
+    .await?;
+    let report = workload_report(env, app.name(), &worker).await?;
+    assert_eq!(
+        report["env"],
+        json!({
+            "DATABASE_URL": digest(&format!("db-{marker}")),
+            "BROKER_URL": digest(&format!("amqp-{marker}")),
+        })
+    );
+    for namespace in [&keys, &app] {
+        let api = namespace.api::<Pod>();
+        for pod in api.list(&ListParams::default()).await?.items {
+            let log = api
+                .logs(&name(&pod), &LogParams::default())
+                .await
+                .unwrap_or_default();
+            assert!(!log.contains(&marker), "{} logged a value", name(&pod));
+        }
+    }
+    Ok(())
+}
