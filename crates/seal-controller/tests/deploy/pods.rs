@@ -382,6 +382,7 @@ async fn ready_pods(api: &kube::Api<Pod>, instance: &str) -> Result<Vec<String>>
 
 #[tokio::test]
 async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Result<()> {
+    // One scenario read top to bottom, as a platform team lives it.
     use k8s_openapi::api::apps::v1::Deployment;
 
     let helm = helm!();
@@ -536,6 +537,61 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
         "the new pod got other values"
     );
     assert!(generation(deployments.get("ml-api").await?) > before);
+
+    // A SealedSecret sealed for another cluster (the repository's example certificate): a clear
+    // status, the app's Secret left as it was, nothing rolled.
+    let rolled_generation = generation(deployments.get("ml-api").await?);
+    let secret_version = secrets
+        .get("ml-api-credentials")
+        .await?
+        .metadata
+        .resource_version;
+    let wrong = seal_items(
+        &seal,
+        &root().join("keys.example/tls.crt"),
+        app.name(),
+        "ml-api-credentials",
+        &values("three"),
+    )?;
+    sealed_secrets
+        .patch(
+            "ml-api-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "encryptedData": wrong["encryptedData"],
+                "certificateFingerprint": wrong["certificateFingerprint"],
+            }})),
+        )
+        .await?;
+    let message = eventually("the status says why", Duration::from_secs(60), || {
+        let api = sealed_secrets.clone();
+        async move {
+            let object = api.get("ml-api-credentials").await?;
+            Ok(object.status.and_then(|s| {
+                s.conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready" && c.reason == "DecryptionFailed")
+                    .map(|c| c.message)
+            }))
+        }
+    })
+    .await?;
+    assert!(!message.contains(&marker), "{message}");
+    assert_eq!(
+        secrets
+            .get("ml-api-credentials")
+            .await?
+            .metadata
+            .resource_version,
+        secret_version,
+        "the app's Secret was touched"
+    );
+    assert_eq!(
+        generation(deployments.get("ml-api").await?),
+        rolled_generation
+    );
+    let report = workload_report(env, app.name(), &rolled).await?;
+    assert_eq!(report["env"], expect(&second), "the app lost its values");
 
     // No value in any log of the controller's or the app's pods.
     for namespace in [&keys, &app] {
