@@ -1069,3 +1069,183 @@ spec:
     }
     Ok(())
 }
+
+/// The leader's pod deleted while it unseals 500 SealedSecrets: the other replica takes the Lease
+/// and finishes; every Secret exists with its value, and none was written twice (a watch started
+/// before the bulk sees each Secret added once and never modified).
+#[tokio::test]
+async fn the_other_replica_finishes_a_bulk_when_the_leader_pod_is_deleted() -> Result<()> {
+    use futures::StreamExt as _;
+    use kube::runtime::watcher;
+
+    const COUNT: usize = 500;
+    let helm = helm!();
+    let env = testenv!();
+    install_crds(env).await?;
+    seal_image(env)?;
+    let keys = restricted(env, "bulk-keys").await?;
+    let app = restricted(env, "bulk-app").await?;
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    let (release, _controller) = install_controller(env, helm, keys.name(), app.name())?;
+
+    let work = tempfile::tempdir()?;
+    let seal = workspace_binary("seal-cli", "seal")?;
+    let cert = work.path().join("cert.pem");
+    ok(
+        &Command::new(&seal)
+            .args(["cert", "fetch", "--controller-namespace", keys.name()])
+            .args([
+                "--controller-name",
+                &release,
+                "--controller-port",
+                "http",
+                "-w",
+            ])
+            .arg(&cert)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?,
+        "seal cert fetch",
+    )?;
+    let marker = unique_name("bulk");
+    let mut secrets_yaml = String::new();
+    for i in 0..COUNT {
+        use std::fmt::Write as _;
+        writeln!(
+            secrets_yaml,
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s{i}, namespace: {}}}\nstringData: {{v: {marker}-{i}}}",
+            app.name()
+        )?;
+    }
+    let input = work.path().join("secrets.yaml");
+    std::fs::write(&input, secrets_yaml)?;
+    let sealed = work.path().join("sealed.yaml");
+    let output = Command::new(&seal)
+        .arg("--cert")
+        .arg(&cert)
+        .arg(&input)
+        .output()?;
+    std::fs::write(&sealed, ok(&output, "seal (500 Secrets)")?)?;
+
+    // Every Secret event of the app's namespace from now on.
+    let secrets = app.api::<Secret>();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, bool)>::new()));
+    let recorder = {
+        let events = events.clone();
+        let stream = watcher::watcher(secrets.clone(), watcher::Config::default());
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut seen = BTreeSet::new();
+            while let Some(Ok(event)) = stream.next().await {
+                if let watcher::Event::Apply(secret) = event {
+                    let name = secret.metadata.name.clone().unwrap_or_default();
+                    let again = !seen.insert(name.clone());
+                    events
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((name, again));
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ok(
+        &Command::new(env.var("SEAL_TESTENV_KUBECTL"))
+            .args(["apply", "--server-side", "-f"])
+            .arg(&sealed)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?,
+        "kubectl apply (500 SealedSecrets)",
+    )?;
+
+    // Once the leader is under way, its pod goes.
+    let leases = keys.api::<Lease>();
+    let leader = unsealer_leader(&leases).await?.context("no leader")?;
+    eventually("the leader is under way", Duration::from_secs(120), || {
+        let events = events.clone();
+        async move {
+            let n = events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len();
+            Ok((n >= 20).then_some(()))
+        }
+    })
+    .await?;
+    keys.api::<Pod>()
+        .delete(&leader, &kube::api::DeleteParams::default())
+        .await?;
+    let at_deletion = events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
+    assert!(
+        at_deletion < COUNT,
+        "the leader had finished before its pod was deleted"
+    );
+    eprintln!("the leader's pod deleted after {at_deletion} of {COUNT} Secrets");
+
+    // The other replica (or the leader's replacement) finishes.
+    let all = eventually("every Secret exists", Duration::from_secs(300), || {
+        let secrets = secrets.clone();
+        async move {
+            let list = secrets.list(&ListParams::default()).await?;
+            Ok((list.items.len() >= COUNT).then_some(list.items))
+        }
+    })
+    .await?;
+    for secret in &all {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let i = name.trim_start_matches('s');
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("v"))
+            .with_context(|| format!("{name} has no value"))?;
+        assert!(
+            value.0 == format!("{marker}-{i}").as_bytes(),
+            "{name} holds another value"
+        );
+    }
+    // Another pod holds the Lease.
+    eventually("another pod leads", Duration::from_secs(60), || {
+        let leases = leases.clone();
+        let leader = leader.clone();
+        async move {
+            Ok(unsealer_leader(&leases)
+                .await?
+                .filter(|holder| *holder != leader))
+        }
+    })
+    .await?;
+    // Let a late duplicate write show up before judging.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    recorder.abort();
+    let events = events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let twice: Vec<&String> = events
+        .iter()
+        .filter(|(_, again)| *again)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(twice.is_empty(), "written more than once: {twice:?}");
+    Ok(())
+}
+
+/// The unsealer's leader: the holder of the Lease that is not the syncer's.
+async fn unsealer_leader(leases: &kube::Api<Lease>) -> Result<Option<String>> {
+    Ok(leases
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|l| {
+            !l.metadata
+                .name
+                .as_deref()
+                .unwrap_or("")
+                .ends_with("-syncer")
+        })
+        .and_then(|l| l.spec?.holder_identity))
+}
