@@ -37,7 +37,7 @@ const BINARIES: &[&str] = &["seal", "seal-controller", "seal-agent"];
 /// Host packages the build needs: podman, and binutils for `objcopy`.
 const PACKAGES: &[&str] = &["podman", "binutils"];
 
-/// The built image.
+/// A local image: its reference and the docker-archive `ctr images import` reads.
 pub struct Image {
     pub reference: String,
     pub archive: PathBuf,
@@ -330,15 +330,19 @@ fn base_key(versions: &[String], bundle: &[u8]) -> String {
     input.extend_from_slice(PASSWD.as_bytes());
     input.extend_from_slice(NSSWITCH.as_bytes());
     input.extend_from_slice(bundle);
-    digest(&SHA256, &input).as_ref()[..6]
-        .iter()
-        .fold(String::new(), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    hex(&digest(&SHA256, &input).as_ref()[..6])
 }
 
-fn run(command: &mut Command) -> Result<String> {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Runs `command`: its stdout, or an error naming it with its stderr.
+pub fn run(command: &mut Command) -> Result<String> {
     let output = command
         .output()
         .with_context(|| format!("cannot run {command:?}"))?;

@@ -4,13 +4,12 @@
 //! process namespace), packed as a one-layer docker-archive that `ctr images import` reads.
 //! Built once into the cache, keyed by the source.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use aws_lc_rs::digest::{SHA256, digest};
 
+use crate::image::{Image, hex, run};
 use crate::peers::cache_dir;
 
 const SOURCE: &str = r"#include <signal.h>
@@ -36,12 +35,6 @@ int main(void) {
   return 1;
 }
 ";
-
-/// A local image: its reference and the archive to import.
-pub struct Image {
-    pub reference: String,
-    pub archive: PathBuf,
-}
 
 /// The pause image, built unless the cache has it.
 pub fn pause() -> Result<Image> {
@@ -104,26 +97,6 @@ fn config(diff_id: &str) -> String {
 /// The docker-archive manifest naming the image.
 fn manifest(reference: &str) -> String {
     format!(r#"[{{"Config":"config.json","RepoTags":["{reference}"],"Layers":["layer.tar"]}}]"#)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ impl Environment {
         server: &str,
         [kubelet_port, proxy_healthz, proxy_metrics, dns_ready]: [u16; 4],
         kubectl: &dyn Fn(&[&str]) -> Result<String>,
-    ) -> Result<super::pause::Image> {
+    ) -> Result<crate::image::Image> {
         let paths = NodePaths::new(&self.dir);
         let pause = super::pause::pause()?;
         let proxy = self.kubeconfig(

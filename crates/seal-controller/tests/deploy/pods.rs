@@ -93,7 +93,7 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
     let keys = restricted(env, "pods-keys").await?;
     let app = restricted(env, "pods-app").await?;
     let kubeconfig = path_str(env.kubeconfig())?.to_owned();
-    let (release, _installed) = install_controller(env, helm, keys.name(), app.name())?;
+    let (release, _installed) = install_controller(env, helm, keys.name(), app.name(), json!({}))?;
 
     // Two unsealer and two syncer pods, Ready, each role under its own ServiceAccount.
     let pods = keys.api::<Pod>().list(&ListParams::default()).await?;
@@ -187,43 +187,25 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {}}}\nstringData: {{token: {marker}}}\n",
         app.name()
     );
-    let sealed = {
-        use std::io::Write as _;
-        let mut child = Command::new(&seal)
-            .args(["--controller", "--controller-namespace", keys.name()])
-            .args(["--controller-name", &release])
-            .args(["--controller-port", "http", "--format", "yaml"])
-            .env("KUBECONFIG", &kubeconfig)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(secret.as_bytes())?;
-        ok(&child.wait_with_output()?, "seal --controller-name")?
-    };
+    let sealed = piped(
+        env,
+        &seal,
+        &[
+            "--controller",
+            "--controller-namespace",
+            keys.name(),
+            "--controller-name",
+            &release,
+            "--controller-port",
+            "http",
+            "--format",
+            "yaml",
+        ],
+        &secret,
+        "seal --controller",
+    )?;
     assert!(!sealed.contains(&marker));
-    let kubectl = env.var("SEAL_TESTENV_KUBECTL");
-    let applied = {
-        use std::io::Write as _;
-        let mut child = Command::new(kubectl)
-            .args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &kubeconfig)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(sealed.as_bytes())?;
-        child.wait_with_output()?
-    };
-    ok(&applied, "kubectl apply")?;
+    kubectl_apply(env, &sealed, "kubectl apply")?;
     let secrets = app.api::<Secret>();
     let unsealed = eventually("the pod unseals", Duration::from_secs(90), || {
         let secrets = secrets.clone();
@@ -238,58 +220,171 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
     assert!(value.0 == marker.as_bytes(), "the unsealed value differs");
 
     // The plaintext is in no pod's log.
-    for pod in &running {
-        let log = keys
-            .api::<Pod>()
-            .logs(&name(pod), &LogParams::default())
-            .await?;
-        assert!(!log.contains(&marker), "{} logged the plaintext", name(pod));
-    }
+    assert_logs_free_of(&[&keys, &app], &marker).await?;
     Ok(())
 }
 
 /// `helm install --wait` of the controller chart with the project's image into `keys`, unsealing
-/// in `app` only (other tests' namespaces are not its business). Returns the release, which is
-/// also its Service's name, and the guard that uninstalls it.
+/// in `app` only (other tests' namespaces are not its business), with `extra` values on top.
+/// Returns the release, which is also its Service's name, and the guard that uninstalls it.
 fn install_controller<'a>(
     env: &TestEnv,
     helm: &'a crate::Helm,
     keys: &str,
     app: &str,
+    extra: serde_json::Value,
 ) -> Result<(String, Installed<'a>)> {
-    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
     // Containing the chart's name, the release is the full name of its objects (the Service).
     let release = unique_name("seal-controller");
-    let chart = root().join("deploy/charts/seal-controller");
-    helm.run(&[
+    let mut values = json!({
+        "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+        "namespaces": [app],
+        "keys": {"size": 2048},
+    });
+    merge(&mut values, extra);
+    let installed = install_chart(env, helm, "seal-controller", &release, keys, &values, true)?;
+    Ok((release, installed))
+}
+
+/// `patch` merged into `base` (objects key by key, anything else replaced).
+fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}
+
+/// Runs `program` with `args` and the test environment's admin kubeconfig, `input` on its stdin:
+/// its stdout, or an error naming `what` with its stderr.
+fn piped(
+    env: &TestEnv,
+    program: &std::path::Path,
+    args: &[&str],
+    input: &str,
+    what: &str,
+) -> Result<String> {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", env.kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    ok(&child.wait_with_output()?, what)
+}
+
+/// `kubectl apply --server-side -f -` of `manifest`.
+fn kubectl_apply(env: &TestEnv, manifest: &str, what: &str) -> Result<()> {
+    let kubectl = std::path::Path::new(env.var("SEAL_TESTENV_KUBECTL"));
+    piped(
+        env,
+        kubectl,
+        &["apply", "--server-side", "-f", "-"],
+        manifest,
+        what,
+    )
+    .map(drop)
+}
+
+/// `helm install` of the chart `deploy/charts/<chart>` as `release` in `namespace` with
+/// `values` (and `--wait` when asked); the guard uninstalls it.
+fn install_chart<'a>(
+    env: &TestEnv,
+    helm: &'a crate::Helm,
+    chart: &str,
+    release: &str,
+    namespace: &str,
+    values: &serde_json::Value,
+    wait: bool,
+) -> Result<Installed<'a>> {
+    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), values.to_string())?;
+    let chart = root().join("deploy/charts").join(chart);
+    let mut args = vec![
         "install",
-        &release,
+        release,
         path_str(&chart)?,
         "--namespace",
-        keys,
+        namespace,
         "--kubeconfig",
         &kubeconfig,
-        "--set",
-        &format!("image.repository={IMAGE_REPOSITORY}"),
-        "--set",
-        &format!("image.tag={IMAGE_TAG}"),
-        "--set",
-        "image.pullPolicy=Never",
-        "--set",
-        &format!("namespaces={{{app}}}"),
-        "--set",
-        "keys.size=2048",
-        "--wait",
-        "--timeout",
-        "180s",
-    ])?;
-    let installed = Installed {
+        "--values",
+        path_str(file.path())?,
+    ];
+    if wait {
+        args.extend(["--wait", "--timeout", "180s"]);
+    }
+    helm.run(&args)?;
+    Ok(Installed {
         helm,
-        release: release.clone(),
-        namespace: keys.to_owned(),
+        release: release.to_owned(),
+        namespace: namespace.to_owned(),
         kubeconfig,
-    };
-    Ok((release, installed))
+    })
+}
+
+/// The controller's certificate through the API server's service proxy, written to `path`.
+fn fetch_cert(env: &TestEnv, namespace: &str, release: &str, path: &std::path::Path) -> Result<()> {
+    let seal = workspace_binary("seal-cli", "seal")?;
+    ok(
+        &Command::new(&seal)
+            .args(["cert", "fetch", "--controller-namespace", namespace])
+            .args([
+                "--controller-name",
+                release,
+                "--controller-port",
+                "http",
+                "-w",
+            ])
+            .arg(path)
+            .env("KUBECONFIG", env.kubeconfig())
+            .output()?,
+        "seal cert fetch",
+    )
+    .map(drop)
+}
+
+/// Fails when `marker` is in the log of any container of any pod of `namespaces`.
+async fn assert_logs_free_of(
+    namespaces: &[&seal_testenv::TestNamespace],
+    marker: &str,
+) -> Result<()> {
+    for namespace in namespaces {
+        let api = namespace.api::<Pod>();
+        for pod in api.list(&ListParams::default()).await?.items {
+            let spec = pod.spec.as_ref().context("spec")?;
+            let containers = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .map(|c| c.name.clone());
+            for container in containers {
+                let params = LogParams {
+                    container: Some(container.clone()),
+                    ..LogParams::default()
+                };
+                let log = api.logs(&name(&pod), &params).await.unwrap_or_default();
+                assert!(
+                    !log.contains(marker),
+                    "{}/{container} logged a value",
+                    name(&pod)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn name(pod: &Pod) -> String {
@@ -391,28 +486,14 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     seal_image(env)?;
     let keys = restricted(env, "ml-keys").await?;
     let app = restricted(env, "ml-app").await?;
-    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
-    let (controller, _controller) = install_controller(env, helm, keys.name(), app.name())?;
+    let (controller, _controller) =
+        install_controller(env, helm, keys.name(), app.name(), json!({}))?;
 
     // The developer's side: the certificate from the pods, the credentials sealed with it.
     let work = tempfile::tempdir()?;
     let seal = workspace_binary("seal-cli", "seal")?;
     let cert = work.path().join("cert.pem");
-    ok(
-        &Command::new(&seal)
-            .args(["cert", "fetch", "--controller-namespace", keys.name()])
-            .args([
-                "--controller-name",
-                &controller,
-                "--controller-port",
-                "http",
-                "-w",
-            ])
-            .arg(&cert)
-            .env("KUBECONFIG", &kubeconfig)
-            .output()?,
-        "seal cert fetch",
-    )?;
+    fetch_cert(env, keys.name(), &controller, &cert)?;
     let marker = unique_name("m");
     let values = |round: &str| -> Vec<(&str, String)> {
         ML_API_ITEMS
@@ -439,28 +520,7 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
             },
         },
     });
-    let values_file = work.path().join("values.json");
-    std::fs::write(&values_file, overrides.to_string())?;
-    helm.run(&[
-        "install",
-        release,
-        path_str(&root().join("deploy/charts/ml-api"))?,
-        "--namespace",
-        app.name(),
-        "--kubeconfig",
-        &kubeconfig,
-        "--values",
-        path_str(&values_file)?,
-        "--wait",
-        "--timeout",
-        "180s",
-    ])?;
-    let _ml_api = Installed {
-        helm,
-        release: release.to_owned(),
-        namespace: app.name().to_owned(),
-        kubeconfig: kubeconfig.clone(),
-    };
+    let _ml_api = install_chart(env, helm, "ml-api", release, app.name(), &overrides, true)?;
 
     // The pod started with the unsealed values in its environment (digests only).
     let pods = app.api::<Pod>();
@@ -594,16 +654,7 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     assert_eq!(report["env"], expect(&second), "the app lost its values");
 
     // No value in any log of the controller's or the app's pods.
-    for namespace in [&keys, &app] {
-        let api = namespace.api::<Pod>();
-        for pod in api.list(&ListParams::default()).await?.items {
-            let log = api
-                .logs(&name(&pod), &LogParams::default())
-                .await
-                .unwrap_or_default();
-            assert!(!log.contains(&marker), "{} logged a value", name(&pod));
-        }
-    }
+    assert_logs_free_of(&[&keys, &app], &marker).await?;
     Ok(())
 }
 
@@ -616,7 +667,6 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
     let env = testenv!();
     seal_image(env)?;
     let app = restricted(env, &format!("agent-{form}")).await?;
-    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
     let vault = env.vault_client(None)?;
     let path = format!("ml/{}/registry", app.name());
     let marker = unique_name("token");
@@ -629,7 +679,6 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
     )
     .await?;
 
-    let work = tempfile::tempdir()?;
     let overrides = json!({
         "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
         "replicaCount": 1,
@@ -658,29 +707,8 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
             },
         },
     });
-    let values_file = work.path().join("values.json");
-    std::fs::write(&values_file, overrides.to_string())?;
     let release = "ml-api";
-    helm.run(&[
-        "install",
-        release,
-        path_str(&root().join("deploy/charts/ml-api"))?,
-        "--namespace",
-        app.name(),
-        "--kubeconfig",
-        &kubeconfig,
-        "--values",
-        path_str(&values_file)?,
-        "--wait",
-        "--timeout",
-        "180s",
-    ])?;
-    let _ml_api = Installed {
-        helm,
-        release: release.to_owned(),
-        namespace: app.name().to_owned(),
-        kubeconfig: kubeconfig.clone(),
-    };
+    let _ml_api = install_chart(env, helm, "ml-api", release, app.name(), &overrides, true)?;
     let pods = app.api::<Pod>();
     let ready = ready_pods(&pods, release).await?;
     assert_eq!(ready.len(), 1, "{ready:?}");
@@ -740,21 +768,7 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
         report["reloads"].as_i64().unwrap_or(0) >= 1,
         "the app was not signalled: {report}"
     );
-    for pod in pods.list(&ListParams::default()).await?.items {
-        for container in ["ml-api", "seal-agent", "seal-agent-init"] {
-            let log = pods
-                .logs(
-                    &name(&pod),
-                    &LogParams {
-                        container: Some(container.to_owned()),
-                        ..LogParams::default()
-                    },
-                )
-                .await
-                .unwrap_or_default();
-            assert!(!log.contains(&marker), "{container} logged the token");
-        }
-    }
+    assert_logs_free_of(&[&app], &marker).await?;
     Ok(())
 }
 
@@ -815,27 +829,16 @@ async fn an_ml_batch_job_with_the_native_sidecar_completes() -> Result<()> {
             },
         },
     });
-    let work = tempfile::tempdir()?;
-    let values_file = work.path().join("values.json");
-    std::fs::write(&values_file, overrides.to_string())?;
     let release = "ml-batch";
-    helm.run(&[
-        "install",
-        release,
-        path_str(&root().join("deploy/charts/ml-batch"))?,
-        "--namespace",
-        app.name(),
-        "--kubeconfig",
-        &kubeconfig,
-        "--values",
-        path_str(&values_file)?,
-    ])?;
-    let _ml_batch = Installed {
+    let _ml_batch = install_chart(
+        env,
         helm,
-        release: release.to_owned(),
-        namespace: app.name().to_owned(),
-        kubeconfig: kubeconfig.clone(),
-    };
+        "ml-batch",
+        release,
+        app.name(),
+        &overrides,
+        false,
+    )?;
     ok(
         &Command::new(env.var("SEAL_TESTENV_KUBECTL"))
             .args([
@@ -909,42 +912,16 @@ async fn ml_batch_gets_its_credentials_from_moto_through_the_syncer_pod() -> Res
     seal_image(env)?;
     let keys = restricted(env, "batch-keys").await?;
     let app = restricted(env, "batch-app").await?;
-    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
-    let release = unique_name("seal-controller");
-    helm.run(&[
-        "install",
-        &release,
-        path_str(&root().join("deploy/charts/seal-controller"))?,
-        "--namespace",
-        keys.name(),
-        "--kubeconfig",
-        &kubeconfig,
-        "--set",
-        &format!("image.repository={IMAGE_REPOSITORY}"),
-        "--set",
-        &format!("image.tag={IMAGE_TAG}"),
-        "--set",
-        "image.pullPolicy=Never",
-        "--set",
-        &format!("namespaces={{{}}}", app.name()),
-        "--set",
-        "keys.size=2048",
-        "--set",
-        "replicaCount=1",
-        "--set",
-        "syncer.replicaCount=1",
-        "--set",
-        "syncer.caBundle.configMap=kube-root-ca.crt",
-        "--wait",
-        "--timeout",
-        "180s",
-    ])?;
-    let _controller = Installed {
+    let (_, _controller) = install_controller(
+        env,
         helm,
-        release: release.clone(),
-        namespace: keys.name().to_owned(),
-        kubeconfig: kubeconfig.clone(),
-    };
+        keys.name(),
+        app.name(),
+        json!({
+            "replicaCount": 1,
+            "syncer": {"replicaCount": 1, "caBundle": {"configMap": "kube-root-ca.crt"}},
+        }),
+    )?;
 
     // The provider's side: two secrets in moto.
     let marker = unique_name("v");
@@ -986,23 +963,7 @@ spec:
         region = env.var("AWS_REGION"),
         endpoint = env.var("SEAL_TESTENV_AWS_IN_CLUSTER"),
     );
-    let applied = {
-        use std::io::Write as _;
-        let mut child = Command::new(env.var("SEAL_TESTENV_KUBECTL"))
-            .args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &kubeconfig)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(manifest.as_bytes())?;
-        child.wait_with_output()?
-    };
-    ok(&applied, "kubectl apply (store)")?;
+    kubectl_apply(env, &manifest, "kubectl apply (store)")?;
 
     let overrides = json!({
         "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
@@ -1021,26 +982,15 @@ spec:
             },
         },
     });
-    let work = tempfile::tempdir()?;
-    let values_file = work.path().join("values.json");
-    std::fs::write(&values_file, overrides.to_string())?;
-    helm.run(&[
-        "install",
-        "ml-batch",
-        path_str(&root().join("deploy/charts/ml-batch"))?,
-        "--namespace",
-        app.name(),
-        "--kubeconfig",
-        &kubeconfig,
-        "--values",
-        path_str(&values_file)?,
-    ])?;
-    let _ml_batch = Installed {
+    let _ml_batch = install_chart(
+        env,
         helm,
-        release: "ml-batch".to_owned(),
-        namespace: app.name().to_owned(),
-        kubeconfig: kubeconfig.clone(),
-    };
+        "ml-batch",
+        "ml-batch",
+        app.name(),
+        &overrides,
+        false,
+    )?;
 
     // The worker waits for its Secret (envFrom), then starts with the values.
     let pods = app.api::<Pod>();
@@ -1057,16 +1007,7 @@ spec:
             "BROKER_URL": digest(&format!("amqp-{marker}")),
         })
     );
-    for namespace in [&keys, &app] {
-        let api = namespace.api::<Pod>();
-        for pod in api.list(&ListParams::default()).await?.items {
-            let log = api
-                .logs(&name(&pod), &LogParams::default())
-                .await
-                .unwrap_or_default();
-            assert!(!log.contains(&marker), "{} logged a value", name(&pod));
-        }
-    }
+    assert_logs_free_of(&[&keys, &app], &marker).await?;
     Ok(())
 }
 
@@ -1085,27 +1026,12 @@ async fn the_other_replica_finishes_a_bulk_when_the_leader_pod_is_deleted() -> R
     seal_image(env)?;
     let keys = restricted(env, "bulk-keys").await?;
     let app = restricted(env, "bulk-app").await?;
-    let kubeconfig = path_str(env.kubeconfig())?.to_owned();
-    let (release, _controller) = install_controller(env, helm, keys.name(), app.name())?;
+    let (release, _controller) = install_controller(env, helm, keys.name(), app.name(), json!({}))?;
 
     let work = tempfile::tempdir()?;
     let seal = workspace_binary("seal-cli", "seal")?;
     let cert = work.path().join("cert.pem");
-    ok(
-        &Command::new(&seal)
-            .args(["cert", "fetch", "--controller-namespace", keys.name()])
-            .args([
-                "--controller-name",
-                &release,
-                "--controller-port",
-                "http",
-                "-w",
-            ])
-            .arg(&cert)
-            .env("KUBECONFIG", &kubeconfig)
-            .output()?,
-        "seal cert fetch",
-    )?;
+    fetch_cert(env, keys.name(), &release, &cert)?;
     let marker = unique_name("bulk");
     let mut secrets_yaml = String::new();
     for i in 0..COUNT {
@@ -1148,12 +1074,9 @@ async fn the_other_replica_finishes_a_bulk_when_the_leader_pod_is_deleted() -> R
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ok(
-        &Command::new(env.var("SEAL_TESTENV_KUBECTL"))
-            .args(["apply", "--server-side", "-f"])
-            .arg(&sealed)
-            .env("KUBECONFIG", &kubeconfig)
-            .output()?,
+    kubectl_apply(
+        env,
+        &std::fs::read_to_string(&sealed)?,
         "kubectl apply (500 SealedSecrets)",
     )?;
 
