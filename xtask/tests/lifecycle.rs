@@ -4,6 +4,9 @@
 //! gone, and the host is as it was before (`testenv host-diff`: sysctls, links, nft tables, mounts,
 //! cgroups and the directories the node's daemons create).
 //!
+//! A run killed outright (SIGKILL to everything it started, as when a CI job or a session is cut
+//! off) cannot clean up after itself: the next `up`, from any checkout, puts the host back first.
+//!
 //! Each test brings up a whole environment of its own, node included (recorded under its own
 //! `SEAL_TESTENV_HOME`), one at a time. A node changes the host, and one host holds one node: so
 //! these tests are not part of `cargo test --workspace` (`test = false` in xtask's Cargo.toml) and
@@ -121,7 +124,10 @@ fn read_footprint(home: &Path) -> Option<Footprint> {
         .ok()?
         .lines()
         .map(|l| {
-            let (name, pid) = l.split_once(' ').expect("`name pid` lines");
+            let mut fields = l.split(' ');
+            let (Some(name), Some(pid)) = (fields.next(), fields.next()) else {
+                panic!("`name pgid start` lines, got {l:?}");
+            };
             (name.to_owned(), pid.parse().expect("pids are numbers"))
         })
         .collect();
@@ -375,5 +381,77 @@ fn ctrl_c_stops_the_command_and_leaves_nothing_behind() {
     );
     assert!(!running(command_pid), "the command was not stopped");
     footprint.assert_gone(home.path());
+    host.assert_restored();
+}
+
+#[test]
+fn a_killed_run_is_put_back_by_the_next_up_from_another_checkout() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let host = HostBefore::capture();
+    let killed_home = tempfile::tempdir().unwrap();
+    let _killed_down_at_end = DownAtEnd(killed_home.path());
+    let pid_file = killed_home.path().join("command.pid");
+    // A pod runs when the run is killed: its shim and container outlive every recorded group.
+    let script = format!(
+        "set -e; K=$SEAL_TESTENV_KUBECTL; \
+         $K run hold --image=$SEAL_TESTENV_PAUSE_IMAGE --image-pull-policy=Never >/dev/null; \
+         $K wait --for=condition=Ready pod/hold --timeout=90s >/dev/null; \
+         echo $$ > {}; exec sleep 300",
+        pid_file.display()
+    );
+    let child = xtask(killed_home.path())
+        .args(["testenv", "run", "--", "sh", "-c", &script])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut child = Interrupted(child);
+    let footprint = footprint_when_up(killed_home.path(), Duration::from_secs(180));
+    let started = Instant::now();
+    while !pid_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the command never started its pod"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // SIGKILL to the run and to every server's group: nothing gets to clean up.
+    let run = Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    killpg(run, Signal::SIGKILL).unwrap();
+    child.0.wait().unwrap();
+    for (_, pid) in &footprint.pids {
+        let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    assert!(footprint.dir.is_dir(), "a killed run leaves its directory");
+
+    // Another checkout (another home) brings up its own environment: the killed one's node goes.
+    let home = tempfile::tempdir().unwrap();
+    let up = xtask(home.path())
+        .args(["testenv", "up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let _down_at_end = DownAtEnd(home.path());
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "testenv up failed: {stderr}");
+    assert!(
+        stderr.contains("putting the host back after a node whose run was killed"),
+        "up did not say it cleaned up: {stderr}"
+    );
+    assert!(
+        !footprint.dir.exists(),
+        "the killed run's directory is still there"
+    );
+    let fresh = read_footprint(home.path()).expect("up recorded the environment");
+    fresh.assert_alive();
+    let down = xtask(home.path())
+        .args(["testenv", "down"])
+        .status()
+        .unwrap();
+    assert!(down.success(), "testenv down failed: {down}");
+    fresh.assert_gone(home.path());
     host.assert_restored();
 }

@@ -114,9 +114,14 @@ impl Snapshot {
 }
 
 /// Puts the host back the way `before` found it: unmounts what was mounted since (deepest first),
-/// deletes links, nft tables, watched paths and cgroups that were added, and writes back sysctls
-/// that changed. Every step runs even when one fails; the error lists what could not be undone.
-pub fn restore(before: &Snapshot) -> Result<()> {
+/// deletes links, nft tables and watched paths that were added, and the added cgroups at or under
+/// one named `cgroup_scope` (with any process still in them), and writes back sysctls that
+/// changed. Every step runs even when one fails; the error lists what could not be undone.
+///
+/// Cgroups are the one kind of state other programs on the host add all the time (a supervisor
+/// gives every command its own), so only the node's own are removed: removing every cgroup added
+/// since `before` would kill whatever else started meanwhile, the caller included.
+pub fn restore(before: &Snapshot, cgroup_scope: &str) -> Result<()> {
     let mut problems = Vec::new();
     let now = Snapshot::capture()?;
     for mount in unmount_order(&now.mounts, &before.mounts) {
@@ -156,7 +161,11 @@ pub fn restore(before: &Snapshot) -> Result<()> {
         }
     }
     // Children before parents: the longest paths first.
-    let mut cgroups: Vec<&String> = now.cgroups.difference(&before.cgroups).collect();
+    let mut cgroups: Vec<&String> = now
+        .cgroups
+        .difference(&before.cgroups)
+        .filter(|path| in_scope(path, cgroup_scope))
+        .collect();
     cgroups.sort_by_key(|path| std::cmp::Reverse(path.len()));
     for cgroup in cgroups {
         remove_cgroup(Path::new(cgroup), &mut problems);
@@ -176,6 +185,13 @@ pub fn restore(before: &Snapshot) -> Result<()> {
             problems.join("\n  ")
         )
     }
+}
+
+/// Whether a cgroup directory is `scope` or inside one of that name.
+fn in_scope(cgroup: &str, scope: &str) -> bool {
+    Path::new(cgroup)
+        .components()
+        .any(|c| c.as_os_str() == std::ffi::OsStr::new(scope))
 }
 
 /// The mounts of `now` that `before` did not have, in the order they can be unmounted: deepest
@@ -397,6 +413,20 @@ mod tests {
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_cgroups_of_the_scope_are_removed() {
+        assert!(in_scope("/sys/fs/cgroup/memory/kubepods", "kubepods"));
+        assert!(in_scope(
+            "/sys/fs/cgroup/pids/kubepods/besteffort/pod1",
+            "kubepods"
+        ));
+        assert!(!in_scope(
+            "/sys/fs/cgroup/memory/process_api/3b4e96",
+            "kubepods"
+        ));
+        assert!(!in_scope("/sys/fs/cgroup/memory/kubepods-x", "kubepods"));
     }
 
     #[test]

@@ -98,6 +98,10 @@ endpoints: [{{addresses: [\"{NODE_IP}\"], conditions: {{ready: true}}}}]
 
 /// The environment's own nft table (family `inet`).
 pub const FIREWALL_TABLE: &str = "seal-testenv";
+
+/// The cgroup under which kubelet (cgroupfs driver, cgroups per QoS class) puts every pod: the
+/// only cgroups `down` removes.
+pub const POD_CGROUP: &str = "kubepods";
 /// Debian packages the node needs: the runtime, the CNI plugins, the tools kubelet and kube-proxy
 /// call (iptables on nft), and `nft` to list and remove tables.
 pub const PACKAGES: &[&str] = &[
@@ -370,9 +374,35 @@ pub fn create_links() -> Result<()> {
     Ok(())
 }
 
-/// Whether another environment's node runs on this machine (its link exists).
+/// Whether a node exists on this machine (its link does), running or left by a killed run.
 pub fn link_exists() -> bool {
     Path::new("/sys/class/net").join(NODE_LINK).exists()
+}
+
+/// The host-wide record naming the directory of the environment that owns the node. There is one
+/// node per machine whichever checkout started it, so the record lives with the machine rather
+/// than in a workspace: a later `up` from any checkout finds a node left by a run that was killed
+/// outright (SIGKILL, a session's end) and puts the host back from that run's snapshot.
+const OWNER_RECORD: &str = "/run/seal-testenv-node";
+
+/// Records `environment` as the node's owner.
+pub fn record_owner(environment: &Path) -> Result<()> {
+    std::fs::write(OWNER_RECORD, environment.display().to_string())
+        .with_context(|| format!("cannot write {OWNER_RECORD}"))
+}
+
+/// The directory of the environment that owns the node, if one is recorded.
+pub fn recorded_owner() -> Option<PathBuf> {
+    let text = std::fs::read_to_string(OWNER_RECORD).ok()?;
+    let dir = PathBuf::from(text.trim());
+    dir.is_dir().then_some(dir)
+}
+
+/// Removes the record if it names `environment`.
+pub fn forget_owner(environment: &Path) {
+    if std::fs::read_to_string(OWNER_RECORD).is_ok_and(|t| Path::new(t.trim()) == environment) {
+        let _ = std::fs::remove_file(OWNER_RECORD);
+    }
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -447,10 +477,11 @@ pub fn import_image(paths: &NodePaths, archive: &Path) -> Result<()> {
 }
 
 /// The pids of processes that belong to the node but not to a process group the environment
-/// started: containerd's shims (they start their own groups) and anything else whose command line
-/// names the node's directory.
+/// started: containerd's shims (they start their own sessions), recognised by their program and
+/// the node's containerd socket on their command line. The processes of the containers go with
+/// their cgroups when the host is restored.
 pub fn stray_processes(paths: &NodePaths) -> Vec<i32> {
-    let needle = paths.dir.display().to_string();
+    let socket = paths.containerd_socket().display().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -458,10 +489,21 @@ pub fn stray_processes(paths: &NodePaths) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| is_shim_of(&c, &socket))
         })
         .collect()
+}
+
+/// Whether a NUL-separated command line is a containerd shim's serving `socket`.
+fn is_shim_of(cmdline: &[u8], socket: &str) -> bool {
+    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+    let Some(program) = args.next() else {
+        return false;
+    };
+    Path::new(program.as_ref())
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("containerd-shim"))
+        && args.any(|arg| arg == socket)
 }
 
 /// Stops every pod the node runs: each running task is killed and every container removed, so no
@@ -486,6 +528,18 @@ pub fn stop_containers(paths: &NodePaths) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_shims_of_this_node_are_strays() {
+        let socket = "/tmp/seal-testenv-x/node/containerd/containerd.sock";
+        let shim = b"/usr/bin/containerd-shim-runc-v2\0-namespace\0k8s.io\0-id\0abc\0-address\0/tmp/seal-testenv-x/node/containerd/containerd.sock\0";
+        assert!(is_shim_of(shim, socket));
+        let other_node =
+            b"/usr/bin/containerd-shim-runc-v2\0-address\0/run/containerd/containerd.sock\0";
+        assert!(!is_shim_of(other_node, socket));
+        let shell = b"bash\0-c\0ls /tmp/seal-testenv-x/node/containerd/containerd.sock\0";
+        assert!(!is_shim_of(shell, socket));
+    }
 
     #[test]
     fn every_daemon_keeps_its_state_in_the_environment() {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,7 +89,7 @@ impl Environment {
     /// Whether every server of this environment is still running.
     pub fn is_running(&self) -> bool {
         let pids = self.pids();
-        !pids.is_empty() && pids.iter().all(|(_, pid)| alive(*pid)) && self.vars().is_ok()
+        !pids.is_empty() && pids.iter().all(|(_, group)| group.alive()) && self.vars().is_ok()
     }
 
     /// Starts everything; on any failure stops what was started and removes the directory. A
@@ -294,11 +294,27 @@ impl Environment {
     /// state (what `down` restores), the node's link and the firewall table.
     fn prepare_node(&self) -> Result<()> {
         if node::link_exists() {
-            bail!(
-                "another test environment's node runs on this machine (link {} exists): stop it \
-                 with `cargo xtask testenv down`, or start without a node (SEAL_TESTENV_NODE=0)",
-                node::NODE_LINK
+            let Some(dir) = node::recorded_owner() else {
+                bail!(
+                    "a node exists on this machine (link {}) and no environment is recorded as \
+                     its owner: stop the test environment that made it with `cargo xtask testenv \
+                     down`, or start without a node (SEAL_TESTENV_NODE=0)",
+                    node::NODE_LINK
+                );
+            };
+            let owner = Self { dir };
+            if owner.is_running() {
+                bail!(
+                    "another test environment's node runs on this machine ({}): stop it with \
+                     `cargo xtask testenv down`, or start without a node (SEAL_TESTENV_NODE=0)",
+                    owner.dir.display()
+                );
+            }
+            eprintln!(
+                "==> putting the host back after a node whose run was killed: {}",
+                owner.dir.display()
             );
+            owner.down()?;
         }
         if !nix::unistd::geteuid().is_root() {
             bail!(
@@ -309,6 +325,7 @@ impl Environment {
         crate::debian::ensure_packages(node::PACKAGES)?;
         let before = host::Snapshot::capture()?;
         before.save(&self.dir.join(HOST_BEFORE))?;
+        node::record_owner(&self.dir)?;
         node::create_links()
     }
 
@@ -747,11 +764,12 @@ impl Environment {
     /// One line per server: running or not.
     pub fn status(&self) -> Result<String> {
         let mut out = format!("test environment in {}\n", self.dir.display());
-        for (name, pid) in self.pids() {
-            let alive = alive(pid);
+        for (name, group) in self.pids() {
+            let alive = group.alive();
             writeln!(
                 out,
-                "  {name:<26} pgid {pid:<8} {}",
+                "  {name:<26} pgid {:<8} {}",
+                group.pgid,
                 if alive { "running" } else { "STOPPED" }
             )?;
         }
@@ -791,28 +809,31 @@ impl Environment {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            host::restore(&before).with_context(|| {
+            host::restore(&before, node::POD_CGROUP).with_context(|| {
                 format!(
                     "the host is not as it was; state kept in {}",
                     self.dir.display()
                 )
             })?;
         }
+        node::forget_owner(&self.dir);
         std::fs::remove_dir_all(&self.dir)
             .with_context(|| format!("cannot remove {}", self.dir.display()))?;
-        let _ = std::fs::remove_file(pointer());
+        if std::fs::read_to_string(pointer()).is_ok_and(|t| Path::new(t.trim()) == self.dir) {
+            let _ = std::fs::remove_file(pointer());
+        }
         Ok(())
     }
 
     /// Stops these process groups (TERM, then KILL for what still runs after 3 s) and waits until
     /// they are gone.
-    fn stop_groups(&self, pids: &[(String, Pid)]) -> Result<()> {
-        for (_, pid) in pids.iter().rev() {
-            let _ = killpg(*pid, Signal::SIGTERM);
+    fn stop_groups(&self, pids: &[(String, Group)]) -> Result<()> {
+        for (_, group) in pids.iter().rev() {
+            group.signal(Signal::SIGTERM);
         }
-        let running = |pids: &[(String, Pid)]| -> Vec<(String, Pid)> {
+        let running = |pids: &[(String, Group)]| -> Vec<(String, Group)> {
             pids.iter()
-                .filter(|(_, pid)| alive(*pid))
+                .filter(|(_, group)| group.alive())
                 .cloned()
                 .collect()
         };
@@ -824,16 +845,16 @@ impl Environment {
             running(pids)
         };
         let stubborn = wait_for_exit(Duration::from_secs(3));
-        for (name, pid) in &stubborn {
+        for (name, group) in &stubborn {
             eprintln!("==> {name} still running 3 s after SIGTERM; sending SIGKILL");
-            let _ = killpg(*pid, Signal::SIGKILL);
+            group.signal(Signal::SIGKILL);
         }
         let left = wait_for_exit(Duration::from_secs(10));
         if !left.is_empty() {
             bail!(
                 "still running 10 s after SIGKILL: {}; state kept in {}",
                 left.iter()
-                    .map(|(name, pid)| format!("{name} (pgid {pid})"))
+                    .map(|(name, group)| format!("{name} (pgid {})", group.pgid))
                     .collect::<Vec<_>>()
                     .join(", "),
                 self.dir.display()
@@ -846,12 +867,9 @@ impl Environment {
         self.dir.join(name).display().to_string()
     }
 
-    fn pids(&self) -> Vec<(String, Pid)> {
+    fn pids(&self) -> Vec<(String, Group)> {
         let text = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
-        text.lines()
-            .filter_map(|line| line.split_once(' '))
-            .filter_map(|(name, pid)| Some((name.to_owned(), Pid::from_raw(pid.parse().ok()?))))
-            .collect()
+        text.lines().filter_map(Group::parse).collect()
     }
 
     /// Starts a server in its own process group, output to `<name>.log`, and records its pid.
@@ -869,7 +887,9 @@ impl Environment {
             .create(true)
             .append(true)
             .open(self.dir.join("pids"))?;
-        writeln!(pids, "{name} {}", child.id())?;
+        let pgid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+        let start = start_time(pgid).context("the server exited at once")?;
+        writeln!(pids, "{name} {pgid} {start}")?;
         Ok(())
     }
 
@@ -890,7 +910,7 @@ impl Environment {
             if let Some(signal) = crate::interrupt::received() {
                 bail!("interrupted by signal {signal} while waiting for {name}");
             }
-            if pid.is_some_and(|pid| !alive(pid)) {
+            if pid.as_ref().is_some_and(|group| !group.alive()) {
                 break "exited".to_owned();
             }
             if started.elapsed() >= limit {
@@ -989,10 +1009,57 @@ fn kubectl_apply(kubectl: &dyn Fn(&[&str]) -> Result<String>, manifest: &str) ->
     kubectl(&["apply", "-f", &file.path().display().to_string()]).map(drop)
 }
 
-/// Whether any process of a server's process group is still running. Our own children are reaped
-/// first. A zombie counts as stopped (this sandbox's init does not reap the servers a finished
-/// `testenv up` left to it), but only once its last thread has exited: a Go server's main thread
-/// turns zombie while its other threads are still closing its sockets.
+/// A server's process group as recorded in the `pids` file: its id and its leader's start time.
+///
+/// A record can outlive its processes (a killed run, a machine restored from a snapshot), and a
+/// process group id is free for reuse once every member is gone. The start time tells our group
+/// from a later one with the same id, so `down` after a killed run never signals a stranger.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    pgid: Pid,
+    /// The leader's start time in clock ticks since boot (`/proc/PID/stat`, field 22).
+    start: u64,
+}
+
+impl Group {
+    /// One line of the `pids` file: `name pgid start`.
+    fn parse(line: &str) -> Option<(String, Self)> {
+        let mut fields = line.split(' ');
+        let name = fields.next()?.to_owned();
+        let pgid = Pid::from_raw(fields.next()?.parse().ok()?);
+        let start = fields.next()?.parse().ok()?;
+        Some((name, Self { pgid, start }))
+    }
+
+    /// Whether this group still runs: its leader is the process we started, or the leader is gone
+    /// and members remain (the id cannot have been reused while they live).
+    fn alive(&self) -> bool {
+        match start_time(self.pgid) {
+            Some(start) if start != self.start => false,
+            _ => alive(self.pgid),
+        }
+    }
+
+    /// Signals every process of the group, if it is still ours.
+    fn signal(&self, signal: Signal) {
+        if self.alive() {
+            let _ = killpg(self.pgid, signal);
+        }
+    }
+}
+
+/// A process's start time in clock ticks since boot, if it exists.
+fn start_time(pid: Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether any process of a process group is still running. Our own children are reaped first. A
+/// zombie counts as stopped (this sandbox's init does not reap the servers a finished `testenv up`
+/// left to it), but only once its last thread has exited: a Go server's main thread turns zombie
+/// while its other threads are still closing its sockets.
 fn alive(group: Pid) -> bool {
     let _ = nix::sys::wait::waitpid(group, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
     let Ok(entries) = std::fs::read_dir("/proc") else {
