@@ -665,14 +665,7 @@ fn identities(objects: &[Value]) -> Vec<(String, String, String)> {
 #[test]
 fn helmfile_template_renders_what_helm_template_per_release_renders() -> Result<()> {
     let helm = helm!();
-    let Some(helmfile) = crate::find_helmfile() else {
-        assert!(
-            !crate::required(),
-            "helmfile is required here but not installed; run the tests with `cargo xtask test`"
-        );
-        eprintln!("SKIPPED: helmfile is not installed (`cargo xtask peers` installs it)");
-        return Ok(());
-    };
+    let helmfile = helmfile!();
     for environment in ENVIRONMENTS {
         let file = root().join(format!(
             "deploy/helmfile/deployments/{environment}/helmfile.yaml"

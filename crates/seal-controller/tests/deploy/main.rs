@@ -24,8 +24,27 @@ macro_rules! helm {
     };
 }
 
+/// The helmfile binary, or `return Ok(())` from the calling test after printing `SKIPPED` (it
+/// panics instead when helmfile is required).
+macro_rules! helmfile {
+    () => {
+        match $crate::find_helmfile() {
+            Some(helmfile) => helmfile,
+            None => {
+                assert!(
+                    !$crate::required(),
+                    "helmfile is required here but not installed; run the tests with `cargo xtask test`"
+                );
+                eprintln!("SKIPPED: helmfile is not installed (`cargo xtask peers` installs it)");
+                return Ok(());
+            }
+        }
+    };
+}
+
 mod charts;
 mod cluster;
+mod environments;
 mod examples;
 mod pods;
 

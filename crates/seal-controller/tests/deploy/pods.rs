@@ -22,12 +22,14 @@ use crate::cluster::install_crds;
 use crate::{ok, path_str, root, workspace_binary};
 
 /// The image every pod of these tests runs.
-const IMAGE_REPOSITORY: &str = "localhost/seal";
-const IMAGE_TAG: &str = "dev";
+pub(crate) const IMAGE_REPOSITORY: &str = "localhost/seal";
+pub(crate) const IMAGE_TAG: &str = "dev";
+/// The project's stand-in workload (`xtask/go/workload`): reports digests, never values.
+pub(crate) const WORKLOAD_REPOSITORY: &str = "localhost/seal-workload";
 
 /// Builds the image from this workspace's binaries and imports it into the node, once per test
 /// process (`cargo xtask image --import`).
-fn seal_image(env: &TestEnv) -> Result<()> {
+pub(crate) fn seal_image(env: &TestEnv) -> Result<()> {
     static IMPORTED: OnceLock<Result<(), String>> = OnceLock::new();
     IMPORTED
         .get_or_init(|| {
@@ -220,7 +222,7 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
     assert!(value.0 == marker.as_bytes(), "the unsealed value differs");
 
     // The plaintext is in no pod's log.
-    assert_logs_free_of(&[&keys, &app], &marker).await?;
+    assert_marker_nowhere(env, &[keys.name(), app.name()], &marker).await?;
     Ok(())
 }
 
@@ -247,7 +249,7 @@ fn install_controller<'a>(
 }
 
 /// `patch` merged into `base` (objects key by key, anything else replaced).
-fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
+pub(crate) fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
     match (base, patch) {
         (serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
             for (key, value) in patch {
@@ -335,7 +337,12 @@ fn install_chart<'a>(
 }
 
 /// The controller's certificate through the API server's service proxy, written to `path`.
-fn fetch_cert(env: &TestEnv, namespace: &str, release: &str, path: &std::path::Path) -> Result<()> {
+pub(crate) fn fetch_cert(
+    env: &TestEnv,
+    namespace: &str,
+    release: &str,
+    path: &std::path::Path,
+) -> Result<()> {
     let seal = workspace_binary("seal-cli", "seal")?;
     ok(
         &Command::new(&seal)
@@ -355,33 +362,87 @@ fn fetch_cert(env: &TestEnv, namespace: &str, release: &str, path: &std::path::P
     .map(drop)
 }
 
-/// Fails when `marker` is in the log of any container of any pod of `namespaces`.
-async fn assert_logs_free_of(
-    namespaces: &[&seal_testenv::TestNamespace],
+/// Fails when `marker` is anywhere a value must never be, in any of `namespaces`: the log of any
+/// container of any pod, any Event, the status of any SealedSecret or ExternalSecret, and what
+/// every pod's metrics port (a container port named `*metrics`) serves.
+pub(crate) async fn assert_marker_nowhere(
+    env: &TestEnv,
+    namespaces: &[&str],
     marker: &str,
 ) -> Result<()> {
-    for namespace in namespaces {
-        let api = namespace.api::<Pod>();
-        for pod in api.list(&ListParams::default()).await?.items {
+    use k8s_openapi::api::core::v1::Event;
+    let client = env.kube_client().await?;
+    for &namespace in namespaces {
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+        for pod in pods.list(&ListParams::default()).await?.items {
             let spec = pod.spec.as_ref().context("spec")?;
-            let containers = spec
+            let containers: Vec<_> = spec
                 .init_containers
                 .iter()
                 .flatten()
                 .chain(&spec.containers)
-                .map(|c| c.name.clone());
-            for container in containers {
+                .collect();
+            for container in &containers {
                 let params = LogParams {
-                    container: Some(container.clone()),
+                    container: Some(container.name.clone()),
                     ..LogParams::default()
                 };
-                let log = api.logs(&name(&pod), &params).await.unwrap_or_default();
+                let log = pods.logs(&name(&pod), &params).await.unwrap_or_default();
                 assert!(
                     !log.contains(marker),
-                    "{}/{container} logged a value",
+                    "{namespace}/{}/{} logged a value",
+                    name(&pod),
+                    container.name
+                );
+            }
+            let metrics_ports = containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter(|p| p.name.as_deref().is_some_and(|n| n.ends_with("metrics")));
+            for port in metrics_ports {
+                let request = http::Request::get(format!(
+                    "/api/v1/namespaces/{namespace}/pods/{}:{}/proxy/metrics",
+                    name(&pod),
+                    port.container_port
+                ))
+                .body(Vec::new())?;
+                let metrics = client.request_text(request).await.with_context(|| {
+                    format!(
+                        "the metrics of {namespace}/{} (port {})",
+                        name(&pod),
+                        port.container_port
+                    )
+                })?;
+                assert!(
+                    !metrics.contains(marker),
+                    "{namespace}/{} has a value in its metrics",
                     name(&pod)
                 );
             }
+        }
+        let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
+        for event in events.list(&ListParams::default()).await?.items {
+            assert!(
+                !serde_json::to_string(&event)?.contains(marker),
+                "an Event in {namespace} carries a value: {:?}",
+                event.reason
+            );
+        }
+        let sealed: kube::Api<seal_api::SealedSecret> =
+            kube::Api::namespaced(client.clone(), namespace);
+        for object in sealed.list(&ListParams::default()).await?.items {
+            assert!(
+                !serde_json::to_string(&object.status)?.contains(marker),
+                "the status of a SealedSecret in {namespace} carries a value"
+            );
+        }
+        let external: kube::Api<seal_api::ExternalSecret> =
+            kube::Api::namespaced(client.clone(), namespace);
+        for object in external.list(&ListParams::default()).await?.items {
+            assert!(
+                !serde_json::to_string(&object.status)?.contains(marker),
+                "the status of an ExternalSecret in {namespace} carries a value"
+            );
         }
     }
     Ok(())
@@ -399,7 +460,7 @@ fn names(pods: &[Pod]) -> Vec<String> {
 const ML_API_ITEMS: [&str; 3] = ["DATABASE_URL", "BROKER_URL", "MODEL_REGISTRY_TOKEN"];
 
 /// SHA-256 of `value`, hex: what the workload reports instead of a value.
-fn digest(value: &str) -> String {
+pub(crate) fn digest(value: &str) -> String {
     use std::fmt::Write as _;
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes())
         .as_ref()
@@ -446,7 +507,11 @@ fn seal_items(
 }
 
 /// What the workload pod `pod` reports (through the API server's pod proxy).
-async fn workload_report(env: &TestEnv, namespace: &str, pod: &str) -> Result<serde_json::Value> {
+pub(crate) async fn workload_report(
+    env: &TestEnv,
+    namespace: &str,
+    pod: &str,
+) -> Result<serde_json::Value> {
     let client = env.kube_client().await?;
     let request = http::Request::get(format!(
         "/api/v1/namespaces/{namespace}/pods/{pod}:8080/proxy/report"
@@ -457,7 +522,7 @@ async fn workload_report(env: &TestEnv, namespace: &str, pod: &str) -> Result<se
 }
 
 /// The names of the Running, Ready pods of Deployment `app` (by the chart's instance label).
-async fn ready_pods(api: &kube::Api<Pod>, instance: &str) -> Result<Vec<String>> {
+pub(crate) async fn ready_pods(api: &kube::Api<Pod>, instance: &str) -> Result<Vec<String>> {
     let pods = api
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={instance}")))
         .await?;
@@ -507,7 +572,7 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     // The chart, installed as a platform team would: the SealedSecret beside the Deployment.
     let release = "ml-api";
     let overrides = json!({
-        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
         "replicaCount": 1,
         "autoscaling": {"enabled": false},
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -654,7 +719,7 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     assert_eq!(report["env"], expect(&second), "the app lost its values");
 
     // No value in any log of the controller's or the app's pods.
-    assert_logs_free_of(&[&keys, &app], &marker).await?;
+    assert_marker_nowhere(env, &[keys.name(), app.name()], &marker).await?;
     Ok(())
 }
 
@@ -680,7 +745,7 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
     .await?;
 
     let overrides = json!({
-        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
         "replicaCount": 1,
         "autoscaling": {"enabled": false},
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -768,7 +833,7 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
         report["reloads"].as_i64().unwrap_or(0) >= 1,
         "the app was not signalled: {report}"
     );
-    assert_logs_free_of(&[&app], &marker).await?;
+    assert_marker_nowhere(env, &[app.name()], &marker).await?;
     Ok(())
 }
 
@@ -806,7 +871,7 @@ async fn an_ml_batch_job_with_the_native_sidecar_completes() -> Result<()> {
     )
     .await?;
     let overrides = json!({
-        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
         "worker": {"enabled": false},
         "cronJob": {"enabled": true, "schedule": "0 0 1 1 *", "args": ["report"]},
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -966,7 +1031,7 @@ spec:
     kubectl_apply(env, &manifest, "kubectl apply (store)")?;
 
     let overrides = json!({
-        "image": {"repository": "localhost/seal-workload", "tag": "dev", "pullPolicy": "Never"},
+        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
         "worker": {"enabled": true, "replicaCount": 1, "args": ["serve"]},
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "env": {"WORKLOAD_DIGEST_ENV": "DATABASE_URL,BROKER_URL"},
@@ -1007,7 +1072,7 @@ spec:
             "BROKER_URL": digest(&format!("amqp-{marker}")),
         })
     );
-    assert_logs_free_of(&[&keys, &app], &marker).await?;
+    assert_marker_nowhere(env, &[keys.name(), app.name()], &marker).await?;
     Ok(())
 }
 
