@@ -2,9 +2,10 @@
 //!
 //! - `test`: install what the tests talk to (kubeseal and kubesealpy; the test environment's
 //!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's
-//!   lifecycle tests (each brings up its own node, so they run alone), and every test of the
+//!   lifecycle tests (each brings up its own node, so they run alone), every test of the
 //!   workspace against a test environment started for the run and stopped after it, with the peers
-//!   and the environment required. Every step runs; the exit code is non-zero if any failed, and
+//!   and the environment required, and the failure drills in pods (each takes a server away) in an
+//!   environment of their own. Every step runs; the exit code is non-zero if any failed, and
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests) and print
@@ -111,7 +112,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     let peers = peers::Peers::ensure()?;
     testenv::Binaries::ensure()?;
     let mut failed = Vec::new();
-    let steps: [(&str, &[&str]); 4] = [
+    let steps: [(&str, &[&str]); 5] = [
         ("format", &["fmt", "--all", "--check"]),
         (
             "clippy",
@@ -135,6 +136,23 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             "tests",
             &["test", "--workspace", "--locked", "--no-fail-fast"],
         ),
+        // Each drill takes a server away from everything running (an API server restart, OpenBao
+        // down for a minute): in an environment of their own, one at a time, after the rest.
+        (
+            "failure drills",
+            &[
+                "test",
+                "-p",
+                "seal-controller",
+                "--test",
+                "deploy",
+                "--locked",
+                "--",
+                "--ignored",
+                "--test-threads=1",
+                "drills::",
+            ],
+        ),
     ];
     for (name, args) in steps {
         let mut command = Command::new(cargo());
@@ -148,7 +166,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         }
         eprintln!("==> cargo {}", command_line(&command));
         let started = Instant::now();
-        let code = if name == "tests" {
+        let code = if matches!(name, "tests" | "failure drills") {
             testenv::run_against(&mut command)?
         } else {
             let status = command

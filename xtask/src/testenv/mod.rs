@@ -1,4 +1,5 @@
-//! `cargo xtask testenv build | up | down | status | env | run`: the real servers the tests talk to.
+//! `cargo xtask testenv build | up | down | status | env | run | stop | start`: the real servers the
+//! tests talk to (`stop` and `start` take one server away and bring it back, for failure drills).
 //!
 //! - [`binaries`]: building and installing them once into the cache.
 //! - [`pki`]: the test cluster's certificates and ServiceAccount signing key.
@@ -27,7 +28,7 @@ use crate::interrupt;
 pub use binaries::Binaries;
 pub use servers::{Environment, Options};
 
-const USAGE: &str = "usage: cargo xtask testenv build | up [--no-node] | down | status | env | run -- COMMAND [ARGS...]";
+const USAGE: &str = "usage: cargo xtask testenv build | up [--no-node] | down | status | env | run -- COMMAND [ARGS...] | stop SERVER | start SERVER";
 
 /// Runs one `testenv` subcommand.
 pub fn command(args: &[String]) -> Result<ExitCode> {
@@ -47,6 +48,17 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
                 env.down()?;
             } else {
                 eprintln!("no test environment is running");
+            }
+        }
+        // Failure drills: take one server away, and bring it back as it was.
+        Some(action @ ("stop" | "start")) => {
+            let name = args.get(1).context(USAGE)?;
+            let env = Environment::current()
+                .context("no test environment is running; `cargo xtask testenv up` first")?;
+            if action == "stop" {
+                env.stop_server(name)?;
+            } else {
+                env.start_server(name)?;
             }
         }
         Some("status") => match Environment::current() {

@@ -872,9 +872,20 @@ impl Environment {
         text.lines().filter_map(Group::parse).collect()
     }
 
-    /// Starts a server in its own process group, output to `<name>.log`, and records its pid.
+    /// Starts a server in its own process group, output to `<name>.log`, and records its process
+    /// group (`pids`) and its command line (`commands/<name>`, for [`Self::start_server`]).
     fn spawn(&self, name: &str, command: &mut Command) -> Result<()> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let commands = self.dir.join("commands");
+        std::fs::create_dir_all(&commands)?;
+        let line: Vec<String> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::fs::write(commands.join(name), serde_json::to_string(&line)?)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))?;
         let child = command
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -883,13 +894,57 @@ impl Environment {
             .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        let mut pids = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("pids"))?;
         let pgid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
         let start = start_time(pgid).context("the server exited at once")?;
-        writeln!(pids, "{name} {pgid} {start}")?;
+        // A restarted server replaces its line; the order of the others stays.
+        let mut lines: Vec<String> = std::fs::read_to_string(self.dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split(' ').next() != Some(name))
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!("{name} {pgid} {start}"));
+        std::fs::write(self.dir.join("pids"), lines.join("\n") + "\n")?;
+        Ok(())
+    }
+
+    /// Stops one server (TERM, then KILL after 3 s), for a failure drill; [`Self::start_server`]
+    /// brings it back.
+    pub fn stop_server(&self, name: &str) -> Result<()> {
+        let group = self
+            .pids()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .with_context(|| format!("this environment has no server {name}"))?;
+        self.stop_groups(&[group])
+    }
+
+    /// Starts a stopped server again with the command line it was first started with (same
+    /// ports, same data directory), and waits until its process has run for a second.
+    pub fn start_server(&self, name: &str) -> Result<()> {
+        if self
+            .pids()
+            .iter()
+            .any(|(n, group)| n == name && group.alive())
+        {
+            bail!("{name} is running; `cargo xtask testenv stop {name}` first");
+        }
+        let recorded = std::fs::read_to_string(self.dir.join("commands").join(name))
+            .with_context(|| format!("this environment has no server {name}"))?;
+        let line: Vec<String> = serde_json::from_str(&recorded)?;
+        let (program, args) = line.split_first().context("an empty command line")?;
+        self.spawn(name, Command::new(program).args(args))?;
+        std::thread::sleep(Duration::from_secs(1));
+        if !self
+            .pids()
+            .iter()
+            .any(|(n, group)| n == name && group.alive())
+        {
+            bail!(
+                "{name} exited at once; see {}",
+                self.path(&format!("{name}.log"))
+            );
+        }
         Ok(())
     }
 

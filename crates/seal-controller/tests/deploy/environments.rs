@@ -13,6 +13,7 @@
 //! namespaces; helmfile's `createNamespace` then finds them.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -59,10 +60,10 @@ impl DevEnvironment<'_> {
 
     /// Merges `patch` into the copy's values file `values/dev/<file>`.
     fn override_values(&self, file: &str, patch: Value) -> Result<()> {
-        let path = self.dir().join("values/dev").join(file);
-        let mut values: Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+        let values_file = self.dir().join("values/dev").join(file);
+        let mut values: Value = serde_yaml::from_str(&std::fs::read_to_string(&values_file)?)?;
         merge(&mut values, patch);
-        std::fs::write(&path, serde_yaml::to_string(&values)?)?;
+        std::fs::write(&values_file, serde_yaml::to_string(&values)?)?;
         Ok(())
     }
 
@@ -287,7 +288,7 @@ async fn the_dev_environment_comes_up_with_helmfile_in_pods() -> Result<()> {
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: ml-api-credentials, namespace: {APP_NAMESPACE}}}\nstringData:\n"
     );
     for (key, value) in &values {
-        text.push_str(&format!("  {key}: {value}\n"));
+        writeln!(text, "  {key}: {value}")?;
     }
     std::fs::write(&secret, text)?;
     let sealed = ok(
@@ -310,10 +311,10 @@ async fn the_dev_environment_comes_up_with_helmfile_in_pods() -> Result<()> {
 
     // 3. The whole environment.
     dev.helmfile(None, &["sync"])?;
-    let app_pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), APP_NAMESPACE);
+    let ml_pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), APP_NAMESPACE);
 
     // ml-api started with the unsealed values in its environment (digests only).
-    let api_pods = ready_pods(&app_pods, "ml-api").await?;
+    let api_pods = ready_pods(&ml_pods, "ml-api").await?;
     assert_eq!(api_pods.len(), 1, "{api_pods:?}");
     let report = workload_report(env, APP_NAMESPACE, &api_pods[0]).await?;
     let expected: serde_json::Map<String, Value> = values
@@ -327,7 +328,7 @@ async fn the_dev_environment_comes_up_with_helmfile_in_pods() -> Result<()> {
     );
 
     // ml-batch's worker reads the files its agent wrote from OpenBao (dev's template included).
-    let batch_pods = ready_pods(&app_pods, "ml-batch").await?;
+    let batch_pods = ready_pods(&ml_pods, "ml-batch").await?;
     assert_eq!(batch_pods.len(), 1, "{batch_pods:?}");
     let report = workload_report(env, APP_NAMESPACE, &batch_pods[0]).await?;
     let database_url =

@@ -44,6 +44,7 @@ macro_rules! helmfile {
 
 mod charts;
 mod cluster;
+mod drills;
 mod environments;
 mod examples;
 mod pods;

@@ -71,7 +71,7 @@ pub(crate) fn seal_image(env: &TestEnv) -> Result<()> {
 }
 
 /// A namespace of the test that enforces Pod Security `restricted`.
-async fn restricted(env: &TestEnv, prefix: &str) -> Result<seal_testenv::TestNamespace> {
+pub(crate) async fn restricted(env: &TestEnv, prefix: &str) -> Result<seal_testenv::TestNamespace> {
     let namespace = env.namespace(prefix).await?;
     let api: kube::Api<Namespace> = kube::Api::all(env.kube_client().await?);
     api.patch(
@@ -229,7 +229,7 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
 /// `helm install --wait` of the controller chart with the project's image into `keys`, unsealing
 /// in `app` only (other tests' namespaces are not its business), with `extra` values on top.
 /// Returns the release, which is also its Service's name, and the guard that uninstalls it.
-fn install_controller<'a>(
+pub(crate) fn install_controller<'a>(
     env: &TestEnv,
     helm: &'a crate::Helm,
     keys: &str,
@@ -246,6 +246,17 @@ fn install_controller<'a>(
     merge(&mut values, extra);
     let installed = install_chart(env, helm, "seal-controller", &release, keys, &values, true)?;
     Ok((release, installed))
+}
+
+/// Values that run a chart's app as the project's workload image with small resources, with
+/// `values` on top.
+pub(crate) fn workload(values: serde_json::Value) -> serde_json::Value {
+    let mut base = json!({
+        "image": {"repository": WORKLOAD_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+    });
+    merge(&mut base, values);
+    base
 }
 
 /// `patch` merged into `base` (objects key by key, anything else replaced).
@@ -300,7 +311,7 @@ fn kubectl_apply(env: &TestEnv, manifest: &str, what: &str) -> Result<()> {
 
 /// `helm install` of the chart `deploy/charts/<chart>` as `release` in `namespace` with
 /// `values` (and `--wait` when asked); the guard uninstalls it.
-fn install_chart<'a>(
+pub(crate) fn install_chart<'a>(
     env: &TestEnv,
     helm: &'a crate::Helm,
     chart: &str,
@@ -371,6 +382,8 @@ pub(crate) async fn assert_marker_nowhere(
     marker: &str,
 ) -> Result<()> {
     use k8s_openapi::api::core::v1::Event;
+    // The seal kinds are listed below, whether or not this test used them.
+    install_crds(env).await?;
     let client = env.kube_client().await?;
     for &namespace in namespaces {
         let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
@@ -448,7 +461,7 @@ pub(crate) async fn assert_marker_nowhere(
     Ok(())
 }
 
-fn name(pod: &Pod) -> String {
+pub(crate) fn name(pod: &Pod) -> String {
     pod.metadata.name.clone().unwrap_or_default()
 }
 
@@ -473,7 +486,7 @@ pub(crate) fn digest(value: &str) -> String {
 
 /// Seals `items` for Secret `name` in `namespace` with the certificate in `cert`: the
 /// SealedSecret's `spec` as `seal` writes it.
-fn seal_items(
+pub(crate) fn seal_items(
     seal: &std::path::Path,
     cert: &std::path::Path,
     namespace: &str,
@@ -571,11 +584,9 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
 
     // The chart, installed as a platform team would: the SealedSecret beside the Deployment.
     let release = "ml-api";
-    let overrides = json!({
-        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
+    let overrides = workload(json!({
         "replicaCount": 1,
         "autoscaling": {"enabled": false},
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "env": {"WORKLOAD_DIGEST_ENV": ML_API_ITEMS.join(",")},
         "secrets": {
             "source": "sealedSecret",
@@ -584,7 +595,7 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
                 "encryptedData": spec["encryptedData"],
             },
         },
-    });
+    }));
     let _ml_api = install_chart(env, helm, "ml-api", release, app.name(), &overrides, true)?;
 
     // The pod started with the unsealed values in its environment (digests only).
@@ -723,6 +734,54 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     Ok(())
 }
 
+/// The file ml-api's agent writes the model-registry token to.
+pub(crate) const REGISTRY_TOKEN_FILE: &str = "/secrets/registry-token";
+
+/// `helm install --wait` of ml-api with the seal-agent as `form` (`sidecar` or `native`) in
+/// `namespace`: the model-registry token from OpenBao's KV v2 at `path` (field `token`) into
+/// [`REGISTRY_TOKEN_FILE`] through Vault's Kubernetes auth with the pod's own token, refreshed
+/// every 2 s, the app signalled on change. Returns the guard and the Ready pod's name.
+pub(crate) async fn install_ml_api_with_agent<'a>(
+    env: &TestEnv,
+    helm: &'a crate::Helm,
+    namespace: &str,
+    form: &str,
+    path: &str,
+) -> Result<(Installed<'a>, String)> {
+    let mount = env.var("SEAL_TESTENV_VAULT_KV2_MOUNT");
+    let overrides = workload(json!({
+        "replicaCount": 1,
+        "autoscaling": {"enabled": false},
+        "env": {"WORKLOAD_DIGEST_FILES": REGISTRY_TOKEN_FILE},
+        "secrets": {
+            "source": "agent",
+            "agent": {
+                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+                "nativeSidecar": form == "native",
+                "config": {
+                    "vault": {
+                        "address": env.var("SEAL_TESTENV_VAULT_IN_CLUSTER"),
+                        "caFile": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+                        "auth": {"method": "kubernetes", "role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")},
+                    },
+                    "secrets": {"registry_token": format!("ref+vault://{mount}/data/{path}#/token")},
+                    "files": [{"path": REGISTRY_TOKEN_FILE, "secret": "registry_token"}],
+                    "refresh": {"interval": "2s"},
+                    "onChange": {"signal": "SIGHUP", "processName": "workload"},
+                },
+            },
+        },
+    }));
+    let release = "ml-api";
+    let installed = install_chart(env, helm, "ml-api", release, namespace, &overrides, true)?;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(env.kube_client().await?, namespace);
+    let ready = ready_pods(&pods, release).await?;
+    let [pod] = ready.as_slice() else {
+        bail!("one Ready ml-api pod, found {ready:?}");
+    };
+    Ok((installed, pod.clone()))
+}
+
 /// ml-api with the seal-agent sidecar, as `form` (`sidecar` or `native`): the model-registry token
 /// from OpenBao through Vault's Kubernetes auth with the pod's own token (OpenBao checks it with a
 /// TokenReview), fetched by the init container before the app starts, then refreshed into the
@@ -744,40 +803,8 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
     )
     .await?;
 
-    let overrides = json!({
-        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
-        "replicaCount": 1,
-        "autoscaling": {"enabled": false},
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-        "env": {"WORKLOAD_DIGEST_FILES": "/secrets/registry-token"},
-        "secrets": {
-            "source": "agent",
-            "agent": {
-                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
-                "nativeSidecar": form == "native",
-                "config": {
-                    "vault": {
-                        "address": env.var("SEAL_TESTENV_VAULT_IN_CLUSTER"),
-                        "caFile": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-                        "auth": {"method": "kubernetes", "role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")},
-                    },
-                    "secrets": {"registry_token": format!(
-                        "ref+vault://{}/data/{path}#/token",
-                        env.var("SEAL_TESTENV_VAULT_KV2_MOUNT")
-                    )},
-                    "files": [{"path": "/secrets/registry-token", "secret": "registry_token"}],
-                    "refresh": {"interval": "2s"},
-                    "onChange": {"signal": "SIGHUP", "processName": "workload"},
-                },
-            },
-        },
-    });
-    let release = "ml-api";
-    let _ml_api = install_chart(env, helm, "ml-api", release, app.name(), &overrides, true)?;
-    let pods = app.api::<Pod>();
-    let ready = ready_pods(&pods, release).await?;
-    assert_eq!(ready.len(), 1, "{ready:?}");
-    let pod = pods.get(&ready[0]).await?;
+    let (_ml_api, ready) = install_ml_api_with_agent(env, helm, app.name(), form, &path).await?;
+    let pod = app.api::<Pod>().get(&ready).await?;
     let spec = pod.spec.as_ref().context("spec")?;
     let init: Vec<(String, Option<String>)> = spec
         .init_containers
@@ -801,9 +828,9 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
     }
 
     // The file was there when the app started: the first report already has it.
-    let report = workload_report(env, app.name(), &ready[0]).await?;
+    let report = workload_report(env, app.name(), &ready).await?;
     assert_eq!(
-        report["files"]["/secrets/registry-token"],
+        report["files"][REGISTRY_TOKEN_FILE],
         json!(digest(&token("one")))
     );
     // A new value in OpenBao: the agent rewrites the file and signals the app.
@@ -819,12 +846,12 @@ async fn ml_api_with_the_agent(form: &str) -> Result<()> {
         "the agent refreshes the file",
         Duration::from_secs(60),
         || {
-            let pod = ready[0].clone();
+            let pod = ready.clone();
             let expected = expected.clone();
             let namespace = app.name().to_owned();
             async move {
                 let report = workload_report(env, &namespace, &pod).await?;
-                Ok((report["files"]["/secrets/registry-token"] == expected).then_some(report))
+                Ok((report["files"][REGISTRY_TOKEN_FILE] == expected).then_some(report))
             }
         },
     )
@@ -870,11 +897,9 @@ async fn an_ml_batch_job_with_the_native_sidecar_completes() -> Result<()> {
         &std::collections::HashMap::from([("url", marker.clone())]),
     )
     .await?;
-    let overrides = json!({
-        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
+    let overrides = workload(json!({
         "worker": {"enabled": false},
         "cronJob": {"enabled": true, "schedule": "0 0 1 1 *", "args": ["report"]},
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "env": {"WORKLOAD_DIGEST_FILES": "/secrets/broker-url"},
         "secrets": {
             "source": "agent",
@@ -893,7 +918,7 @@ async fn an_ml_batch_job_with_the_native_sidecar_completes() -> Result<()> {
                 },
             },
         },
-    });
+    }));
     let release = "ml-batch";
     let _ml_batch = install_chart(
         env,
@@ -1030,10 +1055,8 @@ spec:
     );
     kubectl_apply(env, &manifest, "kubectl apply (store)")?;
 
-    let overrides = json!({
-        "image": {"repository": WORKLOAD_REPOSITORY, "tag": "dev", "pullPolicy": "Never"},
+    let overrides = workload(json!({
         "worker": {"enabled": true, "replicaCount": 1, "args": ["serve"]},
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "env": {"WORKLOAD_DIGEST_ENV": "DATABASE_URL,BROKER_URL"},
         "secrets": {
             "source": "externalSecret",
@@ -1046,7 +1069,7 @@ spec:
                 ],
             },
         },
-    });
+    }));
     let _ml_batch = install_chart(
         env,
         helm,
