@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use seal_api::SealedSecret;
 use seal_testenv::{TestNamespace, eventually, testenv, unique_name};
 use serde_json::{Value, json};
 
-use crate::charts::agent_configs;
-use crate::cluster::{Controller, LIMIT, api_for, install_crds, served_certificate};
+use crate::cluster::{LIMIT, api_for, install_crds};
+use crate::pods::{
+    IMAGE_REPOSITORY, IMAGE_TAG, assert_marker_nowhere, digest, fetch_cert, install_chart,
+    install_controller, merge, ready_pods, restricted, seal_image, workload, workload_report,
+};
 use crate::{ENVIRONMENTS, documents, ok, path_str, root};
 
 fn example(path: &str) -> PathBuf {
@@ -107,49 +109,16 @@ fn example_pre_commit_hook_refuses_plaintext() -> Result<()> {
     Ok(())
 }
 
-/// A short-lived token of ServiceAccount `name` in `namespace` (created first).
-async fn service_account_token(namespace: &TestNamespace, name: &str) -> Result<String> {
-    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-    namespace
-        .api::<ServiceAccount>()
-        .patch(
-            name,
-            &PatchParams::apply("seal-deploy-test"),
-            &Patch::Apply(&account),
-        )
-        .await?;
-    let request: TokenRequest = serde_json::from_value(json!({
-        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 600}
-    }))?;
-    let issued = namespace
-        .api::<ServiceAccount>()
-        .create_token_request(name, &PostParams::default(), &request)
-        .await?;
-    issued
-        .status
-        .and_then(|s| s.token)
-        .context("no token in the TokenRequest")
-}
-
 #[tokio::test]
-async fn example_sidecar_values_fetch_from_vault() -> Result<()> {
+async fn example_sidecar_values_run_in_an_ml_api_pod() -> Result<()> {
     let helm = helm!();
     let env = testenv!();
-    let agent = crate::workspace_binary("seal-agent", "seal-agent")?;
-    let objects = helm.template(
-        "ml-api",
-        &root().join("deploy/charts/ml-api"),
-        "ml",
-        &[example("ml-api-sidecar/values.yaml")],
-        &[],
-    )?;
-    let configs = agent_configs(&objects);
-    assert_eq!(configs.len(), 1);
-    let mut config: Value = serde_yaml::from_str(&configs[0])?;
+    seal_image(env)?;
+    let namespace = restricted(env, "ex-sidecar").await?;
 
     // The values in OpenBao, under a prefix of this run.
     let prefix = unique_name("deploy");
+    let marker = unique_name("registry");
     let vault = env.vault_client(Some(env.var("VAULT_TOKEN")))?;
     vaultrs::kv2::set(
         &vault,
@@ -162,19 +131,16 @@ async fn example_sidecar_values_fetch_from_vault() -> Result<()> {
         &vault,
         "secret",
         &format!("{prefix}/ml/api/registry"),
-        &json!({"token": "registry-sidecar-value"}),
+        &json!({ "token": marker }),
     )
     .await?;
 
-    // Only what must point at the test environment changes: Vault's address, the role, the
-    // ServiceAccount token's file, the paths.
-    let namespace = env.namespace("deploy-sidecar").await?;
-    let work = tempfile::tempdir()?;
-    let token = work.path().join("token");
-    std::fs::write(&token, service_account_token(&namespace, "ml-api").await?)?;
-    config["vault"]["address"] = json!(env.vault_addr());
-    config["vault"]["auth"]["role"] = json!(env.var("SEAL_TESTENV_KUBERNETES_ROLE"));
-    config["vault"]["auth"]["tokenFile"] = json!(path_str(&token)?);
+    // `helm install ml-api deploy/charts/ml-api -f examples/ml-api-sidecar/values.yaml`, with only
+    // what must point at this machine changed: the images, Vault's in-cluster address and CA, the
+    // role, the paths, the app's process name.
+    let mut values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(example("ml-api-sidecar/values.yaml"))?)?;
+    let config = &mut values["secrets"]["agent"]["config"];
     for reference in config["secrets"]
         .as_object_mut()
         .context("secrets")?
@@ -183,31 +149,45 @@ async fn example_sidecar_values_fetch_from_vault() -> Result<()> {
         let text = reference.as_str().context("a reference")?;
         *reference = json!(text.replace("secret/data/ml/", &format!("secret/data/{prefix}/ml/")));
     }
-    let mount = work.path().join("secrets");
-    std::fs::create_dir(&mount)?;
-    for file in config["files"].as_array_mut().context("files")? {
-        let path = file["path"].as_str().context("path")?;
-        let relative = path.strip_prefix("/secrets/").context("under /secrets")?;
-        file["path"] = json!(path_str(&mount.join(relative))?);
-    }
-    let config_file = work.path().join("config.yaml");
-    std::fs::write(&config_file, serde_yaml::to_string(&config)?)?;
-    ok(
-        &Command::new(&agent)
-            .args(["init", "-c"])
-            .arg(&config_file)
-            .env_remove("VAULT_TOKEN")
-            .output()?,
-        "seal-agent init",
-    )?;
-    assert_eq!(
-        std::fs::read_to_string(mount.join("database-url"))?,
-        "postgres://ml_api:p%40ss%2Fword@postgres.ml.svc:5432/ml"
+    let files: Vec<String> = config["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .map(|f| f["path"].as_str().map(str::to_owned).context("path"))
+        .collect::<Result<_>>()?;
+    merge(
+        &mut values,
+        workload(json!({
+            "replicaCount": 1,
+            "autoscaling": {"enabled": false},
+            "env": {"WORKLOAD_DIGEST_FILES": files.join(",")},
+            "secrets": {"agent": {
+                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+                "config": {
+                    "vault": {
+                        "address": env.var("SEAL_TESTENV_VAULT_IN_CLUSTER"),
+                        "caFile": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+                        "auth": {"role": env.var("SEAL_TESTENV_KUBERNETES_ROLE")},
+                    },
+                    "onChange": {"processName": "workload"},
+                },
+            }},
+        })),
     );
+    let _ml_api = install_chart(env, helm, "ml-api", "ml-api", namespace.name(), &values, true)?;
+    let pods = ready_pods(&namespace.api::<Pod>(), "ml-api").await?;
+    let [pod] = pods.as_slice() else {
+        anyhow::bail!("one Ready ml-api pod, found {pods:?}");
+    };
+    let report = workload_report(env, namespace.name(), pod).await?;
     assert_eq!(
-        std::fs::read_to_string(mount.join("model-registry-token"))?,
-        "registry-sidecar-value"
+        report["files"],
+        json!({
+            "/secrets/database-url": digest("postgres://ml_api:p%40ss%2Fword@postgres.ml.svc:5432/ml"),
+            "/secrets/model-registry-token": digest(&marker),
+        })
     );
+    assert_marker_nowhere(env, &[namespace.name()], &marker).await?;
     Ok(())
 }
 
@@ -236,27 +216,22 @@ async fn apply(client: &kube::Client, object: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The controller with the chart's defaults that matter here, the admin's kubeconfig, for
-/// `namespaces`, its keys in `keys`.
-async fn controller(
+/// The controller chart in pods (one replica per role) with its keys in `keys`, for namespace
+/// `app`, the syncer trusting the cluster's CA (the in-cluster OpenBao and moto), `extra` values on
+/// top. Returns the release and the guard that uninstalls it.
+fn controller<'a>(
     env: &seal_testenv::TestEnv,
+    helm: &'a crate::Helm,
     keys: &str,
-    namespaces: &str,
-    extra: &[String],
-) -> Result<(Controller, String)> {
-    let mut args: Vec<String> = [
-        "--listen-addr=127.0.0.1:0",
-        "--listen-metrics-addr=127.0.0.1:0",
-        "--key-size=2048",
-        "--leader-elect=false",
-        "--log-format=text",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    args.push(format!("--namespaces={namespaces}"));
-    args.extend(extra.iter().cloned());
-    Controller::start(&args, env.kubeconfig(), keys).await
+    app: &str,
+    extra: Value,
+) -> Result<(String, crate::cluster::Installed<'a>)> {
+    let mut values = json!({
+        "replicaCount": 1,
+        "syncer": {"replicaCount": 1, "caBundle": {"configMap": "kube-root-ca.crt"}},
+    });
+    merge(&mut values, extra);
+    install_controller(env, helm, keys, app, values)
 }
 
 async fn wait_for_item(
@@ -284,13 +259,15 @@ async fn wait_for_item(
 }
 
 #[tokio::test]
-async fn examples_ml_batch_aws_and_vault_kubernetes_sync() -> Result<()> {
+async fn examples_ml_batch_aws_and_vault_kubernetes_sync_in_pods() -> Result<()> {
+    let helm = helm!();
     let env = testenv!();
     install_crds(env).await?;
-    let keys = env.namespace("deploy-ex-keys").await?;
-    let ml = env.namespace("deploy-ex-ml").await?;
+    seal_image(env)?;
+    let keys = restricted(env, "ex-keys").await?;
+    let ml = restricted(env, "ex-ml").await?;
     let client = env.kube_client().await?;
-    let (_controller, _) = controller(env, keys.name(), ml.name(), &[]).await?;
+    let (_, _controller) = controller(env, helm, keys.name(), ml.name(), json!({}))?;
 
     // AWS: the two secrets in moto, the store's credentials, then the example's files.
     let prefix = unique_name("deploy");
@@ -314,7 +291,8 @@ async fn examples_ml_batch_aws_and_vault_kubernetes_sync() -> Result<()> {
     .await?;
     for mut object in example_objects("ml-batch-aws/secretstore.yaml", ml.name())? {
         object["spec"]["provider"]["aws"]["region"] = json!(env.var("AWS_REGION"));
-        object["spec"]["provider"]["aws"]["endpointURL"] = json!(env.var("AWS_ENDPOINT_URL"));
+        object["spec"]["provider"]["aws"]["endpointURL"] =
+            json!(env.var("SEAL_TESTENV_AWS_IN_CLUSTER"));
         apply(&client, &object).await?;
     }
     for mut object in example_objects("ml-batch-aws/externalsecret.yaml", ml.name())? {
@@ -351,7 +329,7 @@ async fn examples_ml_batch_aws_and_vault_kubernetes_sync() -> Result<()> {
     for mut object in example_objects("vault-kubernetes/secretstore.yaml", ml.name())? {
         if object["kind"] == "SecretStore" {
             let vault = &mut object["spec"]["provider"]["vault"];
-            vault["server"] = json!(env.vault_addr());
+            vault["server"] = json!(env.var("SEAL_TESTENV_VAULT_IN_CLUSTER"));
             vault["auth"]["kubernetes"]["role"] =
                 json!(env.var("SEAL_TESTENV_KUBERNETES_STORE_ROLE"));
         }
@@ -373,9 +351,11 @@ async fn examples_ml_batch_aws_and_vault_kubernetes_sync() -> Result<()> {
 }
 
 #[tokio::test]
-async fn example_key_backup_restores_into_a_new_controller() -> Result<()> {
+async fn example_key_backup_restores_into_a_new_controller_in_pods() -> Result<()> {
+    let helm = helm!();
     let env = testenv!();
     install_crds(env).await?;
+    seal_image(env)?;
     let seal = seal()?;
     let work = tempfile::tempdir()?;
     let recovery = work.path().join("recovery");
@@ -386,24 +366,32 @@ async fn example_key_backup_restores_into_a_new_controller() -> Result<()> {
             .output()?,
         "seal keygen",
     )?;
-    let old = env.namespace("deploy-old-keys").await?;
-    let app = env.namespace("deploy-restore-app").await?;
-    let backup_cert = format!("--backup-cert={}", path_str(&recovery.join("tls.crt"))?);
-    let (first, api) = controller(env, old.name(), app.name(), &[backup_cert]).await?;
-    let certificate = served_certificate(&api).await?;
+    let old = restricted(env, "ex-old-keys").await?;
+    let app = restricted(env, "ex-restore-app").await?;
+    // `--set-file keys.backupCertificate=recovery/tls.crt`
+    let backup_certificate = std::fs::read_to_string(recovery.join("tls.crt"))?;
+    let (first, installed) = controller(
+        env,
+        helm,
+        old.name(),
+        app.name(),
+        json!({"keys": {"backupCertificate": backup_certificate}}),
+    )?;
+    let old_cert = work.path().join("old.pem");
+    fetch_cert(env, old.name(), &first, &old_cert)?;
     let configmaps = old.api::<ConfigMap>();
     let backup = eventually("the keys are backed up", LIMIT, || {
         let configmaps = configmaps.clone();
         async move { Ok(configmaps.get_opt("seal-key-backup").await?) }
     })
     .await?;
-    drop(first);
+    drop(installed);
     // `kubectl get configmap seal-key-backup -o yaml > keys-backup.yaml`
     let backup_file = work.path().join("keys-backup.yaml");
     std::fs::write(&backup_file, serde_yaml::to_string(&backup)?)?;
 
     // The new cluster: keys first, then the controller.
-    let new = env.namespace("deploy-new-keys").await?;
+    let new = restricted(env, "ex-new-keys").await?;
     ok(
         &Command::new(&seal)
             .args(["keys", "restore", "--yes", "--key"])
@@ -414,14 +402,14 @@ async fn example_key_backup_restores_into_a_new_controller() -> Result<()> {
             .output()?,
         "seal keys restore",
     )?;
-    let (_second, api) = controller(env, new.name(), app.name(), &[]).await?;
+    let (second, _second) = controller(env, helm, new.name(), app.name(), json!({}))?;
+    let cert_file = work.path().join("cert.pem");
+    fetch_cert(env, new.name(), &second, &cert_file)?;
     assert_eq!(
-        served_certificate(&api).await?,
-        certificate,
+        std::fs::read_to_string(&cert_file)?,
+        std::fs::read_to_string(&old_cert)?,
         "the old key is served"
     );
-    let cert_file = work.path().join("cert.pem");
-    std::fs::write(&cert_file, &certificate)?;
     let plain = work.path().join("secret.yaml");
     std::fs::write(
         &plain,

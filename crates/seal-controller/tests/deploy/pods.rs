@@ -469,6 +469,9 @@ fn names(pods: &[Pod]) -> Vec<String> {
     pods.iter().map(name).collect()
 }
 
+/// Where the ml-api tests have the chart mount the Secret's keys as files (`secrets.mountPath`).
+const CREDENTIALS_DIR: &str = "/etc/ml-api/credentials";
+
 /// The ml-api items, as `seal` would get them from a developer.
 const ML_API_ITEMS: [&str; 3] = ["DATABASE_URL", "BROKER_URL", "MODEL_REGISTRY_TOKEN"];
 
@@ -587,9 +590,13 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     let overrides = workload(json!({
         "replicaCount": 1,
         "autoscaling": {"enabled": false},
-        "env": {"WORKLOAD_DIGEST_ENV": ML_API_ITEMS.join(",")},
+        "env": {
+            "WORKLOAD_DIGEST_ENV": ML_API_ITEMS.join(","),
+            "WORKLOAD_DIGEST_FILES": ML_API_ITEMS.map(|item| format!("{CREDENTIALS_DIR}/{item}")).join(","),
+        },
         "secrets": {
             "source": "sealedSecret",
+            "mountPath": CREDENTIALS_DIR,
             "sealedSecret": {
                 "certificateFingerprint": spec["certificateFingerprint"],
                 "encryptedData": spec["encryptedData"],
@@ -607,10 +614,18 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
+    let expect_files = |values: &[(&str, String)]| -> serde_json::Value {
+        values
+            .iter()
+            .map(|(k, v)| (format!("{CREDENTIALS_DIR}/{k}"), json!(digest(v))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
     let first_pods = ready_pods(&pods, release).await?;
     assert_eq!(first_pods.len(), 1, "{first_pods:?}");
     let report = workload_report(env, app.name(), &first_pods[0]).await?;
     assert_eq!(report["env"], expect(&first), "the app got other values");
+    assert_eq!(report["files"], expect_files(&first), "the app got other files");
 
     // An unchanged re-apply rolls nothing: the controller looks again, writes nothing.
     let deployments = app.api::<Deployment>();
@@ -672,6 +687,11 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
         expect(&second),
         "the new pod got other values"
     );
+    assert_eq!(
+        report["files"],
+        expect_files(&second),
+        "the new pod got other files"
+    );
     assert!(generation(deployments.get("ml-api").await?) > before);
 
     // A SealedSecret sealed for another cluster (the repository's example certificate): a clear
@@ -728,6 +748,7 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     );
     let report = workload_report(env, app.name(), &rolled).await?;
     assert_eq!(report["env"], expect(&second), "the app lost its values");
+    assert_eq!(report["files"], expect_files(&second), "the app lost its files");
 
     // No value in any log of the controller's or the app's pods.
     assert_marker_nowhere(env, &[keys.name(), app.name()], &marker).await?;
