@@ -625,7 +625,11 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     assert_eq!(first_pods.len(), 1, "{first_pods:?}");
     let report = workload_report(env, app.name(), &first_pods[0]).await?;
     assert_eq!(report["env"], expect(&first), "the app got other values");
-    assert_eq!(report["files"], expect_files(&first), "the app got other files");
+    assert_eq!(
+        report["files"],
+        expect_files(&first),
+        "the app got other files"
+    );
 
     // An unchanged re-apply rolls nothing: the controller looks again, writes nothing.
     let deployments = app.api::<Deployment>();
@@ -638,6 +642,12 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
         .await?
         .metadata
         .resource_version;
+    // The leader counts every SealedSecret it looks at: once its count moves past the touch, it
+    // has looked at the touched object (the only one it manages) and decided.
+    let leader = unsealer_leader(&keys.api::<Lease>())
+        .await?
+        .context("the unsealer has a leader")?;
+    let looked_before = unseal_requests(env, keys.name(), &leader).await?;
     sealed_secrets
         .patch(
             "ml-api-credentials",
@@ -645,7 +655,19 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
             &Patch::Merge(json!({"metadata": {"annotations": {"test/touched": "1"}}})),
         )
         .await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    eventually(
+        "the controller looks at the touched object",
+        Duration::from_secs(60),
+        || {
+            let leader = leader.clone();
+            let namespace = keys.name().to_owned();
+            async move {
+                let looked = unseal_requests(env, &namespace, &leader).await?;
+                Ok((looked > looked_before).then_some(()))
+            }
+        },
+    )
+    .await?;
     assert_eq!(generation(deployments.get("ml-api").await?), before);
     assert_eq!(
         secrets
@@ -748,7 +770,11 @@ async fn ml_api_gets_its_sealed_credentials_and_rolls_when_they_change() -> Resu
     );
     let report = workload_report(env, app.name(), &rolled).await?;
     assert_eq!(report["env"], expect(&second), "the app lost its values");
-    assert_eq!(report["files"], expect_files(&second), "the app lost its files");
+    assert_eq!(
+        report["files"],
+        expect_files(&second),
+        "the app lost its files"
+    );
 
     // No value in any log of the controller's or the app's pods.
     assert_marker_nowhere(env, &[keys.name(), app.name()], &marker).await?;
@@ -1266,6 +1292,36 @@ async fn the_other_replica_finishes_a_bulk_when_the_leader_pod_is_deleted() -> R
 }
 
 /// The unsealer's leader: the holder of the Lease that is not the syncer's.
+/// `seal_controller_unseal_requests_total` of the controller pod `pod` (its metrics port,
+/// through the API server's pod proxy): how many SealedSecrets it has reconciled.
+async fn unseal_requests(env: &TestEnv, namespace: &str, pod: &str) -> Result<u64> {
+    let client = env.kube_client().await?;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+    let port = pods
+        .get(pod)
+        .await?
+        .spec
+        .context("spec")?
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .context("a metrics port")?
+        .container_port;
+    let request = http::Request::get(format!(
+        "/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics"
+    ))
+    .body(Vec::new())?;
+    let metrics = client.request_text(request).await?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("seal_controller_unseal_requests_total "))
+        .context("seal_controller_unseal_requests_total")?
+        .trim()
+        .parse()
+        .context("a count")
+}
+
 async fn unsealer_leader(leases: &kube::Api<Lease>) -> Result<Option<String>> {
     Ok(leases
         .list(&ListParams::default())
