@@ -138,8 +138,9 @@ async fn example_sidecar_values_run_in_an_ml_api_pod() -> Result<()> {
     // `helm install ml-api deploy/charts/ml-api -f examples/ml-api-sidecar/values.yaml`, with only
     // what must point at this machine changed: the images, Vault's in-cluster address and CA, the
     // role, the paths, the app's process name.
-    let mut values: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(example("ml-api-sidecar/values.yaml"))?)?;
+    let mut values: Value = serde_yaml::from_str(&std::fs::read_to_string(example(
+        "ml-api-sidecar/values.yaml",
+    ))?)?;
     let config = &mut values["secrets"]["agent"]["config"];
     for reference in config["secrets"]
         .as_object_mut()
@@ -174,7 +175,15 @@ async fn example_sidecar_values_run_in_an_ml_api_pod() -> Result<()> {
             }},
         })),
     );
-    let _ml_api = install_chart(env, helm, "ml-api", "ml-api", namespace.name(), &values, true)?;
+    let _ml_api = install_chart(
+        env,
+        helm,
+        "ml-api",
+        "ml-api",
+        namespace.name(),
+        &values,
+        true,
+    )?;
     let pods = ready_pods(&namespace.api::<Pod>(), "ml-api").await?;
     let [pod] = pods.as_slice() else {
         anyhow::bail!("one Ready ml-api pod, found {pods:?}");
