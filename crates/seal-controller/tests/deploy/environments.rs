@@ -93,7 +93,10 @@ impl Environment<'_> {
             command.args(["--selector", selector]);
         }
         let output = command.args(args).output()?;
-        ok(&output, &format!("helmfile {} ({})", args.join(" "), self.name))
+        ok(
+            &output,
+            &format!("helmfile {} ({})", args.join(" "), self.name),
+        )
     }
 }
 
@@ -155,7 +158,11 @@ async fn the_prod_environment_comes_up_with_helmfile_in_pods() -> Result<()> {
 /// values are written there); elsewhere, environment variables from AWS Secrets Manager through
 /// the ClusterSecretStore `aws-ml` (the values are created in moto). Returns the chart values
 /// this machine needs and the report the worker must give.
-async fn ml_batch_credentials(env: &TestEnv, environment: &str, marker: &str) -> Result<(Value, Value)> {
+async fn ml_batch_credentials(
+    env: &TestEnv,
+    environment: &str,
+    marker: &str,
+) -> Result<(Value, Value)> {
     let password = format!("pw/{marker}");
     let broker = format!("amqp://broker-{marker}");
     if environment == "dev" {
@@ -401,7 +408,10 @@ async fn environment_in_pods(name: &'static str) -> Result<()> {
     } else {
         &report["env"]
     };
-    assert_eq!(seen, &batch_report, "{name}: ml-batch got other credentials");
+    assert_eq!(
+        seen, &batch_report,
+        "{name}: ml-batch got other credentials"
+    );
 
     // Every pod ran under Pod Security `restricted` (enforced on both namespaces, so admission
     // refused anything else), and no value is anywhere it must not be.
