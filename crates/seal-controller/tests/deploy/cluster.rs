@@ -61,6 +61,7 @@ pub(crate) async fn api_for(client: &Client, object: &Value) -> Result<Api<Dynam
 async fn every_rendered_object_of_every_environment_passes_server_side_dry_run() -> Result<()> {
     let helm = helm!();
     let env = testenv!();
+    let _namespaces = crate::FIXED_NAMESPACES.lock().await;
     install_crds(env).await?;
     let client = env.kube_client().await?;
     // The helmfiles' namespaces (a dry-run needs them to exist; nothing is written into them).

@@ -3,7 +3,8 @@
 //! certificate fetched through the API server's service proxy and pinned in `.seal.yaml`, ml-api's
 //! credentials sealed with `seal --env ENV` as deploy/README.md says, and `helmfile sync` of the
 //! whole environment. Dev, staging and prod each, one after the other (they share the namespaces
-//! `seal-system` and `ml`, and cluster-wide names), while the rest of the suite runs beside them.
+//! `seal-system` and `ml`, and cluster-wide names: [`crate::FIXED_NAMESPACES`]), while the rest of
+//! the suite runs beside them.
 //!
 //! Each test works on a copy of `deploy/` whose values get only what this machine needs: the images
 //! built here; small resource requests (the node has two cores; prod asks for more than that per
@@ -24,7 +25,7 @@ use std::time::Duration;
 use anyhow::Result;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use seal_testenv::{TestEnv, eventually, testenv, unique_name};
 use serde_json::{Value, json};
 
@@ -44,9 +45,6 @@ const ML_API_ITEMS: [&str; 2] = ["DATABASE_URL", "MODEL_REGISTRY_TOKEN"];
 
 /// The files ml-batch's agent writes in dev (`values/dev/ml-batch.yaml`).
 const ML_BATCH_FILES: [&str; 2] = ["/secrets/broker-url", "/secrets/database-url"];
-
-/// One environment at a time: they share namespaces and cluster-wide names.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A copy of `deploy/` and helmfile run on one of its environments; `helmfile destroy` and the
 /// namespaces' deletion (waited for: the next environment makes them again) when dropped.
@@ -126,16 +124,23 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates `name` with Pod Security `restricted` enforced.
+/// Makes `name` (or, left by the dry-run test, labels it) with Pod Security `restricted`
+/// enforced.
 async fn restricted_namespace(env: &TestEnv, name: &str) -> Result<()> {
     let api: kube::Api<Namespace> = kube::Api::all(env.kube_client().await?);
     let namespace: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": name, "labels": {
             "pod-security.kubernetes.io/enforce": "restricted",
             "pod-security.kubernetes.io/enforce-version": "latest",
         }},
     }))?;
-    api.create(&PostParams::default(), &namespace).await?;
+    api.patch(
+        name,
+        &PatchParams::apply("seal-deploy-test-environments"),
+        &Patch::Apply(&namespace),
+    )
+    .await?;
     Ok(())
 }
 
@@ -226,7 +231,7 @@ async fn environment_in_pods(name: &'static str) -> Result<()> {
     let helm = helm!();
     let helmfile = helmfile!();
     let env = testenv!();
-    let _serial = ONE_AT_A_TIME.lock().await;
+    let _serial = crate::FIXED_NAMESPACES.lock().await;
     install_crds(env).await?;
     seal_image(env)?;
     let copy = tempfile::tempdir()?;

@@ -59,6 +59,10 @@ use serde_json::Value;
 /// helm's version, as installed by xtask.
 const HELM_VERSION: &str = "v3.22.0";
 
+/// Held by every test that uses the helmfile environments' own namespaces (`seal-system`, `ml`):
+/// the dry-run of every environment's objects, and each environment applied in pods.
+pub(crate) static FIXED_NAMESPACES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The environments of `deploy/helmfile`.
 pub(crate) const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
 
