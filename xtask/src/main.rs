@@ -4,8 +4,8 @@
 //!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's
 //!   lifecycle tests (each brings up its own node, so they run alone), every test of the
 //!   workspace against a test environment started for the run and stopped after it, with the peers
-//!   and the environment required, and the failure drills in pods (each takes a server away) in an
-//!   environment of their own. Every step runs; the exit code is non-zero if any failed, and
+//!   and the environment required, and then, in the same environment once the rest is done, the
+//!   failure drills in pods (each takes a server away). Every step runs; the exit code is non-zero if any failed, and
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests) and print
@@ -137,7 +137,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             &["test", "--workspace", "--locked", "--no-fail-fast"],
         ),
         // Each drill takes a server away from everything running (an API server restart, OpenBao
-        // down for a minute): in an environment of their own, one at a time, after the rest.
+        // down for a minute): one at a time, after every other test is done with the environment.
         (
             "failure drills",
             &[
@@ -154,6 +154,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             ],
         ),
     ];
+    // One environment for the tests and then the drills, brought up after the lifecycle tests
+    // (one node per host) and down when this returns, interrupted or not.
+    let mut environment: Option<testenv::Session> = None;
     for (name, args) in steps {
         let mut command = Command::new(cargo());
         command
@@ -167,6 +170,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         eprintln!("==> cargo {}", command_line(&command));
         let started = Instant::now();
         let code = if matches!(name, "tests" | "failure drills") {
+            if environment.is_none() {
+                environment = Some(testenv::Session::start()?);
+            }
             testenv::run_against(&mut command)?
         } else {
             let status = command

@@ -157,6 +157,32 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
     Ok(exit_code(status))
 }
 
+/// An environment brought up for several commands (each run with [`run_against`], which reuses
+/// it), brought down when dropped; or, when one was already running, that one, left running.
+pub struct Session(Option<Environment>);
+
+impl Session {
+    /// Reuses the running environment, or brings one up.
+    pub fn start() -> Result<Self> {
+        if Environment::current().is_some_and(|env| env.is_running()) {
+            return Ok(Self(None));
+        }
+        let env = Environment::up(&Binaries::ensure()?, Options::from_env())?;
+        Ok(Self(Some(env)))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(env) = self.0.take() {
+            eprintln!("==> stopping the test environment");
+            if let Err(error) = env.down() {
+                eprintln!("==> the test environment did not come down cleanly: {error:#}");
+            }
+        }
+    }
+}
+
 /// How long a command may take to stop after it was signalled.
 const GRACE: Duration = Duration::from_secs(10);
 

@@ -151,6 +151,11 @@ impl NodePaths {
     }
 }
 
+/// Every registry, for containerd: a closed port on loopback. Images come from the environment
+/// (imported), so a pod whose image is missing fails to pull here rather than asking a registry
+/// (or a name server) off the machine.
+const REGISTRY_HOSTS: &str = "server = \"http://127.0.0.1:9\"\n\n[host.\"http://127.0.0.1:9\"]\n  capabilities = [\"pull\", \"resolve\"]\n";
+
 /// containerd's configuration (version 2, containerd 1.6): every path inside the environment, the
 /// CRI plugin on the environment's pause image and CNI configuration, runc with cgroupfs.
 pub fn containerd_config(paths: &NodePaths, sandbox_image: &str) -> String {
@@ -196,6 +201,8 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{dir}/containerd/certs.d"
 "#
     )
 }
@@ -440,6 +447,9 @@ pub fn write_configs(
         paths.cni_config_dir().join("10-seal-testenv.conflist"),
         cni_config(paths),
     )?;
+    let registries = paths.dir.join("containerd/certs.d/_default");
+    std::fs::create_dir_all(&registries)?;
+    std::fs::write(registries.join("hosts.toml"), REGISTRY_HOSTS)?;
     std::fs::write(paths.kubelet_config(), kubelet_config(kubelet))?;
     std::fs::write(
         paths.proxy_config(),

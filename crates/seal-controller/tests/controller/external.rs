@@ -257,7 +257,11 @@ async fn aws_sync_refresh_force_sync_and_rollout_never_leak_the_value() -> Resul
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example.invalid/web"}]},
+                // Never scheduled: only the pod template matters, and the node would pull.
+                "spec": {
+                    "containers": [{"name": "web", "image": "example.invalid/web"}],
+                    "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
+                },
             },
         },
     }))?;

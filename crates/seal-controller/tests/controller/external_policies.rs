@@ -92,13 +92,18 @@ fn checksum(template: &PodTemplateSpec, secret: &str) -> Option<String> {
         .cloned()
 }
 
-/// A Deployment or StatefulSet (`kind`) `name` with one container and the label `app: name`.
+/// A Deployment or StatefulSet (`kind`) `name` with one container and the label `app: name`. Its
+/// pods are never scheduled (a scheduling gate nobody lifts): only the pod template matters here,
+/// and the node would otherwise try to pull the image.
 fn workload(kind: &str, name: &str) -> serde_json::Value {
     let mut spec = json!({
         "selector": {"matchLabels": {"app": name}},
         "template": {
             "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": "app", "image": "example.invalid/app"}]},
+            "spec": {
+                "containers": [{"name": "app", "image": "example.invalid/app"}],
+                "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
+            },
         },
     });
     if kind == "StatefulSet" {

@@ -4,7 +4,7 @@
 //!
 //! Each drill takes a server away from everything that runs, so these tests are `#[ignore]`d in
 //! the workspace run and `cargo xtask test` runs them in a step of their own ("failure drills"),
-//! in an environment of their own, one at a time. A server is taken away with `cargo xtask testenv
+//! one at a time, once every other test is done with the environment. A server is taken away with `cargo xtask testenv
 //! stop` and brought back, as it was started, with `cargo xtask testenv start`.
 //!
 //! OpenBao's dev server keeps its data in memory: killing the process would lose the state a

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -219,6 +219,57 @@ async fn a_deleted_namespace_is_emptied_and_removed_by_the_controller_manager() 
         },
     )
     .await
+}
+
+#[tokio::test]
+async fn a_pod_runs_on_the_node_and_a_missing_image_is_never_asked_of_a_registry() -> Result<()> {
+    let env = testenv!();
+    let ns = env.namespace("env-node").await?;
+    let pods = ns.api::<Pod>();
+    let pod = |name: &str, image: &str, policy: &str| -> Result<Pod> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": image, "imagePullPolicy": policy}]},
+        }))?)
+    };
+    // The environment's own image runs (nothing is pulled).
+    let pause = env.var("SEAL_TESTENV_PAUSE_IMAGE");
+    pods.create(&PostParams::default(), &pod("runs", pause, "Never")?)
+        .await?;
+    eventually("the pod runs", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move {
+            let phase = pods.get("runs").await?.status.and_then(|s| s.phase);
+            Ok((phase.as_deref() == Some("Running")).then_some(()))
+        }
+    })
+    .await?;
+    // An image the node does not have is asked of a closed port on loopback, never of a registry
+    // or a name server off the machine.
+    pods.create(
+        &PostParams::default(),
+        &pod("pulls", "registry.example.com/app:1", "Always")?,
+    )
+    .await?;
+    let events = ns.api::<Event>();
+    let message = eventually("the pull fails", Duration::from_secs(60), || {
+        let events = events.clone();
+        async move {
+            Ok(events
+                .list(&ListParams::default().fields("involvedObject.name=pulls"))
+                .await?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("Failed"))
+                .and_then(|e| e.message))
+        }
+    })
+    .await?;
+    assert!(
+        message.contains("http://127.0.0.1:9/v2/app/manifests/1?ns=registry.example.com"),
+        "{message}"
+    );
+    Ok(())
 }
 
 #[tokio::test]
