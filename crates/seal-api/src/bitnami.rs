@@ -13,21 +13,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::names::{
+    BITNAMI_SKIP_OWNER_ANNOTATION, CLUSTER_WIDE_ANNOTATION, FINGERPRINT_ANNOTATION,
+    NAMESPACE_WIDE_ANNOTATION, SKIP_OWNER_ANNOTATION,
+};
 use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SealingScope, SecretTemplate};
 
 /// `apiVersion` of Bitnami's SealedSecret.
 pub const BITNAMI_API_VERSION: &str = "bitnami.com/v1alpha1";
-/// Bitnami's namespace-wide scope annotation.
-pub const NAMESPACE_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/namespace-wide";
-/// Bitnami's cluster-wide scope annotation.
-pub const CLUSTER_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/cluster-wide";
-/// Where seal's fingerprint is kept on a Bitnami manifest.
-pub const FINGERPRINT_ANNOTATION: &str = "seal.dev/certificate-fingerprint";
-/// Bitnami's template annotation: do not set an owner reference on the produced Secret.
-pub const BITNAMI_SKIP_OWNER_ANNOTATION: &str =
-    "sealedsecrets.bitnami.com/skip-set-owner-references";
-/// seal's template annotation: do not set an owner reference on the produced Secret.
-pub const SKIP_OWNER_ANNOTATION: &str = "seal.dev/skip-owner-references";
 
 /// A Bitnami SealedSecret, as kubeseal writes it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -23,6 +23,7 @@ pub mod duration;
 pub mod eso;
 pub mod external_secret;
 pub mod manifest;
+pub mod names;
 pub mod produced;
 pub mod rollout;
 mod schema;

@@ -13,10 +13,8 @@
 //! [`ProducedPolicy::check`] is the one place both reconcilers ask; it runs before any decryption
 //! or provider call, so a refused object costs no RSA work and no provider traffic.
 
+use crate::names::RESERVED_LABEL_PREFIXES;
 use std::collections::BTreeMap;
-
-/// Label prefixes no produced Secret may carry.
-pub const RESERVED_LABEL_PREFIXES: &[&str] = &["seal.dev/", "sealedsecrets.bitnami.com/"];
 
 /// Secret types no produced Secret may have unless the operator says otherwise.
 pub const DEFAULT_DENIED_TYPES: &[&str] = &[

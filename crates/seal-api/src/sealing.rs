@@ -7,22 +7,16 @@
 //! `data` and `stringData` is sealed on its own; `stringData` is sealed as UTF-8 and wins over `data`
 //! on the same key, as the API server would merge them.
 
+use crate::names::{CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION};
+use crate::names::{PLAINTEXT_ALLOWED_ANNOTATION, SCOPE_ANNOTATION};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use seal_core::{Certificate, Scope, ScopeError, SecretBytes, envelope};
 
-use crate::bitnami::{CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, strip_server_fields};
+use crate::bitnami::strip_server_fields;
 use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
 use crate::unsealing::{KeyRing, UnsealError, unseal_items};
-
-/// Annotation on an input Secret choosing its scope (`strict`, `namespace-wide`, `cluster-wide`)
-/// when no scope is given on the command line.
-pub const SCOPE_ANNOTATION: &str = "seal.dev/scope";
-
-/// Annotation marking a plaintext Secret manifest as intended (fixtures, examples), so `seal scan`
-/// lets it pass. It describes the plaintext file, so it is not copied into the sealed template.
-pub const PLAINTEXT_ALLOWED_ANNOTATION: &str = "seal.dev/plaintext-allowed";
 
 /// How to seal.
 #[derive(Debug, Clone, Copy)]

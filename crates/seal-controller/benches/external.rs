@@ -27,12 +27,13 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use seal_api::{ExternalSecret, SecretStore};
-use seal_controller::external::{EXTERNAL_SECRET_UID_LABEL, FORCE_SYNC_ANNOTATION};
+
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, unique_name};
 use serde_json::json;
 
 mod common;
 use common::{Running, cpu_sample, cpu_spent, free_port, http_get, seal_controller};
+use seal_api::names::{EXTERNAL_SECRET_UID_LABEL, FORCE_SYNC_ANNOTATION};
 
 const OBJECTS: usize = 1000;
 const OBJECTS_U64: u64 = OBJECTS as u64;

@@ -21,16 +21,10 @@ use seal_api::manifest;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_core::{Certificate, Scope};
 
-use crate::keys::{ACTIVE, BITNAMI_KEY_LABEL, KeySet, KeySource, SEALING_KEY_LABEL};
+use crate::keys::{KeySet, KeySource};
 use crate::unseal::FIELD_MANAGER;
-
-/// Name of the backup ConfigMap in the key namespace.
-pub const BACKUP_CONFIGMAP: &str = "seal-key-backup";
-/// Label on the backup ConfigMap, which `seal keys restore` looks for.
-pub const BACKUP_LABEL: &str = "seal.dev/key-backup";
-/// Annotation recording what the backup holds: the recovery certificate's and the keys'
-/// fingerprints.
-pub const BACKUP_OF_ANNOTATION: &str = "seal.dev/backup-of";
+use seal_api::names::{BACKUP_CONFIGMAP, BACKUP_LABEL, BACKUP_OF_ANNOTATION};
+use seal_api::names::{BITNAMI_KEY_LABEL, KEY_ACTIVE, SEALING_KEY_LABEL};
 
 /// Why the backup could not be written. Messages never carry key material.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +85,7 @@ pub async fn write_backup(
             metadata: ObjectMeta {
                 name: Some(key.secret_name.clone()),
                 namespace: Some(namespace.to_owned()),
-                labels: Some(BTreeMap::from([(label.to_owned(), ACTIVE.to_owned())])),
+                labels: Some(BTreeMap::from([(label.to_owned(), KEY_ACTIVE.to_owned())])),
                 ..ObjectMeta::default()
             },
             type_: Some("kubernetes.io/tls".into()),

@@ -38,16 +38,19 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use seal_api::SealedSecret;
+use seal_api::names::{
+    BACKUP_CONFIGMAP, BITNAMI_KEY_LABEL, SEALED_SECRET_UID_LABEL, SEALING_KEY_LABEL,
+};
 use seal_api::produced::ProducedPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::backup::{BACKUP_CONFIGMAP, write_backup};
+use crate::backup::write_backup;
 use crate::http::{RateLimiter, RsaBudget, api_router, metrics_router};
-use crate::keys::{BITNAMI_KEY_LABEL, KeySet, KeyStore, RenewalPolicy, SEALING_KEY_LABEL};
+use crate::keys::{KeySet, KeyStore, RenewalPolicy};
 use crate::metrics::Metrics;
-use crate::unseal::{Reason, SEALED_SECRET_UID_LABEL, decrypt, write_status, write_unsealed};
+use crate::unseal::{Reason, decrypt, write_status, write_unsealed};
 
 /// What one controller process does. The unsealer holds the sealing keys; the syncer talks to
 /// the providers that stores name. Run apart (the chart's default), each has only its own

@@ -29,6 +29,10 @@
 //!   Events, status and metric labels carry names, reasons and provider error texts (which never
 //!   hold values), never a value.
 
+use seal_api::names::{
+    DATA_HASH_ANNOTATION, EXTERNAL_SECRET_ANNOTATION, EXTERNAL_SECRET_UID_LABEL,
+    FORCE_SYNC_ANNOTATION,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -51,6 +55,7 @@ use seal_api::external_secret::{
     ExternalSecretTemplate, RefreshPolicy, SecretBinding, SecretStoreKind, TemplateMergePolicy,
     reason,
 };
+use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION};
 use seal_api::{ClusterSecretStore, ExternalSecret, ExternalSecretStatus, SecretStore};
 use seal_core::SecretBytes;
 use seal_providers::{FindQuery, Provider, SecretProvider, SecretRef, SecretValue};
@@ -62,17 +67,7 @@ use crate::controller::{Settings, Shared};
 use crate::rollout;
 use crate::store_trust::check_namespace;
 use crate::stores::{Providers, StoreId};
-use crate::unseal::{MANAGED_ANNOTATION, PATCH_ANNOTATION, field_manager};
-
-/// Label on every Secret an ExternalSecret produced: the ExternalSecret's uid.
-pub const EXTERNAL_SECRET_UID_LABEL: &str = "seal.dev/external-secret-uid";
-/// Annotation on a produced Secret: the name of its ExternalSecret (the Secret's own name may
-/// differ), which maps a change of the Secret back to the ExternalSecret.
-pub const EXTERNAL_SECRET_ANNOTATION: &str = "seal.dev/external-secret";
-/// Annotation on a produced Secret: SHA-256 (hex) of everything the controller applied.
-pub const DATA_HASH_ANNOTATION: &str = "seal.dev/data-hash";
-/// Annotation on an ExternalSecret: a new value refreshes it now (ESO's `force-sync`).
-pub const FORCE_SYNC_ANNOTATION: &str = "seal.dev/force-sync";
+use crate::unseal::field_manager;
 
 /// Memory entries kept before starting over (entries of deleted objects are never looked at).
 const MEMORY_LIMIT: usize = 200_000;

@@ -31,23 +31,14 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
+use seal_api::names::{BITNAMI_KEY_LABEL, KEY_ACTIVE, RENEW_REQUEST_ANNOTATION, SEALING_KEY_LABEL};
 use seal_api::unsealing::KeyRing;
 use seal_core::{Certificate, Fingerprint, KeySize, PrivateKey};
 
-/// Label that marks seal's key Secrets; its value is the key's state.
-pub const SEALING_KEY_LABEL: &str = "seal.dev/sealing-key";
-/// Label that marks Bitnami's key Secrets.
-pub const BITNAMI_KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
-/// The label value of a key in use.
-pub const ACTIVE: &str = "active";
-/// The label value of a key that must not be used again.
-pub const COMPROMISED: &str = "compromised";
-/// Annotation on a key Secret asking for a new key; its value is when the request was made.
-pub const RENEW_REQUEST_ANNOTATION: &str = "seal.dev/renew-requested-at";
 /// Labels of Secrets produced from tenants' objects; such a Secret is never a key.
 const PRODUCED_LABELS: [&str; 2] = [
-    crate::unseal::SEALED_SECRET_UID_LABEL,
-    crate::external::EXTERNAL_SECRET_UID_LABEL,
+    seal_api::names::SEALED_SECRET_UID_LABEL,
+    seal_api::names::EXTERNAL_SECRET_UID_LABEL,
 ];
 /// Prefix of the names of the key Secrets the controller creates.
 pub const KEY_SECRET_PREFIX: &str = "seal-key-";
@@ -222,7 +213,7 @@ impl KeyStore {
         let mut skipped = Vec::new();
         let mut renewal_requested = None;
         for (label, source) in sources {
-            let selector = format!("{label}={ACTIVE}");
+            let selector = format!("{label}={KEY_ACTIVE}");
             let list = self
                 .api
                 .list(&ListParams::default().labels(&selector))
@@ -294,7 +285,7 @@ impl KeyStore {
                 namespace: Some(self.namespace.clone()),
                 labels: Some(BTreeMap::from([(
                     SEALING_KEY_LABEL.to_owned(),
-                    ACTIVE.to_owned(),
+                    KEY_ACTIVE.to_owned(),
                 )])),
                 ..ObjectMeta::default()
             },
@@ -422,7 +413,7 @@ mod tests {
         let now = SystemTime::now();
         let mut produced = key_secret(now);
         produced.metadata.labels = Some(BTreeMap::from([(
-            crate::unseal::SEALED_SECRET_UID_LABEL.to_owned(),
+            seal_api::names::SEALED_SECRET_UID_LABEL.to_owned(),
             "uid".to_owned(),
         )]));
         assert!(parse_key_secret(&produced, now).is_err());

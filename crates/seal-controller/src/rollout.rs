@@ -13,18 +13,18 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client};
+use seal_api::names::CHECKSUM_ANNOTATION_PREFIX;
 use seal_api::{RolloutRestartTarget, WorkloadKind};
 use tracing::{info, warn};
-
-/// The prefix of the pod-template annotation; the produced Secret's name follows it.
-pub const CHECKSUM_ANNOTATION_PREFIX: &str = "seal.dev/secret-checksum-";
 
 /// The annotation key for `secret`: the prefix and the Secret's name, or, when that would pass
 /// the 63 characters Kubernetes allows an annotation name, a digest of the name.
 pub fn checksum_annotation(secret: &str) -> String {
-    let name = format!("secret-checksum-{secret}");
+    let key = format!("{CHECKSUM_ANNOTATION_PREFIX}{secret}");
+    // The name part, after the prefix's `/`, may have at most 63 characters.
+    let name = key.split_once('/').map_or(key.as_str(), |(_, name)| name);
     if name.len() <= 63 {
-        return format!("seal.dev/{name}");
+        return key;
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
     format!(

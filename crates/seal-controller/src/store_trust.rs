@@ -29,13 +29,9 @@
 //! Caveats: what a tenant does with its *own* credentials (a token from its own Secret, sent to its
 //! own server) is its business; this module only stops it from spending the controller's.
 
+use seal_api::names::TOKEN_OPT_IN_ANNOTATION;
 use seal_api::secret_store::SecretStoreProvider;
 use seal_providers::endpoint::Transport;
-
-/// Annotation on a ServiceAccount that lets stores of its namespace (and ClusterSecretStores that
-/// name it) request tokens for it. Whoever may annotate the ServiceAccount could request a token
-/// for it themselves, so the opt-in moves no power.
-pub const TOKEN_OPT_IN_ANNOTATION: &str = "seal.dev/allow-store-tokens";
 
 pub use seal_api::secret_store::{MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS};
 

@@ -223,7 +223,7 @@ impl Providers {
     }
 
     /// Every ServiceAccount the store would request tokens for, read to check that it opted in
-    /// ([`store_trust::TOKEN_OPT_IN_ANNOTATION`]): their resourceVersions, so that a withdrawn
+    /// ([`seal_api::names::TOKEN_OPT_IN_ANNOTATION`]): their resourceVersions, so that a withdrawn
     /// opt-in rebuilds (and so refuses) the provider.
     async fn read_token_accounts(
         &self,

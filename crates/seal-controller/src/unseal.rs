@@ -16,6 +16,7 @@
 //! The [`Outcome`] says what happened in words safe for status, Events and logs: item names and
 //! reasons, never a value, and every decryption failure reads the same.
 
+use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION, SEALED_SECRET_UID_LABEL};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -24,7 +25,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 use seal_api::SealedSecret;
-use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
+
+use seal_api::names::SKIP_OWNER_ANNOTATION;
 use seal_api::produced::ProducedPolicy;
 use seal_api::unsealing::{KeyRing, UnsealError, unseal_to_secret};
 
@@ -43,12 +45,6 @@ pub fn field_manager(merge: bool, uid: &str) -> String {
         FIELD_MANAGER.to_owned()
     }
 }
-/// Label on every Secret this controller produced: the uid of its SealedSecret.
-pub const SEALED_SECRET_UID_LABEL: &str = "seal.dev/sealed-secret-uid";
-/// On an existing Secret: the controller may take it over.
-pub const MANAGED_ANNOTATION: &str = "seal.dev/managed";
-/// On an existing Secret: the controller adds the sealed items and keeps the others.
-pub const PATCH_ANNOTATION: &str = "seal.dev/patch";
 
 /// Why a SealedSecret is or is not unsealed: the `Ready` condition's reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,19 +17,13 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use seal_api::SealedSecret;
 use seal_api::manifest::{self, Object};
+use seal_api::names::{BACKUP_LABEL, RENEW_REQUEST_ANNOTATION, SEALING_KEY_LABEL};
 use seal_api::unsealing::unseal_to_secret;
 use seal_core::Certificate;
 
 use crate::cluster::{Cluster, ControllerArgs};
 use crate::failure::{Failure, Outcome};
 use crate::io;
-
-/// Label of seal's key Secrets (the controller's `keys` module).
-const SEALING_KEY_LABEL: &str = "seal.dev/sealing-key";
-/// Annotation asking for a new key.
-const RENEW_REQUEST_ANNOTATION: &str = "seal.dev/renew-requested-at";
-/// Label of the controller's key backup ConfigMap.
-const BACKUP_LABEL: &str = "seal.dev/key-backup";
 
 /// `seal keys` subcommands.
 #[derive(clap::Subcommand, Debug)]

@@ -8,11 +8,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use seal_api::manifest::{self, Object};
+use seal_api::names::PLAINTEXT_ALLOWED_ANNOTATION as ALLOW_ANNOTATION;
 
 use crate::failure::{Failure, Outcome};
 use crate::io;
-
-use seal_api::sealing::PLAINTEXT_ALLOWED_ANNOTATION as ALLOW_ANNOTATION;
 
 /// Directories never descended into.
 const SKIPPED_DIRS: [&str; 5] = [".git", "target", "node_modules", ".terraform", "vendor"];

@@ -13,7 +13,8 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use seal_api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use seal_controller::store_trust::TOKEN_OPT_IN_ANNOTATION;
+
+use seal_api::names::TOKEN_OPT_IN_ANNOTATION;
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv, unique_name};
 use serde_json::json;
 

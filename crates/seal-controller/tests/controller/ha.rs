@@ -14,7 +14,8 @@ use kube::ResourceExt;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use seal_api::SealedSecret;
-use seal_controller::unseal::SEALED_SECRET_UID_LABEL;
+
+use seal_api::names::SEALED_SECRET_UID_LABEL;
 use seal_testenv::{TestNamespace, eventually, testenv};
 
 use crate::support::{

@@ -10,10 +10,11 @@ use anyhow::{Context, Result};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
-use seal_api::bitnami::{CLUSTER_WIDE_ANNOTATION, to_bitnami};
+use seal_api::bitnami::to_bitnami;
 use seal_api::manifest::{self, Format, Object};
 use seal_api::unsealing::{KeyRing, unseal_items};
-use seal_controller::keys::{ACTIVE, SEALING_KEY_LABEL};
+
+use seal_api::names::{CLUSTER_WIDE_ANNOTATION, KEY_ACTIVE, SEALING_KEY_LABEL};
 use seal_core::{Certificate, KeySize, PrivateKey, Scope};
 use seal_testenv::{eventually, testenv};
 use serde_json::Value;
@@ -103,7 +104,10 @@ async fn the_certificate_api_serves_verifies_rotates_and_limits() -> Result<()> 
             &Secret {
                 metadata: ObjectMeta {
                     name: Some("byo-key".into()),
-                    labels: Some(BTreeMap::from([(SEALING_KEY_LABEL.into(), ACTIVE.into())])),
+                    labels: Some(BTreeMap::from([(
+                        SEALING_KEY_LABEL.into(),
+                        KEY_ACTIVE.into(),
+                    )])),
                     ..ObjectMeta::default()
                 },
                 type_: Some("kubernetes.io/tls".into()),

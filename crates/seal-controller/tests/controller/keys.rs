@@ -7,10 +7,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
+use seal_api::names::{BITNAMI_KEY_LABEL, KEY_ACTIVE, KEY_COMPROMISED, SEALING_KEY_LABEL};
 use seal_api::unsealing::unseal_items;
-use seal_controller::keys::{
-    ACTIVE, BITNAMI_KEY_LABEL, COMPROMISED, KeySource, KeyStore, RenewalPolicy, SEALING_KEY_LABEL,
-};
+use seal_controller::keys::{KeySource, KeyStore, RenewalPolicy};
 use seal_core::{KeySize, Scope};
 use seal_testenv::testenv;
 
@@ -36,7 +35,10 @@ async fn first_start_creates_one_key_and_later_starts_reuse_it() -> Result<()> {
 
     let stored = ns.api::<Secret>().get(&created.secret_name).await?;
     assert_eq!(stored.type_.as_deref(), Some("kubernetes.io/tls"));
-    assert_eq!(stored.metadata.labels.unwrap()[SEALING_KEY_LABEL], ACTIVE);
+    assert_eq!(
+        stored.metadata.labels.unwrap()[SEALING_KEY_LABEL],
+        KEY_ACTIVE
+    );
 
     let (again, none) = store
         .ensure(&policy(), now + Duration::from_secs(60))
@@ -86,7 +88,7 @@ async fn a_compromised_key_stops_being_used_and_a_new_one_is_made() -> Result<()
     let (_, first) = store.ensure(&policy(), SystemTime::now()).await?;
     let first = first.unwrap();
 
-    let relabel = serde_json::json!({"metadata": {"labels": {SEALING_KEY_LABEL: COMPROMISED}}});
+    let relabel = serde_json::json!({"metadata": {"labels": {SEALING_KEY_LABEL: KEY_COMPROMISED}}});
     ns.api::<Secret>()
         .patch(
             &first.secret_name,
@@ -114,12 +116,18 @@ async fn keys_added_at_runtime_are_picked_up_and_bitnami_keys_only_when_importin
     let env = testenv!();
     let ns = env.namespace("keys-runtime").await?;
     let secrets = ns.api::<Secret>();
-    let own = tls_secret("brought-own", &[(SEALING_KEY_LABEL, ACTIVE)])?;
-    let bitnami = tls_secret("sealed-secrets-keyabcde", &[(BITNAMI_KEY_LABEL, ACTIVE)])?;
+    let own = tls_secret("brought-own", &[(SEALING_KEY_LABEL, KEY_ACTIVE)])?;
+    let bitnami = tls_secret(
+        "sealed-secrets-keyabcde",
+        &[(BITNAMI_KEY_LABEL, KEY_ACTIVE)],
+    )?;
     let broken = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some("broken".into()),
-            labels: Some(BTreeMap::from([(SEALING_KEY_LABEL.into(), ACTIVE.into())])),
+            labels: Some(BTreeMap::from([(
+                SEALING_KEY_LABEL.into(),
+                KEY_ACTIVE.into(),
+            )])),
             ..Default::default()
         },
         string_data: Some(BTreeMap::from([("tls.key".into(), "not a key".into())])),

@@ -20,8 +20,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use seal_api::SealedSecret;
 use seal_api::manifest::{self, Object};
-use seal_controller::backup::BACKUP_CONFIGMAP;
-use seal_controller::keys::SEALING_KEY_LABEL;
+
+use seal_api::names::{BACKUP_CONFIGMAP, SEALING_KEY_LABEL};
 use seal_core::{Certificate, KeySize, PrivateKey};
 use seal_testenv::{TestNamespace, eventually, testenv};
 use serde_json::json;

@@ -18,7 +18,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use seal_api::manifest::{self, Object};
 use seal_api::{ExternalSecret, SealedSecret};
-use seal_controller::backup::BACKUP_CONFIGMAP;
+
+use seal_api::names::BACKUP_CONFIGMAP;
 use seal_core::{Certificate, KeySize, PrivateKey};
 use seal_testenv::{TestEnv, eventually, testenv, unique_name};
 use serde_json::Value;

@@ -10,8 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::ListParams;
 use seal_api::SealedSecret;
 use seal_api::sealing::{SealOptions, seal_secret};
-use seal_controller::keys::SEALING_KEY_LABEL;
-use seal_controller::unseal::SEALED_SECRET_UID_LABEL;
+
+use seal_api::names::{SEALED_SECRET_UID_LABEL, SEALING_KEY_LABEL};
 use seal_core::Certificate;
 use seal_testenv::{TestEnv, TestNamespace, eventually, secret_from_pairs};
 

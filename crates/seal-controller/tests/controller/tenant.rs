@@ -16,7 +16,8 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use seal_api::{ExternalSecret, SealedSecret, SecretStore};
-use seal_controller::keys::SEALING_KEY_LABEL;
+
+use seal_api::names::SEALING_KEY_LABEL;
 use seal_testenv::{TestEnv, TestNamespace, eventually, testenv};
 use serde_json::{Value, json};
 

@@ -11,14 +11,14 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use seal_api::SealedSecret;
-use seal_api::bitnami::SKIP_OWNER_ANNOTATION;
+
+use seal_api::names::{
+    MANAGED_ANNOTATION, PATCH_ANNOTATION, SEALED_SECRET_UID_LABEL, SKIP_OWNER_ANNOTATION,
+};
 use seal_api::produced::ProducedPolicy;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_api::unsealing::KeyRing;
-use seal_controller::unseal::{
-    MANAGED_ANNOTATION, PATCH_ANNOTATION, Reason, SEALED_SECRET_UID_LABEL, unseal_into_secret,
-    write_status,
-};
+use seal_controller::unseal::{Reason, unseal_into_secret, write_status};
 use seal_core::{Certificate, KeySize, PrivateKey, Scope};
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv};
 
