@@ -887,39 +887,9 @@ fn duration_field(
 ) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
-        Some(text) => parse_duration(text).map_err(|d| error(field, d)),
+        // The one grammar of every seal duration: Go's, plus days.
+        Some(text) => seal_core::parse_duration(text).map_err(|d| error(field, d.to_string())),
     }
-}
-
-/// `500ms`, `30s`, `5m`, `1h`, or combinations such as `1m30s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration such as 30s, 5m or 1h");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let step = match &rest[..unit] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(bad()),
-        };
-        total += step;
-        rest = &rest[unit..];
-    }
-    Ok(total)
 }
 
 /// A one-line description of the configuration for the start-up log: counts and names, never
@@ -1081,12 +1051,17 @@ server: {listen: "127.0.0.1:0", ttl: 10s}
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("").is_err());
+    fn duration_fields_take_the_one_duration_grammar() {
+        let default = Duration::from_secs(1);
+        let field = |text| duration_field("refresh.interval", Some(text), default);
+        assert_eq!(field("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(field("1h2m3s").unwrap(), Duration::from_secs(3723));
+        assert_eq!(field("1d12h").unwrap(), Duration::from_secs(36 * 3600));
+        assert_eq!(duration_field("x", None, default).unwrap(), default);
+        for bad in ["5", "m", ""] {
+            let message = field(bad).unwrap_err().to_string();
+            assert!(message.contains("refresh.interval"), "{message}");
+        }
     }
 
     #[test]

@@ -607,8 +607,8 @@ spec:
             ),
             (
                 "refreshInterval: 1h0m0s",
-                "refreshInterval: 1d",
-                "spec.refreshInterval: \"1d\": unknown unit \"d\" (use ns, us, ms, s, m or h)",
+                "refreshInterval: 1w",
+                "spec.refreshInterval: \"1w\": unknown unit \"w\" (use ns, us, ms, s, m, h or d)",
             ),
         ];
         for (from, to, message) in cases {

@@ -26,9 +26,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::{DurationError, parse_duration};
 use crate::rollout::RolloutRestartTarget;
 use crate::validation::{ValidationError, exactly_one, non_empty};
+use seal_core::duration::{DurationError, parse_duration};
 
 /// Reasons of an ExternalSecret's `Ready` condition, as ESO spells them.
 pub mod reason {
@@ -83,7 +83,7 @@ pub struct ExternalSecretSpec {
     pub secret_store_ref: SecretStoreRef,
     /// How often to read again, as a duration (`1h`, `15m`, `0s`); default `1h`; `0s` reads once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::duration::DURATION_PATTERN))]
+    #[schemars(regex(pattern = seal_core::duration::DURATION_PATTERN))]
     pub refresh_interval: Option<String>,
     /// When to read again: `Periodic` (default), `OnChange` (when the spec changes) or
     /// `CreatedOnce`.
@@ -764,8 +764,8 @@ spec:
         type Break = Box<dyn Fn(&mut ExternalSecretSpec)>;
         let cases: Vec<(Break, &str)> = vec![
             (
-                Box::new(|s| s.refresh_interval = Some("1d".into())),
-                r#"spec.refreshInterval: "1d": unknown unit "d" (use ns, us, ms, s, m or h)"#,
+                Box::new(|s| s.refresh_interval = Some("1w".into())),
+                r#"spec.refreshInterval: "1w": unknown unit "w" (use ns, us, ms, s, m, h or d)"#,
             ),
             (
                 Box::new(|s| s.refresh_interval = Some("-5m".into())),

@@ -19,7 +19,6 @@
 //! No IO happens here: callers bring text and keys.
 
 pub mod bitnami;
-pub mod duration;
 pub mod eso;
 pub mod external_secret;
 pub mod manifest;
@@ -35,7 +34,6 @@ pub mod validation;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-pub use duration::{DurationError, parse_duration};
 pub use external_secret::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
 pub use rollout::{RolloutRestartTarget, WorkloadKind};
 pub use sealed_secret::{

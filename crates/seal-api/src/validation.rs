@@ -7,7 +7,7 @@
 //! configuration (field names, durations, template text), never a secret value: these objects
 //! hold none.
 
-use crate::duration::DurationError;
+use seal_core::duration::DurationError;
 
 /// A rule the object breaks, with the path of the field that breaks it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

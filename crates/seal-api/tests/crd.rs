@@ -400,7 +400,7 @@ async fn the_api_server_refuses_external_secrets_that_break_a_rule() -> Result<(
     let base = json!({"secretStoreRef": {"name": "vault"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]});
     let es_with = |key: &str, value: Value| with(base.clone(), &[key], value);
     let cases = [
-        (es_with("refreshInterval", json!("1d")), "refreshInterval"),
+        (es_with("refreshInterval", json!("1w")), "refreshInterval"),
         (
             es_with("refreshPolicy", json!("Always")),
             "Unsupported value",
@@ -529,8 +529,8 @@ async fn the_api_server_and_the_code_agree_on_refresh_intervals() -> Result<()> 
     };
     let samples = [
         "0", "0s", "+5s", "1h", "15m", "1h30m", "1h0m0s", "1.5h", ".5s", "1.s", "500ms", "10us",
-        "10µs", "7ns", "999ms", "1000ms", "1s", "", "1", "-1h", "1d", "h", "1h5", "1..5s", "00",
-        " 1h", "1H",
+        "10µs", "7ns", "999ms", "1000ms", "1s", "", "1", "-1h", "1d", "1d12h", "1w", "h", "1h5",
+        "1..5s", "00", " 1h", "1H",
     ];
     for sample in samples {
         let spec = json!({

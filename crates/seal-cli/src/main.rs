@@ -78,7 +78,7 @@ struct CertArgs {
     env: Option<String>,
 
     /// Timeout for fetching a certificate URL (e.g. 10s, 500ms, 1m).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = seal_core::parse_duration)]
     request_timeout: Duration,
 }
 
@@ -375,22 +375,6 @@ Examples:
     },
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("not a duration: {text:?} (e.g. 10s)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" | "" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("unknown unit in {text:?} (use ms, s or m)")),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -438,12 +422,10 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("1h").is_err());
-        assert!(parse_duration("s").is_err());
+    fn timeouts_take_the_one_duration_grammar() {
+        // Every flag reads durations as Go writes them, plus days (seal_core::duration).
+        let cli = Cli::try_parse_from(["seal", "--request-timeout", "1m30s"]);
+        assert!(cli.is_ok(), "{cli:?}");
+        assert!(Cli::try_parse_from(["seal", "--request-timeout", "7"]).is_err());
     }
 }

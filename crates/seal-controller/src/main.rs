@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use seal_api::produced::ProducedPolicy;
 use seal_controller::controller::{LeaderElection, Role, Settings, run};
@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     namespaces: Vec<String>,
     /// Make a new key when the newest is this old (s, m, h or d units; 0 disables renewal).
-    #[arg(long, default_value = "720h", value_parser = parse_duration)]
+    #[arg(long, default_value = "720h", value_parser = seal_core::parse_duration)]
     key_renew_period: Duration,
     /// Make a new key at start if the newest was made before this RFC 3339 time.
     #[arg(long, value_parser = parse_time)]
@@ -73,7 +73,7 @@ struct Args {
     #[arg(long, default_value = "seal-controller")]
     leader_elect_lease_name: String,
     /// How long the leader's Lease lasts unrenewed: the longest a dead leader goes unreplaced.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = seal_core::parse_duration)]
     leader_elect_lease_duration: Duration,
     /// Back up every key, sealed to this offline recovery certificate (PEM), into the ConfigMap
     /// seal-key-backup in the key namespace; `seal keys restore` reads it.
@@ -212,26 +212,6 @@ fn parse_addr(text: &str) -> Result<SocketAddr> {
     };
     full.parse()
         .with_context(|| format!("{text:?} is not an address such as :8080 or 127.0.0.1:8080"))
-}
-
-/// `90s`, `30m`, `720h`, `30d` or `0`.
-fn parse_duration(text: &str) -> Result<Duration> {
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .context("a duration needs a unit: s, m, h or d (e.g. 720h)")?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().context("a duration starts with a number")?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("unknown unit {unit:?}: use s, m, h or d"),
-    };
-    Ok(Duration::from_secs(number * seconds))
 }
 
 fn parse_time(text: &str) -> Result<SystemTime> {

@@ -13,6 +13,7 @@
 
 mod backend;
 pub mod cert;
+pub mod duration;
 pub mod envelope;
 pub mod fingerprint;
 pub mod keys;
@@ -20,6 +21,7 @@ pub mod scope;
 mod secret;
 
 pub use cert::{CLOCK_SKEW, CertError, Certificate};
+pub use duration::{DurationError, parse_duration};
 pub use envelope::{Malformed, OpenError, SealError};
 pub use fingerprint::Fingerprint;
 pub use keys::{KeyError, KeySize, PrivateKey, PublicKey};

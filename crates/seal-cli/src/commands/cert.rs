@@ -30,7 +30,7 @@ Examples:
         format: Option<OutputFormat>,
 
         /// Timeout for fetching a URL.
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = seal_core::parse_duration)]
         request_timeout: Duration,
     },
 
@@ -49,7 +49,7 @@ Examples:
         write: Option<PathBuf>,
 
         /// Timeout for each request.
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = seal_core::parse_duration)]
         request_timeout: Duration,
     },
 }

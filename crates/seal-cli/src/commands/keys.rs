@@ -41,7 +41,7 @@ newest key Secret, made with your kubeconfig, so RBAC decides who may renew.")]
         controller: ControllerArgs,
 
         /// How long to wait for the new key (0 to not wait).
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = seal_core::parse_duration)]
         wait: Duration,
     },
 

@@ -115,7 +115,7 @@ pub struct ProviderArgs {
     allow_http_vault: bool,
 
     /// Timeout of every provider call (each is retried up to 3 times when transient).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = seal_core::parse_duration)]
     timeout: Duration,
 }
 

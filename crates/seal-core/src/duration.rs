@@ -1,16 +1,17 @@
-//! Durations written the way Kubernetes and ESO write them (Go's `time.ParseDuration` syntax:
-//! `1h`, `15m`, `1h30m`, `90s`, `1.5h`, `500ms`, `0s`), parsed into [`std::time::Duration`].
+//! The one duration grammar of every seal flag, configuration field and CRD field: Go's
+//! `time.ParseDuration`, as Kubernetes users write durations (`1h`, `15m`, `1h30m`, `90s`, `1.5h`,
+//! `500ms`, `0s`), plus `d` for days (`30d`, `1d12h`), parsed into [`std::time::Duration`].
 //!
-//! ESO's `refreshInterval` is a Go `metav1.Duration`, so seal accepts exactly the strings ESO
-//! accepts, except negative ones, which ESO treats as "never refresh" by accident rather than by
-//! contract; seal refuses them so that `0s` is the one way to say "fetch once".
+//! ESO's `refreshInterval` is a Go `metav1.Duration`, so seal accepts every string ESO accepts,
+//! and `d` besides, except negative ones, which ESO treats as "never refresh" by accident rather
+//! than by contract; seal refuses them so that `0s` is the one way to say "fetch once".
 
 use std::time::Duration;
 
 /// The CRD schema pattern for a duration string: what [`parse_duration`] accepts, so the API server
 /// refuses what the controller could not read (RE2 syntax, which the API server uses).
 pub const DURATION_PATTERN: &str =
-    r"^\+?(0|((([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(ns|us|µs|μs|ms|s|m|h))+)$";
+    r"^\+?(0|((([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(ns|us|µs|μs|ms|s|m|h|d))+)$";
 
 /// Why a duration string does not parse. Durations are configuration, never secret, so messages
 /// quote the input.
@@ -26,8 +27,8 @@ pub enum DurationError {
     /// A number without a unit, or no number where one belongs.
     #[error("{0:?}: not a duration (write a number and a unit, e.g. 1h, 15m, 1h30m, 500ms, 0s)")]
     Syntax(String),
-    /// A unit other than ns, us, µs, ms, s, m, h.
-    #[error("{input:?}: unknown unit {unit:?} (use ns, us, ms, s, m or h)")]
+    /// A unit other than ns, us, µs, ms, s, m, h, d.
+    #[error("{input:?}: unknown unit {unit:?} (use ns, us, ms, s, m, h or d)")]
     UnknownUnit {
         /// The whole input.
         input: String,
@@ -48,11 +49,12 @@ pub enum DurationError {
 }
 
 /// Parses a Go-style duration: an optional `+`, then one or more `<number><unit>` pairs where the
-/// number may have a decimal fraction and the unit is `ns`, `us` (or `µs`), `ms`, `s`, `m` or `h`;
-/// a bare `0` is allowed too.
+/// number may have a decimal fraction and the unit is `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`
+/// or `d` (24 hours); a bare `0` is allowed too.
 ///
-/// Guarantees: the same strings as Go's `time.ParseDuration` for non-negative durations, and the
-/// same limit (about 292 years, `i64::MAX` nanoseconds), rounding fractions down to the nanosecond.
+/// Guarantees: the same strings as Go's `time.ParseDuration` for non-negative durations, plus the
+/// unit `d`, and the same limit (about 292 years, `i64::MAX` nanoseconds), rounding fractions down
+/// to the nanosecond.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let syntax = || DurationError::Syntax(input.to_owned());
     let overflow = || DurationError::Overflow(input.to_owned());
@@ -98,6 +100,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "s" => 1_000_000_000,
             "m" => 60 * 1_000_000_000,
             "h" => 3_600 * 1_000_000_000,
+            "d" => 86_400 * 1_000_000_000,
             "" => return Err(syntax()),
             other => {
                 return Err(DurationError::UnknownUnit {
@@ -178,6 +181,9 @@ mod tests {
             ("7ns", 7),
             ("1m1.000000001s", 61_000_000_001),
             ("2562047h", 2_562_047 * 3_600_000_000_000),
+            ("30d", 30 * 86_400_000_000_000),
+            ("1d12h", 36 * 3_600_000_000_000),
+            ("0.5d", 12 * 3_600_000_000_000),
         ];
         for (input, nanos) in cases {
             assert_eq!(
@@ -206,8 +212,8 @@ mod tests {
             );
         }
         assert_eq!(
-            parse_duration("3d").unwrap_err().to_string(),
-            r#""3d": unknown unit "d" (use ns, us, ms, s, m or h)"#
+            parse_duration("3w").unwrap_err().to_string(),
+            r#""3w": unknown unit "w" (use ns, us, ms, s, m, h or d)"#
         );
         assert!(matches!(
             parse_duration("2562048h"),
