@@ -122,7 +122,8 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
     let (env, started_here) = match Environment::current() {
         Some(env) if env.is_running() => {
             eprintln!(
-                "==> using the running test environment; `cargo xtask testenv down` stops it"
+                "==> using the running test environment in {}",
+                env.dir().display()
             );
             (env, false)
         }

@@ -70,6 +70,11 @@ fn pointer() -> PathBuf {
 }
 
 impl Environment {
+    /// The run's directory (its servers' logs, configuration and state).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The running environment, if any.
     pub fn current() -> Option<Self> {
         let dir = PathBuf::from(std::fs::read_to_string(pointer()).ok()?.trim());
