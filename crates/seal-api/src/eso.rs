@@ -607,8 +607,8 @@ spec:
             ),
             (
                 "refreshInterval: 1h0m0s",
-                "refreshInterval: 1w",
-                "spec.refreshInterval: \"1w\": unknown unit \"w\" (use ns, us, ms, s, m, h or d)",
+                "refreshInterval: 1d",
+                "spec.refreshInterval: \"1d\": a Kubernetes field takes no days (write hours, e.g. 24h)",
             ),
         ];
         for (from, to, message) in cases {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rollout::RolloutRestartTarget;
 use crate::validation::{ValidationError, exactly_one, non_empty};
-use seal_core::duration::{DurationError, parse_duration};
+use seal_core::duration::{DurationError, parse_kubernetes_duration};
 
 /// Reasons of an ExternalSecret's `Ready` condition, as ESO spells them.
 pub mod reason {
@@ -382,14 +382,14 @@ impl ExternalSecretSpec {
     /// The refresh interval: `refreshInterval` parsed, else [`DEFAULT_REFRESH_INTERVAL`].
     /// [`Duration::ZERO`] means "read once, never refresh".
     ///
-    /// Errors: what [`parse_duration`] refuses, and an interval shorter than
+    /// Errors: what [`parse_kubernetes_duration`] refuses, and an interval shorter than
     /// [`MIN_REFRESH_INTERVAL`] other than zero (the CRD's CEL rule refuses it too; this check
     /// holds for objects stored before that rule).
     pub fn refresh_interval(&self) -> Result<Duration, DurationError> {
         let interval = self
             .refresh_interval
             .as_deref()
-            .map_or(Ok(DEFAULT_REFRESH_INTERVAL), parse_duration)?;
+            .map_or(Ok(DEFAULT_REFRESH_INTERVAL), parse_kubernetes_duration)?;
         if !interval.is_zero() && interval < MIN_REFRESH_INTERVAL {
             return Err(DurationError::TooShort {
                 input: self.refresh_interval.clone().unwrap_or_default(),
@@ -764,8 +764,8 @@ spec:
         type Break = Box<dyn Fn(&mut ExternalSecretSpec)>;
         let cases: Vec<(Break, &str)> = vec![
             (
-                Box::new(|s| s.refresh_interval = Some("1w".into())),
-                r#"spec.refreshInterval: "1w": unknown unit "w" (use ns, us, ms, s, m, h or d)"#,
+                Box::new(|s| s.refresh_interval = Some("1d".into())),
+                r#"spec.refreshInterval: "1d": a Kubernetes field takes no days (write hours, e.g. 24h)"#,
             ),
             (
                 Box::new(|s| s.refresh_interval = Some("-5m".into())),

@@ -400,7 +400,7 @@ async fn the_api_server_refuses_external_secrets_that_break_a_rule() -> Result<(
     let base = json!({"secretStoreRef": {"name": "vault"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]});
     let es_with = |key: &str, value: Value| with(base.clone(), &[key], value);
     let cases = [
-        (es_with("refreshInterval", json!("1w")), "refreshInterval"),
+        (es_with("refreshInterval", json!("1d")), "refreshInterval"),
         (
             es_with("refreshPolicy", json!("Always")),
             "Unsupported value",

@@ -1,17 +1,20 @@
-//! The one duration grammar of every seal flag, configuration field and CRD field: Go's
-//! `time.ParseDuration`, as Kubernetes users write durations (`1h`, `15m`, `1h30m`, `90s`, `1.5h`,
-//! `500ms`, `0s`), plus `d` for days (`30d`, `1d12h`), parsed into [`std::time::Duration`].
+//! The one duration grammar of seal: Go's `time.ParseDuration`, as Kubernetes users write
+//! durations (`1h`, `15m`, `1h30m`, `90s`, `1.5h`, `500ms`, `0s`), plus `d` for days (`30d`,
+//! `1d12h`) in every flag and configuration field ([`parse_duration`]). Fields of Kubernetes
+//! objects take Go's grammar alone ([`parse_kubernetes_duration`]): the API server checks them
+//! with CEL's `duration()` and the schema's [`DURATION_PATTERN`], which know no days, and ESO reads
+//! the same fields as a Go `metav1.Duration`.
 //!
-//! ESO's `refreshInterval` is a Go `metav1.Duration`, so seal accepts every string ESO accepts,
-//! and `d` besides, except negative ones, which ESO treats as "never refresh" by accident rather
-//! than by contract; seal refuses them so that `0s` is the one way to say "fetch once".
+//! Negative durations are refused: ESO treats them as "never refresh" by accident rather than by
+//! contract, so `0s` is the one way to say "fetch once".
 
 use std::time::Duration;
 
-/// The CRD schema pattern for a duration string: what [`parse_duration`] accepts, so the API server
-/// refuses what the controller could not read (RE2 syntax, which the API server uses).
+/// The CRD schema pattern for a duration string: what [`parse_kubernetes_duration`] accepts, so
+/// the API server refuses what the controller could not read (RE2 syntax, which the API server
+/// uses).
 pub const DURATION_PATTERN: &str =
-    r"^\+?(0|((([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(ns|us|µs|μs|ms|s|m|h|d))+)$";
+    r"^\+?(0|((([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(ns|us|µs|μs|ms|s|m|h))+)$";
 
 /// Why a duration string does not parse. Durations are configuration, never secret, so messages
 /// quote the input.
@@ -43,6 +46,9 @@ pub enum DurationError {
         /// The shortest allowed, as written in the docs.
         minimum: &'static str,
     },
+    /// `d` in a field of a Kubernetes object, which the API server reads as Go does.
+    #[error("{0:?}: a Kubernetes field takes no days (write hours, e.g. 24h)")]
+    Days(String),
     /// More than Go's limit of about 2,562,047 hours.
     #[error("{0:?}: too long (at most 2562047h)")]
     Overflow(String),
@@ -56,6 +62,16 @@ pub enum DurationError {
 /// unit `d`, and the same limit (about 292 years, `i64::MAX` nanoseconds), rounding fractions down
 /// to the nanosecond.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    parse(input, true)
+}
+
+/// [`parse_duration`] without `d`: Go's `time.ParseDuration` exactly (non-negative), for fields of
+/// Kubernetes objects, which the API server and ESO read as Go does.
+pub fn parse_kubernetes_duration(input: &str) -> Result<Duration, DurationError> {
+    parse(input, false)
+}
+
+fn parse(input: &str, days: bool) -> Result<Duration, DurationError> {
     let syntax = || DurationError::Syntax(input.to_owned());
     let overflow = || DurationError::Overflow(input.to_owned());
     let mut rest = match input.as_bytes().first() {
@@ -100,7 +116,8 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "s" => 1_000_000_000,
             "m" => 60 * 1_000_000_000,
             "h" => 3_600 * 1_000_000_000,
-            "d" => 86_400 * 1_000_000_000,
+            "d" if days => 86_400 * 1_000_000_000,
+            "d" => return Err(DurationError::Days(input.to_owned())),
             "" => return Err(syntax()),
             other => {
                 return Err(DurationError::UnknownUnit {
@@ -223,6 +240,18 @@ mod tests {
             parse_duration("99999999999999999999999999999999999999999h"),
             Err(DurationError::Overflow(_))
         ));
+    }
+
+    #[test]
+    fn kubernetes_fields_take_go_durations_without_days() {
+        assert_eq!(
+            parse_kubernetes_duration("1h30m"),
+            Ok(Duration::from_secs(5_400))
+        );
+        assert_eq!(
+            parse_kubernetes_duration("1d").unwrap_err().to_string(),
+            r#""1d": a Kubernetes field takes no days (write hours, e.g. 24h)"#
+        );
     }
 
     #[test]

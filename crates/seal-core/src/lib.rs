@@ -21,7 +21,7 @@ pub mod scope;
 mod secret;
 
 pub use cert::{CLOCK_SKEW, CertError, Certificate};
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, parse_duration, parse_kubernetes_duration};
 pub use envelope::{Malformed, OpenError, SealError};
 pub use fingerprint::Fingerprint;
 pub use keys::{KeyError, KeySize, PrivateKey, PublicKey};
