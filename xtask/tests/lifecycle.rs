@@ -272,6 +272,42 @@ impl Drop for DownAtEnd<'_> {
     }
 }
 
+/// `testenv run` (recorded in `home`, in a process group of its own, as a terminal's foreground
+/// job is) of a command that starts a pod on the node and then waits. Returns the run, the
+/// environment's footprint and the command's pid, once the pod is Ready.
+fn run_holding_a_pod(home: &Path) -> (Interrupted, Footprint, i32) {
+    let pid_file = home.join("command.pid");
+    let script = format!(
+        "set -e; K=$SEAL_TESTENV_KUBECTL; \
+         $K run hold --image=$SEAL_TESTENV_PAUSE_IMAGE --image-pull-policy=Never >/dev/null; \
+         $K wait --for=condition=Ready pod/hold --timeout=90s >/dev/null; \
+         echo $$ > {}; exec sleep 300",
+        pid_file.display()
+    );
+    let child = xtask(home)
+        .args(["testenv", "run", "--", "sh", "-c", &script])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let child = Interrupted(child);
+    let footprint = footprint_when_up(home, Duration::from_secs(180));
+    let started = Instant::now();
+    let command_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the command never started its pod"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (child, footprint, command_pid)
+}
+
 #[test]
 fn down_leaves_no_process_port_or_directory() {
     let _serial = ONE_AT_A_TIME
@@ -337,38 +373,9 @@ fn ctrl_c_stops_the_command_and_leaves_nothing_behind() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let host = HostBefore::capture();
     let home = tempfile::tempdir().unwrap();
-    let pid_file = home.path().join("command.pid");
     // A pod runs on the node when Ctrl-C comes: its mounts, links, namespaces and cgroups must go.
-    let script = format!(
-        "set -e; K=$SEAL_TESTENV_KUBECTL; \
-         $K run hold --image=$SEAL_TESTENV_PAUSE_IMAGE --image-pull-policy=Never >/dev/null; \
-         $K wait --for=condition=Ready pod/hold --timeout=90s >/dev/null; \
-         echo $$ > {}; exec sleep 300",
-        pid_file.display()
-    );
-    // Its own process group stands in for the terminal's foreground job that Ctrl-C signals.
-    let child = xtask(home.path())
-        .args(["testenv", "run", "--", "sh", "-c", &script])
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut child = Interrupted(child);
-    let footprint = footprint_when_up(home.path(), Duration::from_secs(180));
+    let (mut child, footprint, command_pid) = run_holding_a_pod(home.path());
     footprint.assert_alive();
-    let started = Instant::now();
-    let command_pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-        {
-            break pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the command never started its pod"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert!(running(command_pid));
 
     let group = Pid::from_raw(i32::try_from(child.0.id()).unwrap());
@@ -392,30 +399,8 @@ fn a_killed_run_is_put_back_by_the_next_up_from_another_checkout() {
     let host = HostBefore::capture();
     let killed_home = tempfile::tempdir().unwrap();
     let _killed_down_at_end = DownAtEnd(killed_home.path());
-    let pid_file = killed_home.path().join("command.pid");
     // A pod runs when the run is killed: its shim and container outlive every recorded group.
-    let script = format!(
-        "set -e; K=$SEAL_TESTENV_KUBECTL; \
-         $K run hold --image=$SEAL_TESTENV_PAUSE_IMAGE --image-pull-policy=Never >/dev/null; \
-         $K wait --for=condition=Ready pod/hold --timeout=90s >/dev/null; \
-         echo $$ > {}; exec sleep 300",
-        pid_file.display()
-    );
-    let child = xtask(killed_home.path())
-        .args(["testenv", "run", "--", "sh", "-c", &script])
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut child = Interrupted(child);
-    let footprint = footprint_when_up(killed_home.path(), Duration::from_secs(180));
-    let started = Instant::now();
-    while !pid_file.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the command never started its pod"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, footprint, _) = run_holding_a_pod(killed_home.path());
 
     // SIGKILL to the run and to every server's group: nothing gets to clean up.
     let run = Pid::from_raw(i32::try_from(child.0.id()).unwrap());
