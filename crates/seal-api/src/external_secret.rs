@@ -42,8 +42,7 @@ pub mod reason {
     pub const SECRET_MISSING: &str = "SecretMissing";
 }
 
-/// The condition type an ExternalSecret's readiness is reported under.
-pub const CONDITION_READY: &str = "Ready";
+pub use crate::names::CONDITION_READY;
 
 /// ESO's default refresh interval, used when `refreshInterval` is omitted.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);

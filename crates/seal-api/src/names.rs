@@ -50,6 +50,16 @@ pub const EXTERNAL_SECRET_ANNOTATION: &str = "seal.dev/external-secret";
 /// Annotation on a Secret produced from an ExternalSecret: SHA-256 (hex) of everything the
 /// controller applied.
 pub const DATA_HASH_ANNOTATION: &str = "seal.dev/data-hash";
+/// Annotation on a Secret produced from a SealedSecret: what it was unsealed from, as a keyed
+/// digest (HMAC-SHA256 under a key derived from a sealing key) over the SealedSecret's uid and spec
+/// and the produced items. A restarted controller that finds it valid skips the decryption; an
+/// edit of the items or of the annotation makes it invalid.
+pub const UNSEALED_FROM_ANNOTATION: &str = "seal.dev/unsealed-from";
+
+// In the status of every kind the controller reconciles.
+
+/// The condition type every kind reports its state under.
+pub const CONDITION_READY: &str = "Ready";
 
 // On an existing Secret, put there by its owner.
 

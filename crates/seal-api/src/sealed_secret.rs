@@ -150,6 +150,51 @@ pub struct SealedSecretStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// Why a SealedSecret is or is not unsealed: the reason of its `Ready` condition and of the
+/// controller's Events, as users and alerts read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The Secret holds the unsealed items.
+    Unsealed,
+    /// An item is malformed or no key opens it.
+    DecryptionFailed,
+    /// A Secret of that name exists and is not the controller's to write.
+    NotManaged,
+    /// A `template.data` entry does not parse or render.
+    InvalidTemplate,
+    /// The API server refused the write.
+    UpdateFailed,
+    /// The template asks for a reserved label or a denied type.
+    DeniedByPolicy,
+    /// The reconcile panicked: a bug, contained to this object.
+    InternalError,
+}
+
+impl Reason {
+    /// Every reason that means the Secret was not written as asked.
+    pub const FAILURES: [Reason; 6] = [
+        Self::DecryptionFailed,
+        Self::NotManaged,
+        Self::InvalidTemplate,
+        Self::UpdateFailed,
+        Self::DeniedByPolicy,
+        Self::InternalError,
+    ];
+
+    /// The reason as the condition and the Event spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unsealed => "Unsealed",
+            Self::DecryptionFailed => "DecryptionFailed",
+            Self::NotManaged => "NotManaged",
+            Self::InvalidTemplate => "InvalidTemplate",
+            Self::UpdateFailed => "UpdateFailed",
+            Self::DeniedByPolicy => "DeniedByPolicy",
+            Self::InternalError => "InternalError",
+        }
+    }
+}
+
 impl SealedSecret {
     /// The scope as seal-core understands it.
     pub fn scope(&self) -> seal_core::Scope {

@@ -34,8 +34,7 @@ pub mod reason {
     pub const VALIDATION_FAILED: &str = "ValidationFailed";
 }
 
-/// The condition type a store's readiness is reported under.
-pub const CONDITION_READY: &str = "Ready";
+pub use crate::names::CONDITION_READY;
 
 /// The shortest token lifetime a store may ask for: the shortest the TokenRequest API grants.
 pub const MIN_TOKEN_SECONDS: i64 = 600;

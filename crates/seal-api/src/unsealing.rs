@@ -166,26 +166,46 @@ pub fn unseal_to_secret(sealed: &SealedSecret, ring: &KeyRing) -> Result<Secret,
         rendered.push((item.clone(), value));
     }
     items.extend(rendered);
+    let mut secret = produced_skeleton(sealed);
+    secret.data = Some(
+        items
+            .into_iter()
+            .map(|(item, value)| (item, ByteString(value.expose().to_vec())))
+            .collect(),
+    );
+    Ok(secret)
+}
+
+/// Everything of the Secret `sealed` produces except its items, which needs no key: its name and
+/// namespace, the template's labels, annotations, type (`Opaque` by default) and immutability.
+pub fn produced_skeleton(sealed: &SealedSecret) -> Secret {
+    let template = sealed.spec.template.clone().unwrap_or_default();
     let template_meta = template.metadata.unwrap_or_default();
-    let metadata = ObjectMeta {
-        name: sealed.metadata.name.clone(),
-        namespace: sealed.metadata.namespace.clone(),
-        labels: template_meta.labels,
-        annotations: template_meta.annotations,
-        ..ObjectMeta::default()
-    };
-    Ok(Secret {
-        metadata,
+    Secret {
+        metadata: ObjectMeta {
+            name: sealed.metadata.name.clone(),
+            namespace: sealed.metadata.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            ..ObjectMeta::default()
+        },
         type_: Some(template.type_.unwrap_or_else(|| "Opaque".into())),
         immutable: template.immutable,
-        data: Some(
-            items
-                .into_iter()
-                .map(|(item, value)| (item, ByteString(value.expose().to_vec())))
-                .collect(),
-        ),
         ..Secret::default()
-    })
+    }
+}
+
+/// The names of the items the Secret `sealed` produces holds, which needs no key: every sealed
+/// item and every `template.data` entry.
+pub fn produced_item_names(sealed: &SealedSecret) -> std::collections::BTreeSet<&str> {
+    let templates = sealed.spec.template.as_ref().and_then(|t| t.data.as_ref());
+    sealed
+        .spec
+        .encrypted_data
+        .keys()
+        .chain(templates.into_iter().flat_map(BTreeMap::keys))
+        .map(String::as_str)
+        .collect()
 }
 
 #[cfg(test)]
@@ -252,6 +272,32 @@ mod tests {
                 .collect(),
         );
         sealed
+    }
+
+    #[test]
+    fn the_skeleton_and_item_names_are_what_unsealing_produces_without_a_key() {
+        let key = PrivateKey::generate(KeySize::Rsa2048).unwrap();
+        let mut sealed = sealed_with_templates(
+            &key,
+            &[("user", "u"), ("password", "p")],
+            &[("dsn", "{{ .user }}:{{ .password }}"), ("user", "shadowed")],
+        );
+        let template = sealed.spec.template.get_or_insert_with(Default::default);
+        template.type_ = Some("kubernetes.io/basic-auth".into());
+        template.immutable = Some(true);
+        let unsealed = unseal_to_secret(&sealed, &KeyRing::new([key])).unwrap();
+        let names: Vec<&str> = produced_item_names(&sealed).into_iter().collect();
+        let unsealed_names: Vec<&str> = unsealed
+            .data
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, unsealed_names);
+        let mut without_items = unsealed;
+        without_items.data = None;
+        assert_eq!(produced_skeleton(&sealed), without_items);
     }
 
     fn data(secret: &Secret, item: &str) -> String {

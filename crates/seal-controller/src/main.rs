@@ -1,4 +1,4 @@
-//! `seal-controller`: a thin `main` over the library; see [`seal_controller::controller`].
+//! `seal-controller`: a thin `main` over the library; see [`seal_controller::replica`].
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::Parser;
 use seal_api::produced::ProducedPolicy;
-use seal_controller::controller::{LeaderElection, Role, Settings, run};
 use seal_controller::keys::RenewalPolicy;
-use seal_controller::store_trust::StoreTrust;
+use seal_controller::replica::{LeaderElection, Role, Settings, run};
+use seal_controller::stores::trust::StoreTrust;
 use seal_core::KeySize;
 
 /// Unseals SealedSecrets (seal.dev/v1alpha1) into Secrets and manages the sealing keys; syncs

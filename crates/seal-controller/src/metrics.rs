@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 use seal_providers::CallCounter;
 
 use crate::keys::KeySet;
-use crate::unseal::Reason;
+use seal_api::sealed_secret::Reason;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -49,6 +49,7 @@ pub struct Metrics {
     external_reconcile_duration: Histogram,
     provider_calls: Arc<CallCounter>,
     provider_api_calls: Family<CallLabels, Counter>,
+    rsa_decryptions: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,6 +131,12 @@ impl Metrics {
             "Calls to AWS Secrets Manager, STS and Vault, by provider, call and status",
             provider_api_calls.clone(),
         );
+        let rsa_decryptions = Counter::default();
+        registry.register(
+            "rsa_decryptions",
+            "RSA private-key decryptions this process made (unsealing, /v1/verify, /v1/rotate)",
+            rsa_decryptions.clone(),
+        );
         for reason in Reason::FAILURES {
             drop(unseal_errors.get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
@@ -149,6 +156,7 @@ impl Metrics {
             external_reconcile_duration,
             provider_calls: Arc::new(CallCounter::new()),
             provider_api_calls,
+            rsa_decryptions,
         }
     }
 
@@ -220,6 +228,9 @@ impl Metrics {
             });
             counter.inc_by(count.count.saturating_sub(counter.get()));
         }
+        self.rsa_decryptions.inc_by(
+            seal_core::keys::private_key_decryptions().saturating_sub(self.rsa_decryptions.get()),
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("invariant: writing to a String cannot fail");

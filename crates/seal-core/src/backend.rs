@@ -86,6 +86,7 @@ impl RsaPrivateKey {
         wrapped: &[u8],
     ) -> Result<Zeroizing<[u8; SESSION_KEY_LEN]>, Failed> {
         let mut out = Zeroizing::new(vec![0u8; self.modulus_len]);
+        PRIVATE_KEY_DECRYPTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plain = self
             .oaep
             .decrypt(&OAEP_SHA256_MGF1SHA256, wrapped, &mut out, Some(label))
@@ -98,6 +99,10 @@ impl RsaPrivateKey {
         Ok(key)
     }
 }
+
+/// RSA private-key decryptions this process made ([`crate::keys::private_key_decryptions`]).
+pub(crate) static PRIVATE_KEY_DECRYPTIONS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 /// An RSA key pair that signs with PKCS#1 v1.5 SHA-256: only used to self-sign certificates.
 pub(crate) struct RsaSigner {

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use seal_api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use seal_controller::rollout::checksum_annotation;
+use seal_controller::protocols::rollout::checksum_annotation;
 use seal_testenv::{TestEnv, TestNamespace, eventually, secret_from_pairs, testenv, unique_name};
 use serde_json::json;
 

@@ -247,12 +247,12 @@ async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Resul
     let verify = format!("{}/v1/verify", controller.api);
 
     // 2 MiB and more: 413, whatever it holds.
-    let huge = "x".repeat(seal_controller::http::MAX_BODY + 1);
+    let huge = "x".repeat(seal_controller::certificate_api::MAX_BODY + 1);
     let (code, _, _) = post(&verify, &huge)?;
     assert_eq!(code, 413);
 
     // More items than allowed: 413 naming the limit.
-    let many: Vec<(String, String)> = (0..=seal_controller::http::MAX_ITEMS)
+    let many: Vec<(String, String)> = (0..=seal_controller::certificate_api::MAX_ITEMS)
         .map(|i| (format!("k{i}"), "v".to_owned()))
         .collect();
     let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -263,7 +263,7 @@ async fn a_client_cannot_make_the_certificate_api_spend_without_bound() -> Resul
 
     // The RSA budget: a SealedSecret of the most items allowed, posted until this client's budget
     // is spent; then 429 with Retry-After, before any work.
-    let most = &pairs[..seal_controller::http::MAX_ITEMS];
+    let most = &pairs[..seal_controller::certificate_api::MAX_ITEMS];
     let largest = json(&sealed(&certificate, keys_ns.name(), "largest", most)?)?;
     let mut answers = Vec::new();
     for _ in 0..8 {

@@ -18,7 +18,7 @@ use seal_api::names::{
 use seal_api::produced::ProducedPolicy;
 use seal_api::sealing::{SealOptions, seal_secret};
 use seal_api::unsealing::KeyRing;
-use seal_controller::unseal::{Reason, unseal_into_secret, write_status};
+use seal_controller::sealed_secrets::unseal::{Reason, unseal_into_secret, write_status};
 use seal_core::{Certificate, KeySize, PrivateKey, Scope};
 use seal_testenv::{TestEnv, TestNamespace, secret_from_pairs, testenv};
 

@@ -1,20 +1,10 @@
-//! SecretStore and ClusterSecretStore: turning a store into a provider, and keeping the store's
-//! `Ready` condition honest.
-//!
-//! [`Providers`] is the one place providers are built. It is shared by the store reconciler and
+//! Turning a store into a provider. [`Providers`] is the one place providers are built. It is shared by the store reconciler and
 //! the ExternalSecret reconciler, and caches one provider per store identity (kind, namespace,
 //! name, and the namespace credentials are read in for a ClusterSecretStore whose references
 //! name none), rebuilt only when the store's generation or a credential Secret's resourceVersion
 //! changes. That is what keeps a Vault store to one login whose token the provider renews in the
 //! background, instead of a login per reconcile (one of ESO's most reported costs). Every
 //! provider counts its calls in one shared [`CallCounter`], which the metrics export.
-//!
-//! The store reconciler validates the configuration ([`SecretStore::validate`]), reads the
-//! credential Secrets, builds the provider and makes one cheap call with it (AWS: a ListSecrets
-//! for a name prefix no secret has; Vault: a read of a key no secret has, which logs in first).
-//! The outcome is the `Ready` condition (`Valid`, `InvalidProviderConfig`, `ValidationFailed`),
-//! written only when it changes. A store that is not Ready does not stop ExternalSecrets from
-//! trying it: each reports its own failure, and recovers by itself when the store does.
 //!
 //! Vault Kubernetes auth with a `serviceAccountRef` and JWT auth with a
 //! `kubernetesServiceAccountToken` log in with a token of that ServiceAccount from the TokenRequest
@@ -31,7 +21,7 @@
 //! ServiceAccount is read on each use of the store so that a changed annotation rebuilds the
 //! provider.
 //!
-//! Before any of that, [`crate::store_trust`] decides what the store may spend: whose identity,
+//! Before any of that, [`super::trust`] decides what the store may spend: whose identity,
 //! which endpoints, whose tokens (only ServiceAccounts that opted in, for at most an hour, never
 //! for the API server's audience), and never anything in the key namespace. A store it refuses is
 //! `InvalidProviderConfig` and no connection is made.
@@ -40,35 +30,26 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use base64::Engine as _;
-use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use seal_api::secret_store::{
-    self, SecretKeySelector, SecretStoreProvider, SecretStoreStatus, ServiceAccountSelector,
-    StoreCapabilities, reason,
+    self, SecretKeySelector, SecretStoreProvider, ServiceAccountSelector, reason,
 };
-use seal_api::{ClusterSecretStore, SecretStore};
 use seal_providers::{
-    AwsConfig, CallCounter, FetchToken, FindQuery, KvVersion, Provider, SecretProvider,
-    TokenSource, VaultConfig, VaultProvider,
+    AwsConfig, CallCounter, FetchToken, KvVersion, Provider, TokenSource, VaultConfig,
+    VaultProvider,
 };
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::contained::{Panicked, contain};
-use crate::store_trust::{self, StoreTrust, TrustError};
+use super::trust::{self as store_trust, StoreTrust, TrustError};
+use crate::protocols::redaction::api_refusal;
 
 /// Where the kubelet projects the controller's own ServiceAccount token.
 const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -89,9 +70,6 @@ const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
 
 /// The audience STS expects of a web identity token unless the ServiceAccount says otherwise.
 const DEFAULT_STS_AUDIENCE: &str = "sts.amazonaws.com";
-
-/// The key the store probe reads; no real secret is expected to have it.
-const PROBE_KEY: &str = "seal-store-probe-does-not-exist";
 
 /// Which store an ExternalSecret (or the store reconciler) means.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -114,7 +92,7 @@ pub enum StoreError {
     /// The configuration is incomplete, contradictory or not supported.
     #[error("{0}")]
     InvalidConfig(String),
-    /// The store would use power its creator does not have ([`crate::store_trust`]).
+    /// The store would use power its creator does not have ([`super::trust`]).
     #[error("{0}")]
     Untrusted(#[from] TrustError),
     /// A referenced object (a credential Secret, a ServiceAccount) could not be read from the
@@ -341,7 +319,7 @@ impl Providers {
                 kind: <K as k8s_openapi::Resource>::KIND,
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
-                reason: crate::external::api_reason(&error),
+                reason: api_refusal(&error),
             })?
             .ok_or_else(|| {
                 StoreError::InvalidConfig(format!(
@@ -678,7 +656,7 @@ impl FetchToken for ServiceAccountToken {
                 .api
                 .create_token_request(&self.name, &PostParams::default(), &request)
                 .await
-                .map_err(|error| failed(crate::external::api_reason(&error)))?;
+                .map_err(|error| failed(api_refusal(&error)))?;
             answer
                 .status
                 .and_then(|status| status.token)
@@ -701,307 +679,17 @@ pub async fn api_audiences(client: &Client) -> Vec<String> {
             .map(|issuer| vec![issuer.to_owned()])
             .unwrap_or_default(),
         Err(error) => {
-            warn!(error = %crate::external::api_reason(&error), "cannot read the API server's issuer; refusing only the well-known API audiences for store tokens");
+            warn!(error = %api_refusal(&error), "cannot read the API server's issuer; refusing only the well-known API audiences for store tokens");
             Vec::new()
         }
     }
 }
 
-fn kind(id: &StoreId) -> &'static str {
+/// `SecretStore` or `ClusterSecretStore`, for logs.
+pub fn kind(id: &StoreId) -> &'static str {
     if id.cluster {
         "ClusterSecretStore"
     } else {
         "SecretStore"
     }
-}
-
-/// One cheap call that proves the provider answers and accepts the credentials. A missing key is
-/// the expected answer.
-async fn probe(provider: &Provider) -> Result<(), seal_providers::Error> {
-    let result = match provider {
-        Provider::Aws(_) => provider
-            .find(&FindQuery {
-                path: Some(PROBE_KEY.into()),
-                limit: 1,
-                ..FindQuery::default()
-            })
-            .await
-            .map(drop),
-        Provider::Vault(_) => provider.get(PROBE_KEY, None).await.map(drop),
-    };
-    match result {
-        Err(seal_providers::Error::NotFound { .. } | seal_providers::Error::TooMany { .. })
-        | Ok(()) => Ok(()),
-        Err(error) => Err(error),
-    }
-}
-
-/// What the store reconciler shares.
-struct StoreContext {
-    client: Client,
-    providers: Arc<Providers>,
-}
-
-/// Runs the SecretStore (in `watched` namespaces, or all when empty) and ClusterSecretStore reconcilers
-/// until `stopped`.
-pub async fn run(
-    client: Client,
-    watched: &[String],
-    providers: Arc<Providers>,
-    stopped: watch::Receiver<bool>,
-) {
-    let context = Arc::new(StoreContext {
-        client: client.clone(),
-        providers,
-    });
-    let scopes: Vec<Api<SecretStore>> = if watched.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        watched
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
-    let namespaced = scopes.into_iter().map(|api| {
-        let mut stopped = stopped.clone();
-        Controller::new(api, watcher::Config::default())
-            .graceful_shutdown_on(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .run(
-                |store, ctx| contain(reconcile_store(store, ctx)),
-                retry_later,
-                Arc::clone(&context),
-            )
-            .for_each(|_| async {})
-    });
-    let mut stopped_cluster = stopped.clone();
-    let cluster = Controller::new(
-        Api::<ClusterSecretStore>::all(client),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(async move {
-        let _ = stopped_cluster.wait_for(|stop| *stop).await;
-    })
-    .run(
-        |store, ctx| contain(reconcile_cluster_store(store, ctx)),
-        retry_later,
-        Arc::clone(&context),
-    )
-    .for_each(|_| async {});
-    futures::future::join(futures::future::join_all(namespaced), cluster).await;
-}
-
-/// Why a store reconcile must be retried.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StatusError {
-    /// The status could not be written.
-    #[error("cannot write the store status: {0}")]
-    Write(#[source] kube::Error),
-    /// The reconcile panicked ([`crate::contained`]).
-    #[error(transparent)]
-    Panicked(#[from] Panicked),
-}
-
-fn retry_later<K>(_: Arc<K>, error: &StatusError, _: Arc<StoreContext>) -> Action {
-    match error {
-        // The same input panics again: do not spin on it.
-        StatusError::Panicked(_) => Action::requeue(Duration::from_secs(300)),
-        StatusError::Write(_) => Action::requeue(Duration::from_secs(10)),
-    }
-}
-
-async fn reconcile_store(
-    store: Arc<SecretStore>,
-    ctx: Arc<StoreContext>,
-) -> Result<Action, StatusError> {
-    let namespace = store.namespace().unwrap_or_default();
-    let id = StoreId {
-        cluster: false,
-        namespace: namespace.clone(),
-        name: store.name_any(),
-        credentials_namespace: String::new(),
-    };
-    let outcome = match store.validate() {
-        Err(error) => (
-            reason::INVALID_PROVIDER_CONFIG,
-            format!("invalid configuration: {error}"),
-        ),
-        Ok(()) => check(&ctx, &id, store.metadata.generation, &store.spec.provider).await,
-    };
-    let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &namespace);
-    write_store_status(
-        &api,
-        &store.name_any(),
-        store.metadata.generation,
-        store.status.as_ref(),
-        outcome,
-    )
-    .await
-}
-
-async fn reconcile_cluster_store(
-    store: Arc<ClusterSecretStore>,
-    ctx: Arc<StoreContext>,
-) -> Result<Action, StatusError> {
-    let id = StoreId {
-        cluster: true,
-        namespace: String::new(),
-        name: store.name_any(),
-        credentials_namespace: String::new(),
-    };
-    let needs_namespace = store
-        .spec
-        .provider
-        .reference_namespaces("spec.provider")
-        .len()
-        < credential_count(&store.spec.provider);
-    let outcome = match store.validate() {
-        Err(error) => (
-            reason::INVALID_PROVIDER_CONFIG,
-            format!("invalid configuration: {error}"),
-        ),
-        // Credentials read in each ExternalSecret's namespace cannot be checked here.
-        Ok(()) if needs_namespace => (
-            reason::VALID,
-            "configuration is valid; credentials are read in each ExternalSecret's namespace"
-                .to_owned(),
-        ),
-        Ok(()) => check(&ctx, &id, store.metadata.generation, &store.spec.provider).await,
-    };
-    let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
-    write_store_status(
-        &api,
-        &store.name_any(),
-        store.metadata.generation,
-        store.status.as_ref(),
-        outcome,
-    )
-    .await
-}
-
-/// How many credential references (Secrets and ServiceAccounts) the provider has.
-fn credential_count(provider: &SecretStoreProvider) -> usize {
-    let mut probe = provider.clone();
-    // Count references by giving each a namespace and asking which name one.
-    let set = |ns: &mut Option<String>| *ns = Some(String::new());
-    if let Some(auth) = probe.aws.as_mut().and_then(|a| a.auth.as_mut()) {
-        if let Some(refs) = auth.secret_ref.as_mut() {
-            set(&mut refs.access_key_id_secret_ref.namespace);
-            set(&mut refs.secret_access_key_secret_ref.namespace);
-            if let Some(token) = refs.session_token_secret_ref.as_mut() {
-                set(&mut token.namespace);
-            }
-        }
-        if let Some(jwt) = auth.jwt.as_mut() {
-            set(&mut jwt.service_account_ref.namespace);
-        }
-    }
-    if let Some(auth) = probe.vault.as_mut().map(|v| &mut v.auth) {
-        if let Some(token) = auth.token_secret_ref.as_mut() {
-            set(&mut token.namespace);
-        }
-        if let Some(app_role) = auth.app_role.as_mut() {
-            set(&mut app_role.secret_ref.namespace);
-        }
-        if let Some(kubernetes) = auth.kubernetes.as_mut() {
-            if let Some(account) = kubernetes.service_account_ref.as_mut() {
-                set(&mut account.namespace);
-            }
-            if let Some(secret) = kubernetes.secret_ref.as_mut() {
-                set(&mut secret.namespace);
-            }
-        }
-        if let Some(jwt) = auth.jwt.as_mut() {
-            if let Some(secret) = jwt.secret_ref.as_mut() {
-                set(&mut secret.namespace);
-            }
-            if let Some(token) = jwt.kubernetes_service_account_token.as_mut() {
-                set(&mut token.service_account_ref.namespace);
-            }
-        }
-    }
-    probe.reference_namespaces("spec.provider").len()
-}
-
-/// Builds (or reuses) the store's provider and probes it: the condition's reason and message.
-async fn check(
-    ctx: &StoreContext,
-    id: &StoreId,
-    generation: Option<i64>,
-    provider: &SecretStoreProvider,
-) -> (&'static str, String) {
-    match ctx.providers.get(id, generation, provider).await {
-        Err(error) => (error.reason(), error.to_string()),
-        Ok(built) => match probe(&built).await {
-            Ok(()) => (
-                reason::VALID,
-                "the provider accepted the credentials".into(),
-            ),
-            Err(error) => {
-                warn!(kind = kind(id), namespace = %id.namespace, name = %id.name, %error, "store validation failed");
-                (
-                    reason::VALIDATION_FAILED,
-                    format!("the provider refused or did not answer: {error}"),
-                )
-            }
-        },
-    }
-}
-
-/// Writes the store's `Ready` condition and `observedGeneration` when they differ from `status`.
-async fn write_store_status<K>(
-    api: &Api<K>,
-    name: &str,
-    generation: Option<i64>,
-    status: Option<&SecretStoreStatus>,
-    (reason_now, message): (&'static str, String),
-) -> Result<Action, StatusError>
-where
-    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let ready = if reason_now == reason::VALID {
-        "True"
-    } else {
-        "False"
-    };
-    let previous = status.and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == secret_store::CONDITION_READY)
-    });
-    let unchanged = previous
-        .is_some_and(|p| p.status == ready && p.reason == reason_now && p.message == message)
-        && status.and_then(|s| s.observed_generation) == generation;
-    if !unchanged {
-        let transition = previous.filter(|p| p.status == ready).map_or_else(
-            || Time(Timestamp::now()),
-            |p| p.last_transition_time.clone(),
-        );
-        let status = SecretStoreStatus {
-            observed_generation: generation,
-            conditions: vec![Condition {
-                type_: secret_store::CONDITION_READY.into(),
-                status: ready.into(),
-                reason: reason_now.into(),
-                message,
-                last_transition_time: transition,
-                observed_generation: generation,
-            }],
-            capabilities: Some(StoreCapabilities::ReadOnly),
-        };
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": status })),
-        )
-        .await
-        .map_err(StatusError::Write)?;
-    }
-    Ok(if reason_now == reason::VALID {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(60))
-    })
 }

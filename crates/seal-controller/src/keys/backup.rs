@@ -22,7 +22,7 @@ use seal_api::sealing::{SealOptions, seal_secret};
 use seal_core::{Certificate, Scope};
 
 use crate::keys::{KeySet, KeySource};
-use crate::unseal::FIELD_MANAGER;
+use crate::protocols::ownership::FIELD_MANAGER;
 use seal_api::names::{BACKUP_CONFIGMAP, BACKUP_LABEL, BACKUP_OF_ANNOTATION};
 use seal_api::names::{BITNAMI_KEY_LABEL, KEY_ACTIVE, SEALING_KEY_LABEL};
 

@@ -23,6 +23,13 @@
 //! runtime (bring your own key, an import, a compromise) takes effect without a restart. The
 //! controller creates key Secrets and never edits or deletes one: an old key is the only way to open
 //! the SealedSecrets sealed with it.
+//!
+//! A replica holds the keys it last loaded in [`CurrentKeys`], which every user of the keys (the
+//! unsealing loop, the certificate API, the metrics) reads and follows; [`upkeep`] keeps them
+//! current (reloads on change, renewal, backup to the recovery certificate in [`backup`]).
+
+pub mod backup;
+pub mod upkeep;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -91,7 +98,7 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// No keys: what a replica that does not unseal holds ([`crate::controller::Role::Syncer`]).
+    /// No keys: what a replica that does not unseal holds ([`crate::replica::Role::Syncer`]).
     pub fn empty() -> Self {
         KeySet {
             ring: KeyRing::new([]),
@@ -143,6 +150,35 @@ impl KeySet {
     /// Labelled key Secrets that could not be used, with a reason that quotes no content.
     pub fn skipped(&self) -> &[(String, &'static str)] {
         &self.skipped
+    }
+}
+
+/// The keys a replica holds now, shared by everything that uses them: readers see the last set
+/// published, and followers are told when it changes.
+#[derive(Clone)]
+pub struct CurrentKeys(std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<KeySet>>>);
+
+impl CurrentKeys {
+    /// Holding `keys`.
+    pub fn new(keys: KeySet) -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::Sender::new(
+            std::sync::Arc::new(keys),
+        )))
+    }
+
+    /// The keys as last published.
+    pub fn get(&self) -> std::sync::Arc<KeySet> {
+        std::sync::Arc::clone(&self.0.borrow())
+    }
+
+    /// Publishes `keys` to every reader and follower.
+    pub fn publish(&self, keys: KeySet) {
+        self.0.send_replace(std::sync::Arc::new(keys));
+    }
+
+    /// A receiver told of every publication after this call.
+    pub fn follow(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<KeySet>> {
+        self.0.subscribe()
     }
 }
 

@@ -1,0 +1,23 @@
+//! The Kubernetes protocols every reconciler shares, each written once with the guarantees it
+//! gives:
+//!
+//! | protocol | home |
+//! |---|---|
+//! | whose a Secret is; whether the controller may take it over or add items to it | [`ownership`] |
+//! | the `Ready` condition, its transition time, and "the status already says this" | [`ready_condition`] |
+//! | what of an API error may reach a status, an Event or a log | [`redaction`] |
+//! | watching the Secrets a reconciler produced, as metadata only | [`produced_watch`] |
+//! | what the leader remembers of each object, in bounded memory | [`bounded_memory`] |
+//! | one object's panic fails that object only | [`contained`] |
+//! | rolling the workloads that use a changed Secret | [`rollout`] |
+//!
+//! Nothing here knows a reconciler: the reconcilers ([`crate::sealed_secrets`],
+//! [`crate::external_secrets`], [`crate::stores`]) depend on these modules, never the other way.
+
+pub mod bounded_memory;
+pub mod contained;
+pub mod ownership;
+pub mod produced_watch;
+pub mod ready_condition;
+pub mod redaction;
+pub mod rollout;

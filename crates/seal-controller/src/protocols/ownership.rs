@@ -1,0 +1,249 @@
+//! Whose a Secret is, and whether a reconciler may write it: the one takeover rule of the
+//! controller, shared by SealedSecrets and ExternalSecrets.
+//!
+//! A Secret was made by an object when it carries that object's uid in the object kind's label
+//! ([`seal_api::names::SEALED_SECRET_UID_LABEL`], [`seal_api::names::EXTERNAL_SECRET_UID_LABEL`])
+//! or an owner reference with that uid. Any other existing Secret is its owner's, and is written
+//! only with the owner's opt-in on the Secret itself:
+//! - [`MANAGED_ANNOTATION`] `"true"`: the controller may take the whole Secret over;
+//! - [`PATCH_ANNOTATION`] `"true"`: the controller may add its items and must leave the Secret's
+//!   type, metadata and other items as they are.
+//!
+//! What a reconciler asks for is a [`Request`]; [`decide`] answers it. The answers are the same
+//! for both kinds except where their peers differ on purpose: a SealedSecret's target annotated
+//! `patch` gets items only even when the SealedSecret made it (Bitnami's `patch`), while an
+//! ExternalSecret chooses by its `creationPolicy`.
+//!
+//! Writes go through server-side apply under [`field_manager`]: one manager for Secrets the
+//! controller owns, one per merging object for items added to someone else's Secret.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION};
+
+/// The field manager of the writes the controller makes to objects it owns.
+pub const FIELD_MANAGER: &str = "seal-controller";
+
+/// The object a Secret is produced from: the label its kind marks produced Secrets with, and its
+/// uid.
+#[derive(Debug, Clone, Copy)]
+pub struct Producer<'a> {
+    /// The kind's uid label.
+    pub uid_label: &'static str,
+    /// The object's uid.
+    pub uid: &'a str,
+}
+
+/// What a reconciler asks to do with the Secret its object names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// The whole Secret (a SealedSecret): items only when the existing Secret is annotated
+    /// `patch`.
+    WholeUnlessPatch,
+    /// The whole Secret (an ExternalSecret's `creationPolicy: Owner` or `Orphan`).
+    Whole,
+    /// Items added to an existing Secret (an ExternalSecret's `creationPolicy: Merge`).
+    Items,
+}
+
+/// What the reconciler may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No Secret of that name exists: create it.
+    Create,
+    /// Write the whole Secret: the object made it, or its owner let the controller take it over.
+    Whole,
+    /// Add the object's items only; type, metadata and the other items stay the owner's.
+    ItemsOnly,
+    /// Items were asked for and no Secret exists to add them to.
+    Missing,
+    /// The Secret is someone else's and its owner did not opt in: leave it alone.
+    Refuse,
+}
+
+/// Whether `secret` was made by `producer`: its uid label, or an owner reference to it.
+pub fn made_by(secret: &ObjectMeta, producer: &Producer<'_>) -> bool {
+    !producer.uid.is_empty()
+        && (secret
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(producer.uid_label))
+            .is_some_and(|uid| uid == producer.uid)
+            || secret
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|owner| owner.uid == producer.uid))
+}
+
+/// Whether the Secret's owner set `annotation` to exactly `"true"`.
+pub fn opted_in(secret: &ObjectMeta, annotation: &str) -> bool {
+    secret
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(annotation))
+        .is_some_and(|value| value == "true")
+}
+
+/// What `producer` may do with `existing` (the Secret of its name, if any) for `request`.
+pub fn decide(
+    existing: Option<&ObjectMeta>,
+    producer: &Producer<'_>,
+    request: Request,
+) -> Decision {
+    let Some(secret) = existing else {
+        return match request {
+            Request::Items => Decision::Missing,
+            Request::Whole | Request::WholeUnlessPatch => Decision::Create,
+        };
+    };
+    let ours = made_by(secret, producer);
+    let managed = opted_in(secret, MANAGED_ANNOTATION);
+    let patch = opted_in(secret, PATCH_ANNOTATION);
+    match request {
+        Request::WholeUnlessPatch if patch => Decision::ItemsOnly,
+        Request::WholeUnlessPatch | Request::Whole if ours || managed => Decision::Whole,
+        // `managed` lets the controller do anything with the Secret, adding items included.
+        Request::Items if ours || patch || managed => Decision::ItemsOnly,
+        _ => Decision::Refuse,
+    }
+}
+
+/// The field manager of a write to a produced Secret: [`FIELD_MANAGER`] for a Secret the object
+/// owns; for items added to a Secret someone else owns, one per object (`seal-controller/<uid>`).
+/// Server-side apply removes the fields a manager applied before and no longer applies, so under
+/// one shared manager two objects adding items to one Secret would remove each other's items at
+/// every write.
+pub fn field_manager(items_only: bool, uid: &str) -> String {
+    if items_only && !uid.is_empty() {
+        format!("{FIELD_MANAGER}/{uid}")
+    } else {
+        FIELD_MANAGER.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use std::collections::BTreeMap;
+
+    const LABEL: &str = "seal.dev/sealed-secret-uid";
+    const PRODUCER: Producer<'static> = Producer {
+        uid_label: LABEL,
+        uid: "u1",
+    };
+
+    /// A Secret's metadata: made by `uid` through the label or an owner reference, and annotated.
+    fn secret(
+        label_uid: Option<&str>,
+        owner_uid: Option<&str>,
+        annotations: &[&str],
+    ) -> ObjectMeta {
+        ObjectMeta {
+            labels: label_uid.map(|uid| BTreeMap::from([(LABEL.to_owned(), uid.to_owned())])),
+            owner_references: owner_uid.map(|uid| {
+                vec![OwnerReference {
+                    uid: uid.to_owned(),
+                    ..OwnerReference::default()
+                }]
+            }),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|a| ((*a).to_owned(), "true".to_owned()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn made_by_means_the_uid_label_or_an_owner_reference() {
+        assert!(made_by(&secret(Some("u1"), None, &[]), &PRODUCER));
+        assert!(made_by(&secret(None, Some("u1"), &[]), &PRODUCER));
+        assert!(!made_by(&secret(Some("u2"), Some("u3"), &[]), &PRODUCER));
+        assert!(!made_by(&secret(None, None, &[]), &PRODUCER));
+        // Another kind's label with the same uid is not this kind's.
+        let mut other_kind = secret(None, None, &[]);
+        other_kind.labels = Some(BTreeMap::from([("other".to_owned(), "u1".to_owned())]));
+        assert!(!made_by(&other_kind, &PRODUCER));
+        // An object without a uid (never the case for a stored object) owns nothing.
+        let nobody = Producer {
+            uid_label: LABEL,
+            uid: "",
+        };
+        assert!(!made_by(&secret(Some(""), Some(""), &[]), &nobody));
+    }
+
+    #[test]
+    fn only_the_exact_opt_in_counts() {
+        let mut annotated = secret(None, None, &[]);
+        for (value, counts) in [("true", true), ("True", false), ("yes", false), ("", false)] {
+            annotated.annotations = Some(BTreeMap::from([(
+                MANAGED_ANNOTATION.to_owned(),
+                value.to_owned(),
+            )]));
+            assert_eq!(
+                opted_in(&annotated, MANAGED_ANNOTATION),
+                counts,
+                "{value:?}"
+            );
+        }
+    }
+
+    /// Every case of the rule: request x (no Secret, ours by label, ours by owner, foreign) x
+    /// (no opt-in, managed, patch, both).
+    #[test]
+    fn decide_enumerates_every_case() {
+        use Decision::{Create, ItemsOnly, Missing, Refuse, Whole};
+        use Request::{Items, WholeUnlessPatch};
+        let m = MANAGED_ANNOTATION;
+        let p = PATCH_ANNOTATION;
+        let opt_ins: [&[&str]; 4] = [&[], &[m], &[p], &[m, p]];
+        // (request, ours, per opt-in) -> decision.
+        let expected: [(Request, bool, [Decision; 4]); 6] = [
+            (WholeUnlessPatch, true, [Whole, Whole, ItemsOnly, ItemsOnly]),
+            (
+                WholeUnlessPatch,
+                false,
+                [Refuse, Whole, ItemsOnly, ItemsOnly],
+            ),
+            (Request::Whole, true, [Whole, Whole, Whole, Whole]),
+            (Request::Whole, false, [Refuse, Whole, Refuse, Whole]),
+            (Items, true, [ItemsOnly; 4]),
+            (Items, false, [Refuse, ItemsOnly, ItemsOnly, ItemsOnly]),
+        ];
+        for (request, ours, decisions) in expected {
+            for (annotations, want) in opt_ins.iter().zip(decisions) {
+                let made = if ours {
+                    vec![
+                        secret(Some("u1"), None, annotations),
+                        secret(None, Some("u1"), annotations),
+                    ]
+                } else {
+                    vec![secret(Some("u2"), Some("u2"), annotations)]
+                };
+                for existing in made {
+                    assert_eq!(
+                        decide(Some(&existing), &PRODUCER, request),
+                        want,
+                        "{request:?}, ours {ours}, {annotations:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(decide(None, &PRODUCER, WholeUnlessPatch), Create);
+        assert_eq!(decide(None, &PRODUCER, Request::Whole), Create);
+        assert_eq!(decide(None, &PRODUCER, Items), Missing);
+    }
+
+    #[test]
+    fn each_object_adding_items_writes_under_its_own_field_manager() {
+        assert_eq!(field_manager(false, "u1"), FIELD_MANAGER);
+        assert_eq!(field_manager(true, "u1"), "seal-controller/u1");
+        assert_ne!(field_manager(true, "u1"), field_manager(true, "u2"));
+        assert_eq!(field_manager(true, ""), FIELD_MANAGER);
+        // A uid is 36 characters: the name stays far below the API server's limit of 128.
+        assert!(field_manager(true, &"u".repeat(36)).len() <= 128);
+    }
+}

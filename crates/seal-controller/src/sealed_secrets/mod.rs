@@ -1,0 +1,310 @@
+//! The SealedSecret reconciler: watch SealedSecrets, unseal each into its Secret ([`unseal`]),
+//! record the outcome in its status, and put back a produced Secret that was edited or deleted.
+//!
+//! - SealedSecrets are watched in every namespace or in a configured list; produced Secrets
+//!   through [`crate::protocols::produced_watch`] (by label, metadata only), so no plaintext is
+//!   held between reconciles and memory does not grow with the cluster's other Secrets.
+//! - Every change of the keys re-runs every SealedSecret, so one that failed for want of a key
+//!   unseals as soon as the key is added.
+//! - What each reconcile costs, cheapest first:
+//!   1. the leader remembers, per SealedSecret, the generation it unsealed and the resourceVersion
+//!      of the Secret it left ([`crate::protocols::bounded_memory`]): the events its own writes
+//!      cause and key reloads cost a look into the watched metadata;
+//!   2. otherwise (a restart, a failover, an edited Secret) one GET of the Secret, whose record
+//!      of what it was unsealed from ([`provenance`]) proves, with no RSA work, that it already
+//!      holds what the SealedSecret produces;
+//!   3. otherwise the decryption (an RSA private-key operation per item, off the async workers)
+//!      and, if anything differs, a write.
+
+pub mod provenance;
+pub mod unseal;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use seal_api::SealedSecret;
+use seal_api::names::SEALED_SECRET_UID_LABEL;
+use seal_api::produced::ProducedPolicy;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use self::provenance::RecordKeys;
+use self::unseal::{Outcome, Reason, already_unsealed, decrypt, write_status, write_unsealed};
+use crate::keys::{CurrentKeys, KeySet};
+use crate::metrics::Metrics;
+use crate::protocols::bounded_memory::BoundedMemory;
+use crate::protocols::contained::{Panicked, contain};
+use crate::protocols::produced_watch::{self, ProducedSecrets};
+use crate::protocols::redaction::api_refusal;
+
+/// What the SealedSecret reconciler is told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Namespaces whose SealedSecrets are unsealed; empty means all.
+    pub namespaces: Vec<String>,
+    /// How many SealedSecrets are reconciled at once.
+    pub concurrency: u16,
+    /// What produced Secrets may carry (`--deny-secret-types`).
+    pub produced_policy: ProducedPolicy,
+}
+
+/// Why a reconcile must be retried.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    /// The status could not be written.
+    #[error("cannot write the status: {0}")]
+    Status(#[source] kube::Error),
+    /// The produced Secret could not be read.
+    #[error("cannot read the Secret: {0}")]
+    Secret(#[source] kube::Error),
+    /// The decryption task did not finish (it panicked or the runtime is stopping).
+    #[error("the decryption task did not finish")]
+    Decrypt,
+    /// The reconcile panicked ([`crate::protocols::contained`]).
+    #[error(transparent)]
+    Panicked(#[from] Panicked),
+}
+
+/// What the leader last made of one SealedSecret: the generation it unsealed and the
+/// resourceVersion of the Secret that holds it.
+type Settled = (Option<i64>, String);
+
+/// The record keys, with the key set they were derived from.
+type DerivedRecords = Option<(Arc<KeySet>, Arc<RecordKeys>)>;
+
+/// What one reconcile loop (one per watched namespace, or one for all) shares.
+struct Context {
+    client: Client,
+    keys: CurrentKeys,
+    metrics: Arc<Metrics>,
+    policy: ProducedPolicy,
+    recorder: Recorder,
+    settled: Arc<BoundedMemory<Settled>>,
+    produced: ProducedSecrets,
+    /// The record keys of the key set they were derived from, rebuilt when the keys change.
+    records: Arc<Mutex<DerivedRecords>>,
+}
+
+impl Context {
+    /// The current keys and their record keys.
+    fn keys(&self) -> (Arc<KeySet>, Arc<RecordKeys>) {
+        let keys = self.keys.get();
+        let mut cached = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((derived_from, records)) = cached.as_ref()
+            && Arc::ptr_eq(derived_from, &keys)
+        {
+            return (keys, Arc::clone(records));
+        }
+        let records = Arc::new(RecordKeys::derive(
+            keys.ring().ordered(None),
+            keys.newest().map(|k| k.fingerprint),
+        ));
+        *cached = Some((Arc::clone(&keys), Arc::clone(&records)));
+        (keys, records)
+    }
+}
+
+/// Unseals the SealedSecrets `config` names until `stopped`: one loop per listed namespace, or
+/// one for all.
+pub async fn run(
+    client: Client,
+    config: &Config,
+    keys: CurrentKeys,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    stopped: watch::Receiver<bool>,
+) {
+    let namespaces: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let settled = Arc::new(BoundedMemory::default());
+    let records = Arc::new(Mutex::new(None));
+    let loops = namespaces.into_iter().map(|namespace| {
+        let (produced, produced_changes) =
+            produced_watch::watch(&client, namespace.as_deref(), SEALED_SECRET_UID_LABEL, None);
+        let context = Arc::new(Context {
+            client: client.clone(),
+            keys: keys.clone(),
+            metrics: Arc::clone(&metrics),
+            policy: config.produced_policy.clone(),
+            recorder: recorder.clone(),
+            settled: Arc::clone(&settled),
+            produced,
+            records: Arc::clone(&records),
+        });
+        let sealed: Api<SealedSecret> = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        // Every change of the keys re-runs every SealedSecret.
+        let mut key_changes = keys.follow();
+        key_changes.mark_unchanged();
+        let rerun = futures::stream::unfold(key_changes, |mut changes| async move {
+            changes.changed().await.ok().map(|()| ((), changes))
+        });
+        let mut stopped = stopped.clone();
+        // The controller's own cache of SealedSecrets, without managedFields: with server-side
+        // apply they list every item and are about a third of each object.
+        let (cached, writer) = reflector::store();
+        let sealed_changes = reflector(
+            writer,
+            watcher(sealed, watcher::Config::default())
+                .default_backoff()
+                .modify(|sealed| sealed.managed_fields_mut().clear()),
+        );
+        Controller::for_stream(sealed_changes.applied_objects(), cached)
+            .with_config(ControllerConfig::default().concurrency(config.concurrency))
+            // A produced Secret has its SealedSecret's name and namespace.
+            .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
+                secret
+                    .namespace()
+                    .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
+            })
+            .reconcile_all_on(rerun)
+            .graceful_shutdown_on(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .run(reconcile_contained, error_policy, context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    warn!(%error, "reconcile failed");
+                }
+            })
+    });
+    futures::future::join_all(loops).await;
+}
+
+/// [`reconcile`], with a panic contained ([`crate::protocols::contained`]) and said in the
+/// SealedSecret's status, so that the object's owner sees it failed and every other object goes on.
+async fn reconcile_contained(
+    sealed: Arc<SealedSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let result = contain(reconcile(Arc::clone(&sealed), Arc::clone(&ctx))).await;
+    if let Err(ReconcileError::Panicked(panicked)) = &result {
+        let outcome = Outcome::failed(Reason::InternalError, panicked.to_string());
+        if let Err(error) = write_status(ctx.client.clone(), &sealed, &outcome).await {
+            warn!(%error, "cannot say in the status that the reconcile panicked");
+        }
+    }
+    result
+}
+
+async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let uid = sealed.uid().unwrap_or_default();
+    let namespace = sealed.namespace().unwrap_or_default();
+    let name = sealed.name_any();
+    if let Some((generation, version)) = ctx.settled.get(&uid)
+        && generation == sealed.metadata.generation
+        && ctx
+            .produced
+            .is_at(&namespace, &name, &version)
+            .await
+            .map_err(ReconcileError::Secret)?
+    {
+        ctx.metrics.reconciled(Reason::Unsealed, started.elapsed());
+        return Ok(Action::await_change());
+    }
+    let outcome = unseal_or_prove(&ctx, &sealed).await?;
+    if outcome.reason == Reason::Unsealed {
+        if outcome.wrote {
+            info!(%namespace, %name, "unsealed");
+            if let Some(version) = &outcome.secret_version
+                && !sealed.spec.rollout_restart_targets.is_empty()
+            {
+                crate::protocols::rollout::restart(
+                    &ctx.client,
+                    &ctx.recorder,
+                    &sealed.object_ref(&()),
+                    &namespace,
+                    &sealed.spec.rollout_restart_targets,
+                    &name,
+                    version,
+                )
+                .await;
+            }
+        }
+    } else {
+        warn!(%namespace, %name, reason = outcome.reason.as_str(), message = %outcome.note, "not unsealed");
+    }
+    let changed = write_status(ctx.client.clone(), &sealed, &outcome)
+        .await
+        .map_err(ReconcileError::Status)?;
+    // One Event per write or change of state, not one per reconcile.
+    if outcome.wrote || changed {
+        let event = Event {
+            type_: if outcome.reason == Reason::Unsealed {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: outcome.reason.as_str().into(),
+            note: Some(outcome.note.clone()),
+            action: "Unseal".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
+            warn!(%error, "cannot publish an Event");
+        }
+    }
+    match (outcome.reason, outcome.secret_version) {
+        (Reason::Unsealed, Some(version)) => ctx
+            .settled
+            .remember(&uid, (sealed.metadata.generation, version)),
+        _ => ctx.settled.forget(&uid),
+    }
+    ctx.metrics.reconciled(outcome.reason, started.elapsed());
+    Ok(match outcome.reason {
+        Reason::UpdateFailed => Action::requeue(Duration::from_secs(30)),
+        _ => Action::await_change(),
+    })
+}
+
+/// Reads the produced Secret and either proves from its record that it is up to date, or
+/// decrypts and writes what differs.
+async fn unseal_or_prove(
+    ctx: &Context,
+    sealed: &Arc<SealedSecret>,
+) -> Result<Outcome, ReconcileError> {
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+    let existing = match secrets.get_opt(&sealed.name_any()).await {
+        Ok(existing) => existing,
+        Err(error) => return Ok(Outcome::failed(Reason::UpdateFailed, api_refusal(&error))),
+    };
+    let (keys, records) = ctx.keys();
+    if let Some(proven) = already_unsealed(sealed, existing.as_ref(), &records) {
+        return Ok(proven);
+    }
+    let decrypted = {
+        let sealed = Arc::clone(sealed);
+        let policy = ctx.policy.clone();
+        tokio::task::spawn_blocking(move || decrypt(&sealed, keys.ring(), &policy))
+            .await
+            .map_err(|_| ReconcileError::Decrypt)?
+    };
+    Ok(match decrypted {
+        Ok(desired) => write_unsealed(&secrets, sealed, existing.as_ref(), desired, &records).await,
+        Err(failed) => failed,
+    })
+}
+
+fn error_policy(_: Arc<SealedSecret>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    match error {
+        // The same input panics again: do not spin on it.
+        ReconcileError::Panicked(_) => Action::requeue(Duration::from_secs(300)),
+        _ => Action::requeue(Duration::from_secs(10)),
+    }
+}

@@ -1,0 +1,299 @@
+//! What a produced Secret was unsealed from, recorded on the Secret so that a restarted
+//! controller, or a replica that has just become leader, can tell without decrypting that the
+//! Secret already is what its SealedSecret produces.
+//!
+//! The record is the annotation [`UNSEALED_FROM_ANNOTATION`]: `v1:<key>:<mac>`, where `<mac>` is
+//! HMAC-SHA256 over
+//! - the SealedSecret's uid (a record copied from another object's Secret does not verify),
+//! - the produced Secret's namespace and name,
+//! - the SealedSecret's whole `spec` (sealed items, template, scope, rollout targets),
+//! - the name and value of every item the SealedSecret produces
+//!   ([`seal_api::unsealing::produced_item_names`]; a Secret that the SealedSecret only adds items
+//!   to keeps its other items out of the record),
+//!
+//! each field length-prefixed, under a record key derived (HKDF-SHA256) from one of the
+//! controller's sealing keys, named by the first 16 hex digits of its fingerprint (`<key>`).
+//!
+//! Why keyed: the record sits next to the values in the Secret's metadata, and a plain hash of a
+//! low-entropy value (a PIN, a short password) would let anyone who reads the metadata test
+//! guesses against it offline. Without the sealing key, no one can compute a record for other
+//! items either, so an edit of the items, of the SealedSecret, or of the record itself makes the
+//! record fail to verify, and the controller decrypts and puts the Secret back. Whoever holds the
+//! sealing key can forge a record, but can also open every SealedSecret already.
+//!
+//! A record made with an older key still verifies while that key is in the ring (a renewal
+//! rewrites nothing); when its key is gone (a compromised key removed), the next reconcile
+//! decrypts and records again with the newest key.
+
+use std::collections::BTreeMap;
+
+use aws_lc_rs::{hkdf, hmac};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use k8s_openapi::ByteString;
+use kube::ResourceExt;
+use seal_api::SealedSecret;
+use seal_api::names::UNSEALED_FROM_ANNOTATION;
+use seal_api::unsealing::produced_item_names;
+use seal_core::{Fingerprint, PrivateKey};
+
+/// The record format this module writes and reads.
+const VERSION: &str = "v1";
+/// HKDF salt of the record keys: says what they are for, so no other use of a sealing key can
+/// produce the same bytes.
+const SALT: &[u8] = b"seal.dev/unsealed-from";
+/// Hex digits of the key fingerprint a record names its key by.
+const KEY_ID_LEN: usize = 16;
+
+/// The record keys of the controller's current sealing keys.
+pub struct RecordKeys {
+    /// By key id: the key's fingerprint prefix.
+    keys: Vec<(String, hmac::Key)>,
+    /// The id of the key new records are made with.
+    signing: Option<String>,
+}
+
+impl RecordKeys {
+    /// The record keys of `keys`; new records are made with the one whose fingerprint is
+    /// `signing` (the newest sealing key), else with the first.
+    pub fn derive<'k>(
+        keys: impl IntoIterator<Item = &'k PrivateKey>,
+        signing: Option<Fingerprint>,
+    ) -> Self {
+        let keys: Vec<(String, hmac::Key)> = keys
+            .into_iter()
+            .map(|key| (key_id(key.fingerprint()), record_key(key)))
+            .collect();
+        let signing = signing
+            .map(key_id)
+            .filter(|id| keys.iter().any(|(k, _)| k == id))
+            .or_else(|| keys.first().map(|(id, _)| id.clone()));
+        Self { keys, signing }
+    }
+
+    /// The record for a Secret holding `data` as produced from `sealed`; `None` without a key.
+    pub fn record(
+        &self,
+        sealed: &SealedSecret,
+        data: &BTreeMap<String, ByteString>,
+    ) -> Option<String> {
+        let id = self.signing.as_ref()?;
+        let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
+        let tag = hmac::sign(key, &message(sealed, data));
+        Some(format!(
+            "{VERSION}:{id}:{}",
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
+    }
+
+    /// Whether `record` (the annotation's value) proves that `data` is what `sealed` produces.
+    /// Constant time in the tag; any failure (no record, another format, an unknown key, a
+    /// mismatch) is the same `false`.
+    pub fn verify(
+        &self,
+        sealed: &SealedSecret,
+        data: &BTreeMap<String, ByteString>,
+        record: Option<&str>,
+    ) -> bool {
+        let Some((id, tag)) = record.and_then(parse) else {
+            return false;
+        };
+        let Some((_, key)) = self.keys.iter().find(|(k, _)| k == id) else {
+            return false;
+        };
+        hmac::verify(key, &message(sealed, data), &tag).is_ok()
+    }
+
+    /// Whether the Secret with these `annotations` and `data` carries a valid record for `sealed`.
+    pub fn verify_secret(
+        &self,
+        sealed: &SealedSecret,
+        annotations: &BTreeMap<String, String>,
+        data: &BTreeMap<String, ByteString>,
+    ) -> bool {
+        self.verify(
+            sealed,
+            data,
+            annotations
+                .get(UNSEALED_FROM_ANNOTATION)
+                .map(String::as_str),
+        )
+    }
+}
+
+/// `v1:<key id>:<tag>` split into the key id and the decoded tag.
+fn parse(record: &str) -> Option<(&str, Vec<u8>)> {
+    let mut parts = record.splitn(3, ':');
+    if parts.next()? != VERSION {
+        return None;
+    }
+    let id = parts.next()?;
+    let tag = URL_SAFE_NO_PAD.decode(parts.next()?).ok()?;
+    Some((id, tag))
+}
+
+fn key_id(fingerprint: Fingerprint) -> String {
+    fingerprint.to_string()[..KEY_ID_LEN].to_owned()
+}
+
+/// The record key of one sealing key: HKDF-SHA256 over its private key.
+fn record_key(key: &PrivateKey) -> hmac::Key {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(key.pkcs8_der());
+    let okm = prk
+        .expand(&[b"record key"], hmac::HMAC_SHA256)
+        .expect("invariant: 32 bytes is within HKDF-SHA256's output limit");
+    hmac::Key::from(okm)
+}
+
+/// The bytes a record authenticates, each field length-prefixed so that no two inputs meet.
+fn message(sealed: &SealedSecret, data: &BTreeMap<String, ByteString>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut field = |value: &[u8]| {
+        bytes.extend_from_slice(&(value.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(value);
+    };
+    field(sealed.uid().unwrap_or_default().as_bytes());
+    field(sealed.namespace().unwrap_or_default().as_bytes());
+    field(sealed.name_any().as_bytes());
+    // The spec as the API server stored it, in the field order of its Rust type and with sorted
+    // maps: the same object always gives the same bytes.
+    field(&serde_json::to_vec(&sealed.spec).expect("invariant: a spec serializes"));
+    for name in produced_item_names(sealed) {
+        field(name.as_bytes());
+        match data.get(name) {
+            Some(value) => {
+                field(b"=");
+                field(&value.0);
+            }
+            None => field(b"absent"),
+        }
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use seal_api::sealed_secret::SealedSecretSpec;
+    use seal_core::KeySize;
+
+    fn sealed(uid: &str, items: &[(&str, &str)]) -> SealedSecret {
+        let mut sealed = SealedSecret::new(
+            "db",
+            SealedSecretSpec {
+                encrypted_data: items
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                ..SealedSecretSpec::default()
+            },
+        );
+        sealed.metadata = ObjectMeta {
+            name: Some("db".into()),
+            namespace: Some("ns".into()),
+            uid: Some(uid.into()),
+            ..ObjectMeta::default()
+        };
+        sealed
+    }
+
+    fn data(items: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    fn keys() -> (PrivateKey, PrivateKey) {
+        (
+            PrivateKey::generate(KeySize::Rsa2048).unwrap(),
+            PrivateKey::generate(KeySize::Rsa2048).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_record_verifies_only_for_what_it_was_made_from() {
+        let (old, new) = keys();
+        let ring = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
+        let object = sealed("u1", &[("password", "c1"), ("user", "c2")]);
+        let made = data(&[("password", "p"), ("user", "u")]);
+        let record = ring.record(&object, &made).unwrap();
+        assert!(record.starts_with(&format!("v1:{}:", &new.fingerprint().to_string()[..16])));
+        assert!(ring.verify(&object, &made, Some(&record)));
+
+        // An edited value, a missing item, an added produced item: not what it was made from.
+        assert!(!ring.verify(
+            &object,
+            &data(&[("password", "x"), ("user", "u")]),
+            Some(&record)
+        ));
+        assert!(!ring.verify(&object, &data(&[("password", "p")]), Some(&record)));
+        // Items the SealedSecret does not produce are not its business (a patched Secret's own).
+        let with_foreign = data(&[("password", "p"), ("user", "u"), ("theirs", "t")]);
+        assert!(ring.verify(&object, &with_foreign, Some(&record)));
+        // Another spec, another object, another name.
+        let respec = sealed("u1", &[("password", "c1-resealed"), ("user", "c2")]);
+        assert!(!ring.verify(&respec, &made, Some(&record)));
+        assert!(!ring.verify(
+            &sealed("u2", &[("password", "c1"), ("user", "c2")]),
+            &made,
+            Some(&record)
+        ));
+        let mut renamed = object.clone();
+        renamed.metadata.name = Some("db2".into());
+        assert!(!ring.verify(&renamed, &made, Some(&record)));
+    }
+
+    #[test]
+    fn an_edited_or_foreign_record_never_verifies() {
+        let (old, new) = keys();
+        let ring = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
+        let object = sealed("u1", &[("password", "c1")]);
+        let made = data(&[("password", "p")]);
+        let record = ring.record(&object, &made).unwrap();
+        let mut flipped = record.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        for bad in [
+            None,
+            Some(""),
+            Some("v1"),
+            Some("v2:abc:def"),
+            Some(flipped.as_str()),
+            Some(&record.replace("v1:", "v2:")),
+            Some(&record[..record.len() - 4]),
+        ] {
+            assert!(!ring.verify(&object, &made, bad), "{bad:?}");
+        }
+        // A plain SHA-256 of the inputs is not a record, whatever its format.
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &message(&object, &made));
+        let plain = format!(
+            "v1:{}:{}",
+            &new.fingerprint().to_string()[..16],
+            URL_SAFE_NO_PAD.encode(digest.as_ref())
+        );
+        assert!(!ring.verify(&object, &made, Some(&plain)));
+        // A controller with other keys cannot verify (nor forge) this one's records.
+        let (a, b) = keys();
+        assert!(!RecordKeys::derive([&a, &b], None).verify(&object, &made, Some(&record)));
+    }
+
+    #[test]
+    fn older_keys_verify_while_they_are_in_the_ring() {
+        let (old, new) = keys();
+        let object = sealed("u1", &[("password", "c1")]);
+        let made = data(&[("password", "p")]);
+        let by_old = RecordKeys::derive([&old], Some(old.fingerprint()))
+            .record(&object, &made)
+            .unwrap();
+        let renewed = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
+        assert!(renewed.verify(&object, &made, Some(&by_old)));
+        assert_ne!(renewed.record(&object, &made).unwrap(), by_old);
+        let old_removed = RecordKeys::derive([&new], Some(new.fingerprint()));
+        assert!(!old_removed.verify(&object, &made, Some(&by_old)));
+        assert_eq!(RecordKeys::derive([], None).record(&object, &made), None);
+    }
+}
