@@ -13,9 +13,9 @@
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench external`: 1,000 ExternalSecrets synced from moto (see `benches/external.rs`).
-//! - `bench ci`: one `seal env` against 200 `seal get` calls on the test environment (see `bench_ci.rs`).
+//! - `bench ci`: one `seal env` against 200 `seal get` calls on the test environment (see `bench/ci.rs`).
 //! - `bench agent`: seal-agent's endpoint against the AWS Secrets Manager Agent, cached GETs from
-//!   moto at concurrency 1, 16 and 64, and RSS (see `bench_agent.rs`).
+//!   moto at concurrency 1, 16 and 64, and RSS (see `bench/agent.rs`).
 //! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
 //!   Agent); tests never install them.
 //! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
@@ -26,9 +26,6 @@
 //! (`$SEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/seal-dev`, else `~/.cache/seal-dev`).
 
 mod bench;
-mod bench_agent;
-mod bench_ci;
-mod bench_peers;
 mod debian;
 mod demo;
 mod go;
@@ -52,12 +49,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
-            Some("seal") => bench::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
-            Some("controller") => bench::controller(&args[2..]),
-            Some("external") => bench::external(&args[2..]),
-            Some("ci") => bench_ci::ci(&args[2..]).map(|()| ExitCode::SUCCESS),
-            Some("agent") => bench_agent::agent(&args[2..]).map(|()| ExitCode::SUCCESS),
-            Some("peers") => bench_peers::BenchPeers::ensure()
+            Some("seal") => bench::seal::seal(&args[2..]).map(|()| ExitCode::SUCCESS),
+            Some("controller") => bench::cluster::controller(&args[2..]),
+            Some("external") => bench::cluster::external(&args[2..]),
+            Some("ci") => bench::ci::ci(&args[2..]).map(|()| ExitCode::SUCCESS),
+            Some("agent") => bench::agent::agent(&args[2..]).map(|()| ExitCode::SUCCESS),
+            Some("peers") => bench::peers::BenchPeers::ensure()
                 .and_then(|p| p.report())
                 .map(|()| ExitCode::SUCCESS),
             _ => Err(anyhow::anyhow!(
@@ -68,7 +65,7 @@ fn main() -> ExitCode {
         Some("image") => image::command(&args[1..]).map(|()| ExitCode::SUCCESS),
         Some("demo") => demo::demo(),
         Some("__demo") => demo::steps(),
-        Some("__measure") => bench::measure_child(&args[1..]),
+        Some("__measure") => bench::seal::measure_child(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>

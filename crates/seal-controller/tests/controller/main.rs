@@ -15,6 +15,7 @@ mod keys;
 mod online;
 mod process;
 mod rbac;
+mod restart;
 mod support;
 mod tenant;
 mod unseal;

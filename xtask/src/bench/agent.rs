@@ -18,7 +18,7 @@
 //!
 //! How: seal-agent is built as shipped, with the `small` profile (built for size, see the
 //! workspace Cargo.toml); the AWS agent comes from
-//! [`crate::bench_peers`]. One secret (a JSON string of about 100 bytes) is created in moto; both
+//! [`super::peers`]. One secret (a JSON string of about 100 bytes) is created in moto; both
 //! agents are started side by side, each with a configuration of its own on a free loopback port,
 //! the same moto variables (`AWS_ENDPOINT_URL`, region, static credentials; the AWS agent's SDK
 //! honours `AWS_ENDPOINT_URL` too) and the same token (`AWS_TOKEN`, which both read). Both keep
@@ -60,7 +60,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::bench_peers::{BenchPeers, SECRETSMANAGER_AGENT_VERSION};
+use super::peers::{BenchPeers, SECRETSMANAGER_AGENT_VERSION};
 use crate::peers::workspace_root;
 use crate::testenv::{Binaries, Environment};
 use crate::{cargo, run};
@@ -185,13 +185,13 @@ pub fn agent(args: &[String]) -> Result<()> {
     let env = Environment::current()
         .context("no test environment is running; start one with `cargo xtask testenv up`")?;
     let vars: BTreeMap<String, String> = env.vars()?.into_iter().collect();
-    let seal_agent = crate::bench::build_shipped("seal-agent")?;
+    let seal_agent = super::build_shipped("seal-agent")?;
     let aws_agent = BenchPeers::ensure()?.secretsmanager_agent;
 
     let work = tempfile::Builder::new()
         .prefix("seal-bench-agent-")
         .tempdir()?;
-    let secret_id = format!("{}/db", crate::bench::unique_name("bench-agent")?);
+    let secret_id = format!("{}/db", super::unique_name("bench-agent")?);
     eprintln!("==> creating {secret_id} in moto");
     seed(&vars, &secret_id)?;
 

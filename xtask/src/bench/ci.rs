@@ -57,7 +57,7 @@ pub fn ci(args: &[String]) -> Result<()> {
 
     let work = std::env::temp_dir().join(format!("seal-bench-ci-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let prefix = crate::bench::unique_name("bench-ci")?;
+    let prefix = super::unique_name("bench-ci")?;
     eprintln!("==> seeding {SECRETS} OpenBao and {SECRETS} moto secrets under {prefix}/");
     seed(&vars, &prefix)?;
     let refs = references(&prefix);

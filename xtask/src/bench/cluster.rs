@@ -1,0 +1,62 @@
+//! `bench controller` and `bench external`: seal-controller as shipped, measured by the
+//! benchmark programs of its crate (`crates/seal-controller/benches/`), which run against the
+//! test environment this command brings up around them.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use super::build_shipped;
+use crate::cargo;
+use crate::peers::{cache_dir, workspace_root};
+
+/// `bench external`: 1,000 ExternalSecrets synced from moto by seal-controller as shipped
+/// (`crates/seal-controller/benches/external.rs` says what is measured).
+pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
+    if !args.is_empty() {
+        bail!("usage: cargo xtask bench external");
+    }
+    let controller = build_shipped("seal-controller")?;
+    let mut bench = Command::new(cargo());
+    bench
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "seal-controller",
+            "--bench",
+            "external",
+        ])
+        .current_dir(workspace_root())
+        .env("SEAL_BENCH_CONTROLLER", controller);
+    crate::testenv::run_against(&mut bench)
+}
+
+/// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
+/// server (`crates/seal-controller/benches/controller.rs` says what is measured).
+pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
+    let seal_only = match args {
+        [] => false,
+        [flag] if flag == "--seal-only" => true,
+        _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
+    };
+    let bitnami = super::peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
+    let controller = build_shipped("seal-controller")?;
+    let mut bench = Command::new(cargo());
+    bench
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "seal-controller",
+            "--bench",
+            "controller",
+        ])
+        .current_dir(workspace_root())
+        .env("SEAL_BENCH_CONTROLLER", controller)
+        .env("SEAL_BENCH_BITNAMI", bitnami);
+    if seal_only {
+        bench.env("SEAL_BENCH_SEAL_ONLY", "1");
+    }
+    crate::testenv::run_against(&mut bench)
+}
