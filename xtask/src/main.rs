@@ -58,7 +58,7 @@ fn main() -> ExitCode {
                 .and_then(|p| p.report())
                 .map(|()| ExitCode::SUCCESS),
             _ => Err(anyhow::anyhow!(
-                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] | bench external | bench ci [--debug] | bench agent [--duration SECS] [--threads N] | bench peers"
+                "usage: cargo xtask bench seal [--runs-small N] [--runs-large N] | bench controller [--seal-only] [--scale N] | bench external | bench ci [--debug] | bench agent [--duration SECS] [--threads N] | bench peers"
             )),
         },
         Some("testenv") => testenv::command(&args[1..]),
@@ -74,7 +74,8 @@ fn main() -> ExitCode {
   demo                        the main job end to end: control plane, controller, seal, unseal
   peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
-  bench controller            seal-controller vs Bitnami's controller: 1,000 SealedSecrets, RSS
+  bench controller            seal-controller vs Bitnami's controller: 1,000 and 10,000 SealedSecrets,
+                              RSS, restart and failover cost
   bench external              1,000 ExternalSecrets from moto: converge time, calls, writes, RSS
   bench ci [--debug]          seal env vs 200 seal get: wall time and provider calls
   bench agent                 seal-agent vs the AWS Secrets Manager Agent: cached GETs, RSS

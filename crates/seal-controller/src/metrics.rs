@@ -50,6 +50,7 @@ pub struct Metrics {
     provider_calls: Arc<CallCounter>,
     provider_api_calls: Family<CallLabels, Counter>,
     rsa_decryptions: Counter,
+    settled: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +138,12 @@ impl Metrics {
             "RSA private-key decryptions this process made (unsealing, /v1/verify, /v1/rotate)",
             rsa_decryptions.clone(),
         );
+        let settled = Gauge::default();
+        registry.register(
+            "sealedsecrets_settled",
+            "SealedSecrets this leader has found or made up to date since it began leading",
+            settled.clone(),
+        );
         for reason in Reason::FAILURES {
             drop(unseal_errors.get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
@@ -157,6 +164,7 @@ impl Metrics {
             provider_calls: Arc::new(CallCounter::new()),
             provider_api_calls,
             rsa_decryptions,
+            settled,
         }
     }
 
@@ -193,6 +201,11 @@ impl Metrics {
                 .inc();
         }
         self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records how many SealedSecrets the leader knows to be up to date.
+    pub fn set_settled(&self, count: usize) {
+        self.settled.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts one HTTP request; `handler` is the route's fixed name.

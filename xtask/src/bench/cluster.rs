@@ -33,13 +33,21 @@ pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
 }
 
 /// `bench controller`: seal-controller against Bitnami's controller on the test environment's API
-/// server (`crates/seal-controller/benches/controller.rs` says what is measured).
+/// server (`crates/seal-controller/benches/controller/main.rs` says what is measured).
 pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
-    let seal_only = match args {
-        [] => false,
-        [flag] if flag == "--seal-only" => true,
-        _ => bail!("usage: cargo xtask bench controller [--seal-only]"),
-    };
+    let mut seal_only = false;
+    let mut scale = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--seal-only" => seal_only = true,
+            "--scale" => scale = rest.next().filter(|n| n.parse::<usize>().is_ok()).cloned(),
+            _ => bail!("usage: cargo xtask bench controller [--seal-only] [--scale N]"),
+        }
+        if arg == "--scale" && scale.is_none() {
+            bail!("--scale needs a number of SealedSecrets");
+        }
+    }
     let bitnami = super::peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
     let controller = build_shipped("seal-controller")?;
     let mut bench = Command::new(cargo());
@@ -57,6 +65,9 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
         .env("SEAL_BENCH_BITNAMI", bitnami);
     if seal_only {
         bench.env("SEAL_BENCH_SEAL_ONLY", "1");
+    }
+    if let Some(scale) = scale {
+        bench.env("SEAL_BENCH_SCALE", scale);
     }
     crate::testenv::run_against(&mut bench)
 }

@@ -265,6 +265,7 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             .remember(&uid, (sealed.metadata.generation, version)),
         _ => ctx.settled.forget(&uid),
     }
+    ctx.metrics.set_settled(ctx.settled.len());
     ctx.metrics.reconciled(outcome.reason, started.elapsed());
     Ok(match outcome.reason {
         Reason::UpdateFailed => Action::requeue(Duration::from_secs(30)),
