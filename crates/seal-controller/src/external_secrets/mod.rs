@@ -47,7 +47,7 @@ use tracing::warn;
 
 use crate::metrics::Metrics;
 use crate::protocols::bounded_memory::BoundedMemory;
-use crate::protocols::contained::{Panicked, contain};
+use crate::protocols::contained::{Panicked, contain_and_report};
 use crate::protocols::produced_watch::{self, ProducedSecrets};
 use crate::protocols::redaction::api_refusal;
 use crate::stores::providers::Providers;
@@ -247,15 +247,14 @@ async fn reconcile_contained(
     es: Arc<ExternalSecret>,
     ctx: Arc<Context>,
 ) -> Result<Action, StatusError> {
-    // Boxed: a reconcile's future is large, and this one holds it across the status write.
-    let result = Box::pin(contain(reconcile(Arc::clone(&es), Arc::clone(&ctx)))).await;
-    if let Err(StatusError::Panicked(panicked)) = &result {
+    let work = reconcile(Arc::clone(&es), Arc::clone(&ctx));
+    let report = |panicked: Panicked| async move {
         let outcome = Outcome::failed("panicked", panicked.to_string());
-        if let Err(error) = status::write_status(&ctx, &es, &outcome).await {
-            warn!(%error, "cannot say in the status that the reconcile panicked");
-        }
-    }
-    result
+        status::write_status(&ctx, &es, &outcome)
+            .await
+            .map_err(|error| error.to_string())
+    };
+    Box::pin(contain_and_report(work, report)).await
 }
 
 async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, StatusError> {

@@ -36,6 +36,28 @@ where
         .unwrap_or_else(|_| Err(E::from(Panicked)))
 }
 
+/// Runs `reconcile`; on a panic, first runs `report` (which says so in the object's status, so
+/// that its owner sees the failure), then returns `E::from(Panicked)`. A report that fails is
+/// logged and the panic's error still returned.
+pub async fn contain_and_report<T, E, R, F>(
+    reconcile: impl Future<Output = Result<T, E>>,
+    report: R,
+) -> Result<T, E>
+where
+    E: From<Panicked>,
+    R: FnOnce(Panicked) -> F,
+    F: Future<Output = Result<bool, String>>,
+{
+    // Boxed: a reconcile's future is large, and it is held across the report.
+    let Ok(result) = Box::pin(AssertUnwindSafe(reconcile).catch_unwind()).await else {
+        if let Err(error) = report(Panicked).await {
+            tracing::warn!(%error, "cannot say in the status that the reconcile panicked");
+        }
+        return Err(E::from(Panicked));
+    };
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +71,22 @@ mod tests {
         fn from(_: Panicked) -> Self {
             Failure::Panicked
         }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_reported_once_and_a_success_never() {
+        let reported = std::sync::atomic::AtomicUsize::new(0);
+        let report = |_| async {
+            reported.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(true)
+        };
+        let divisor = std::hint::black_box(0u64);
+        let outcome: Result<u64, Failure> =
+            contain_and_report(async move { Ok(10 % divisor) }, report).await;
+        assert_eq!(outcome, Err(Failure::Panicked));
+        let fine: Result<u64, Failure> = contain_and_report(async { Ok(1) }, report).await;
+        assert_eq!(fine, Ok(1));
+        assert_eq!(reported.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -41,7 +41,7 @@ use self::unseal::{Outcome, Reason, already_unsealed, decrypt, write_status, wri
 use crate::keys::{CurrentKeys, KeySet};
 use crate::metrics::Metrics;
 use crate::protocols::bounded_memory::BoundedMemory;
-use crate::protocols::contained::{Panicked, contain};
+use crate::protocols::contained::{Panicked, contain_and_report};
 use crate::protocols::produced_watch::{self, ProducedSecrets};
 use crate::protocols::redaction::api_refusal;
 
@@ -191,14 +191,14 @@ async fn reconcile_contained(
     sealed: Arc<SealedSecret>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let result = contain(reconcile(Arc::clone(&sealed), Arc::clone(&ctx))).await;
-    if let Err(ReconcileError::Panicked(panicked)) = &result {
+    let work = reconcile(Arc::clone(&sealed), Arc::clone(&ctx));
+    let report = |panicked: Panicked| async move {
         let outcome = Outcome::failed(Reason::InternalError, panicked.to_string());
-        if let Err(error) = write_status(ctx.client.clone(), &sealed, &outcome).await {
-            warn!(%error, "cannot say in the status that the reconcile panicked");
-        }
-    }
-    result
+        write_status(ctx.client.clone(), &sealed, &outcome)
+            .await
+            .map_err(|error| error.to_string())
+    };
+    contain_and_report(work, report).await
 }
 
 async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
