@@ -4,19 +4,20 @@
 //! AWS Secrets Manager Agent.
 //!
 //! The modules: [`config`] (the YAML file, validated), [`output`] (fetch, render, atomic
-//! writes), [`modes`] (init, run, exec), [`server`] and [`cache`] (the endpoint), [`metrics`].
+//! writes), [`modes`] (init, run, exec), [`endpoint`] (the localhost endpoint and its cache),
+//! [`metrics`]. `config` and `endpoint` are folders with one file per job, each listed in its
+//! `mod.rs`.
 //! Providers and references come from `seal-providers`, templates from `seal-template`.
 //!
 //! Exit codes: 0 success; 1 a secret could not be fetched, rendered or written, or the agent
 //! could not start; 2 an invalid configuration or invalid arguments. `exec` exits with the
 //! child's code, or 128 + the signal that ended it.
 
-mod cache;
 mod config;
+mod endpoint;
 mod metrics;
 mod modes;
 mod output;
-mod server;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -21,13 +21,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::{self, Config, ConfigError, ExecOnChange, OnChange, SignalTarget};
+use crate::endpoint::Server;
 use crate::metrics::Metrics;
 use crate::output::{Fetcher, Links, Rendered, read_regular, render, write_changed};
-use crate::server::Server;
 
 /// Reads the configuration from `path`, with the process's environment.
 fn load(path: &Path) -> Result<Config, ConfigError> {
-    config::load(path, &|name| std::env::var(name).ok())
+    config::load(path, &seal_providers::environment::process)
 }
 
 fn fetch_error(e: &ResolveError) -> anyhow::Error {
@@ -105,7 +105,7 @@ async fn start_server(
                 .local_addr()
                 .map_or_else(|_| "?".into(), |a| a.to_string())
         );
-        tokio::spawn(crate::server::serve_metrics(
+        tokio::spawn(crate::endpoint::serve_metrics(
             listener,
             metrics.clone(),
             counters,

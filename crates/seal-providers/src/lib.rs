@@ -35,6 +35,7 @@
 
 mod aws;
 pub mod endpoint;
+pub mod environment;
 mod error;
 mod metrics;
 mod property;

@@ -31,9 +31,6 @@ use crate::{
     VaultProvider,
 };
 
-/// The Kubernetes ServiceAccount token a pod has, for `auth_method=kubernetes`.
-const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-
 /// A Vault auth method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -432,10 +429,9 @@ impl Resolver {
             VaultAuthMethod::Kubernetes => Ok(VaultAuth::Kubernetes {
                 mount: mount("kubernetes"),
                 role: role.ok_or("Kubernetes auth needs a role (role= or a role flag)")?,
-                jwt: vault
-                    .kubernetes_token
-                    .clone()
-                    .unwrap_or_else(|| TokenSource::File(SERVICE_ACCOUNT_TOKEN.into())),
+                jwt: vault.kubernetes_token.clone().unwrap_or_else(|| {
+                    TokenSource::File(crate::environment::SERVICE_ACCOUNT_TOKEN.into())
+                }),
             }),
         }
     }

@@ -1,0 +1,49 @@
+//! seal's own route, `GET /v1/secrets/NAME[?refreshNow=true]`: the configured secret NAME (of
+//! any provider), resolved with the agent's resolver, cached by name, and answered as is
+//! (`application/octet-stream`). An unknown name is 404.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use seal_providers::Error;
+use zeroize::Zeroizing;
+
+use super::Server;
+use super::query::Query;
+use super::response::error;
+
+impl Server {
+    /// `/v1/secrets/NAME`: the configured secret `name`, from the cache or from its provider.
+    pub(super) async fn named_secret(&self, name: &str, query: &Query) -> Response<Full<Bytes>> {
+        let Some(reference) = self.fetcher.reference(name) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                &format!("no secret {name:?} is configured"),
+            );
+        };
+        let key = name.to_owned();
+        let result = self
+            .named_cache
+            .get(&key, query.refresh_now, || async {
+                let started = Instant::now();
+                let result = self
+                    .fetcher
+                    .resolver()
+                    .resolve(std::slice::from_ref(reference))
+                    .await
+                    .map(|values| Arc::new(Zeroizing::new(values[0].expose_bytes().to_vec())))
+                    .map_err(|e| e.cause);
+                self.metrics.upstream(
+                    started.elapsed(),
+                    result.as_ref().err().map(Error::metric_label),
+                );
+                result
+            })
+            .await;
+        self.answer("secrets", result, "application/octet-stream")
+    }
+}
