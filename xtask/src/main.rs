@@ -109,6 +109,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     interrupt::install()?;
     let peers = peers::Peers::ensure()?;
     testenv::Binaries::ensure()?;
+    testenv::ensure_node_packages()?;
     let mut failed = Vec::new();
     let steps: [(&str, &[&str]); 5] = [
         ("format", &["fmt", "--all", "--check"]),

@@ -106,6 +106,16 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Installs the Debian packages a node needs (containerd, runc, nftables, ...) unless the
+/// environment runs without one (`SEAL_TESTENV_NODE=0`). `up` does this too; the test command
+/// calls it first because the lifecycle tests read the host's firewall tables before any `up`.
+pub fn ensure_node_packages() -> Result<()> {
+    if Options::from_env().node {
+        crate::debian::ensure_packages(node::PACKAGES)?;
+    }
+    Ok(())
+}
+
 /// Runs `command` with the environment's variables and returns its exit code.
 ///
 /// A running environment (`testenv up`) is reused and left running; otherwise one is started for
