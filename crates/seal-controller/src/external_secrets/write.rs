@@ -12,10 +12,10 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use seal_api::ExternalSecret;
 use seal_api::external_secret::{CreationPolicy, reason};
 use seal_api::names::{
@@ -122,16 +122,7 @@ pub(super) async fn write(
             namespace: Some(namespace.clone()),
             labels: Some(labels),
             annotations: Some(annotations),
-            owner_references: owner.then(|| {
-                vec![OwnerReference {
-                    api_version: ExternalSecret::api_version(&()).into_owned(),
-                    kind: ExternalSecret::kind(&()).into_owned(),
-                    name: es.name_any(),
-                    uid: uid.clone(),
-                    controller: Some(true),
-                    block_owner_deletion: Some(true),
-                }]
-            }),
+            owner_references: owner.then(|| vec![ownership::owner_reference(es)]),
             ..ObjectMeta::default()
         },
         data: Some(

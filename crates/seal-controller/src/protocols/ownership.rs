@@ -17,7 +17,8 @@
 //! Writes go through server-side apply under [`field_manager`]: one manager for Secrets the
 //! controller owns, one per merging object for items added to someone else's Secret.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
 use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION};
 
 /// The field manager of the writes the controller makes to objects it owns.
@@ -105,6 +106,20 @@ pub fn decide(
         // `managed` lets the controller do anything with the Secret, adding items included.
         Request::Items if ours || patch || managed => Decision::ItemsOnly,
         _ => Decision::Refuse,
+    }
+}
+
+/// The owner reference a produced Secret carries to the object it was made from: the
+/// controlling owner, so garbage collection deletes the Secret with the object, and a foreground
+/// deletion of the object waits for the Secret.
+pub fn owner_reference<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: object.name_any(),
+        uid: object.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
     }
 }
 
@@ -235,6 +250,32 @@ mod tests {
         assert_eq!(decide(None, &PRODUCER, WholeUnlessPatch), Create);
         assert_eq!(decide(None, &PRODUCER, Request::Whole), Create);
         assert_eq!(decide(None, &PRODUCER, Items), Missing);
+    }
+
+    #[test]
+    fn the_owner_reference_controls_and_blocks_deletion() {
+        let mut object = k8s_openapi::api::core::v1::ConfigMap::default();
+        object.metadata.name = Some("db".into());
+        object.metadata.uid = Some("u1".into());
+        let reference = owner_reference(&object);
+        assert_eq!(
+            (reference.api_version.as_str(), reference.kind.as_str()),
+            ("v1", "ConfigMap")
+        );
+        assert_eq!(
+            (reference.name.as_str(), reference.uid.as_str()),
+            ("db", "u1")
+        );
+        assert_eq!(
+            (reference.controller, reference.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        // What decides ownership: a Secret carrying it was made by the object.
+        let secret = ObjectMeta {
+            owner_references: Some(vec![reference]),
+            ..ObjectMeta::default()
+        };
+        assert!(made_by(&secret, &PRODUCER));
     }
 
     #[test]

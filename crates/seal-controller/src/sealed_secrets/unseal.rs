@@ -19,9 +19,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use seal_api::SealedSecret;
 use seal_api::names::{
     MANAGED_ANNOTATION, PATCH_ANNOTATION, SEALED_SECRET_UID_LABEL, SKIP_OWNER_ANNOTATION,
@@ -232,7 +231,7 @@ fn shape(sealed: &SealedSecret, desired: &mut Secret, items_only: bool) {
         .get(SKIP_OWNER_ANNOTATION)
         .is_some_and(|v| v == "true");
     if !skip_owner && !items_only {
-        desired.metadata.owner_references = Some(vec![owner_reference(sealed, &uid)]);
+        desired.metadata.owner_references = Some(vec![ownership::owner_reference(sealed)]);
     }
     if items_only {
         desired.type_ = None;
@@ -327,17 +326,6 @@ async fn write_secret(
 /// The status message of an unsealed SealedSecret.
 fn unsealed(namespace: &str, name: &str) -> String {
     format!("Secret {namespace}/{name} holds the unsealed items")
-}
-
-fn owner_reference(sealed: &SealedSecret, uid: &str) -> OwnerReference {
-    OwnerReference {
-        api_version: SealedSecret::api_version(&()).into_owned(),
-        kind: SealedSecret::kind(&()).into_owned(),
-        name: sealed.name_any(),
-        uid: uid.to_owned(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
 }
 
 /// Whether `existing` already has everything `desired` sets, so an apply would change nothing.
