@@ -18,9 +18,16 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 /// Whose CPU time a run reports: the controller, the test servers it talks to, and this bench.
 pub fn cpu_sample(env: &TestEnv, controller: u32) -> Result<Vec<(&'static str, f64)>> {
     let pids = std::fs::read_to_string(Path::new(env.var("SEAL_TESTENV_DIR")).join("pids"))?;
+    // `NAME PGID START` per server: the process group's leader is the server itself.
     let server = |name: &str| -> Result<u32> {
         pids.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .with_context(|| format!("no {name} in the test environment's pids"))
     };
     Ok(vec![
