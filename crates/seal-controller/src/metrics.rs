@@ -141,7 +141,7 @@ impl Metrics {
         let settled = Gauge::default();
         registry.register(
             "sealedsecrets_settled",
-            "SealedSecrets this leader has found or made up to date since it began leading",
+            "SealedSecrets this leader has found or made up to date since it began leading (deleted ones included)",
             settled.clone(),
         );
         for reason in Reason::FAILURES {
