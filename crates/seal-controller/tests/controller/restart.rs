@@ -43,12 +43,12 @@ async fn produced(ns: &TestNamespace) -> Result<BTreeMap<String, (String, String
         .collect())
 }
 
-/// Waits until `process` has reconciled at least `count` SealedSecrets, then returns its RSA
-/// decryptions.
+/// Waits until `process` knows `count` distinct SealedSecrets to be up to date (a count of
+/// reconciles would count one object twice and miss another), then returns its RSA decryptions.
 async fn decryptions_after(process: &ControllerProcess, count: usize) -> Result<f64> {
     eventually("every SealedSecret is reconciled", LIMIT, || async {
         let scrape = process.scrape()?;
-        let reconciled = metric(&scrape, "seal_controller_unseal_requests_total").unwrap_or(0.0);
+        let reconciled = metric(&scrape, "seal_controller_sealedsecrets_settled").unwrap_or(0.0);
         #[allow(clippy::cast_precision_loss)]
         let done = reconciled >= count as f64;
         Ok(done.then(|| metric(&scrape, "seal_controller_rsa_decryptions_total")))
@@ -63,7 +63,7 @@ async fn a_restart_proves_secrets_by_their_record_and_repairs_what_changed() -> 
     install_crds(env).await?;
     let keys_ns = env.namespace("restart-keys").await?;
     let app_ns = env.namespace("restart-app").await?;
-    let args = ["--namespaces", app_ns.name()];
+    let args = ["--namespaces", app_ns.name(), "--role", "unsealer"];
     let mut first = ControllerProcess::start(env, keys_ns.name(), &args).await?;
     let certificate = first_key(&keys_ns).await?;
     let sealed_api = app_ns.api::<SealedSecret>();
@@ -170,19 +170,25 @@ async fn a_restart_proves_secrets_by_their_record_and_repairs_what_changed() -> 
         third_cost == 0.0,
         "a restart with nothing changed decrypted {third_cost} items"
     );
-    let status_ready = sealed_api
+    let not_ready: Vec<String> = sealed_api
         .list(&ListParams::default())
         .await?
         .items
         .iter()
-        .all(|s| {
-            s.status.as_ref().is_some_and(|st| {
+        .filter(|s| {
+            !s.status.as_ref().is_some_and(|st| {
                 st.conditions
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             })
-        });
-    ensure!(status_ready, "not every SealedSecret is Ready");
+        })
+        .map(|s| format!("{}: {:?}", s.name_any(), s.status))
+        .collect();
+    ensure!(
+        not_ready.is_empty(),
+        "not every SealedSecret is Ready: {not_ready:?}\n{}",
+        third.log()
+    );
     ensure!(
         produced(&app_ns).await? == after_repair,
         "a restart wrote a Secret"
