@@ -145,6 +145,21 @@ mod tests {
         read(&|name| vars.get(name).cloned(), fallbacks)
     }
 
+    #[test]
+    fn what_the_environment_holds_never_shows_in_debug_output() {
+        let marker = "env-marker-7f3a";
+        let read = read_with(
+            &[
+                ("VAULT_TOKEN", marker),
+                ("VAULT_SECRET_ID", marker),
+                ("SEAL_VAULT_JWT", marker),
+            ],
+            CLI,
+        );
+        assert_eq!(value(read.vault.token.as_ref()).as_deref(), Some(marker));
+        assert!(!format!("{read:?}").contains(marker), "{read:?}");
+    }
+
     fn value(source: Option<&TokenSource>) -> Option<String> {
         match source? {
             TokenSource::Value(v) => Some(v.expose_secret().to_owned()),
