@@ -16,19 +16,7 @@ pub fn external(args: &[String]) -> Result<std::process::ExitCode> {
     if !args.is_empty() {
         bail!("usage: cargo xtask bench external");
     }
-    let controller = build_shipped("seal-controller")?;
-    let mut bench = Command::new(cargo());
-    bench
-        .args([
-            "bench",
-            "--locked",
-            "-p",
-            "seal-controller",
-            "--bench",
-            "external",
-        ])
-        .current_dir(workspace_root())
-        .env("SEAL_BENCH_CONTROLLER", controller);
+    let mut bench = seal_controller_bench("external")?;
     crate::testenv::run_against(&mut bench)
 }
 
@@ -49,6 +37,20 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
         }
     }
     let bitnami = super::peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
+    let mut bench = seal_controller_bench("controller")?;
+    bench.env("SEAL_BENCH_BITNAMI", bitnami);
+    if seal_only {
+        bench.env("SEAL_BENCH_SEAL_ONLY", "1");
+    }
+    if let Some(scale) = scale {
+        bench.env("SEAL_BENCH_SCALE", scale);
+    }
+    crate::testenv::run_against(&mut bench)
+}
+
+/// `cargo bench` of the seal-controller bench `name`, with `SEAL_BENCH_CONTROLLER` set to the
+/// controller as shipped (built first).
+fn seal_controller_bench(name: &str) -> Result<Command> {
     let controller = build_shipped("seal-controller")?;
     let mut bench = Command::new(cargo());
     bench
@@ -58,16 +60,9 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
             "-p",
             "seal-controller",
             "--bench",
-            "controller",
+            name,
         ])
         .current_dir(workspace_root())
-        .env("SEAL_BENCH_CONTROLLER", controller)
-        .env("SEAL_BENCH_BITNAMI", bitnami);
-    if seal_only {
-        bench.env("SEAL_BENCH_SEAL_ONLY", "1");
-    }
-    if let Some(scale) = scale {
-        bench.env("SEAL_BENCH_SCALE", scale);
-    }
-    crate::testenv::run_against(&mut bench)
+        .env("SEAL_BENCH_CONTROLLER", controller);
+    Ok(bench)
 }
