@@ -150,6 +150,11 @@ pub async fn count_secrets(
 pub async fn clear(api: &Api<DynamicObject>, secrets: &Api<Secret>) -> Result<()> {
     api.delete_collection(&kube::api::DeleteParams::default(), &ListParams::default())
         .await?;
+    // No controller runs any more: deleting the Secrets here is what the garbage collector would
+    // do, without waiting minutes for it to get through 10,000 owner references.
+    secrets
+        .delete_collection(&kube::api::DeleteParams::default(), &ListParams::default())
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     while !secrets
         .list_metadata(&ListParams::default())

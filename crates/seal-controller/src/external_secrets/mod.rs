@@ -32,7 +32,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -48,6 +48,7 @@ use tracing::warn;
 use crate::metrics::Metrics;
 use crate::protocols::bounded_memory::BoundedMemory;
 use crate::protocols::contained::{Panicked, contain_and_report};
+use crate::protocols::events::Events;
 use crate::protocols::produced_watch::{self, ProducedSecrets};
 use crate::protocols::redaction::api_refusal;
 use crate::stores::providers::Providers;
@@ -69,7 +70,7 @@ pub struct Config {
 /// What the reconciler shares.
 struct Context {
     client: Client,
-    recorder: Recorder,
+    events: Events,
     providers: Arc<Providers>,
     metrics: Arc<Metrics>,
     policy: ProducedPolicy,
@@ -115,7 +116,7 @@ pub async fn run(
     client: Client,
     config: &Config,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: Events,
     stopped: watch::Receiver<bool>,
 ) {
     let namespaces = &config.namespaces;
@@ -171,7 +172,7 @@ pub async fn run(
         );
         let context = Arc::new(Context {
             client: client.clone(),
-            recorder: recorder.clone(),
+            events: events.clone(),
             providers: Arc::clone(&providers),
             metrics: Arc::clone(&metrics),
             policy: config.produced_policy.clone(),
@@ -390,7 +391,7 @@ async fn sync(
     {
         crate::protocols::rollout::restart(
             &ctx.client,
-            &ctx.recorder,
+            &ctx.events,
             &es.object_ref(&()),
             &namespace,
             &es.spec.rollout_restart_targets,
@@ -444,7 +445,7 @@ async fn finish(
             action: "Sync".into(),
             secondary: None,
         };
-        if let Err(error) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
+        if let Err(error) = ctx.events.publish(&event, &es.object_ref(&())).await {
             warn!(%error, "cannot publish an Event");
         }
     }

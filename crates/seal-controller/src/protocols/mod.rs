@@ -9,6 +9,7 @@
 //! | watching the Secrets a reconciler produced, as metadata only | [`produced_watch`] |
 //! | what the leader remembers of each object, in bounded memory | [`bounded_memory`] |
 //! | one object's panic fails that object only | [`contained`] |
+//! | publishing an Event, remembering none | [`events`] |
 //! | rolling the workloads that use a changed Secret | [`rollout`] |
 //!
 //! Nothing here knows a reconciler: the reconcilers ([`crate::sealed_secrets`],
@@ -16,6 +17,7 @@
 
 pub mod bounded_memory;
 pub mod contained;
+pub mod events;
 pub mod ownership;
 pub mod produced_watch;
 pub mod ready_condition;

@@ -11,11 +11,13 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 use seal_api::names::CHECKSUM_ANNOTATION_PREFIX;
 use seal_api::{RolloutRestartTarget, WorkloadKind};
 use tracing::{info, warn};
+
+use super::events::Events;
 
 /// The annotation key for `secret`: the prefix and the Secret's name, or, when that would pass
 /// the 63 characters Kubernetes allows an annotation name, a digest of the name.
@@ -46,7 +48,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// on `regarding` for each target that is missing or refuses the patch.
 pub async fn restart(
     client: &Client,
-    recorder: &Recorder,
+    events: &Events,
     regarding: &k8s_openapi::api::core::v1::ObjectReference,
     namespace: &str,
     targets: &[RolloutRestartTarget],
@@ -86,7 +88,7 @@ pub async fn restart(
                     action: "RolloutRestart".into(),
                     secondary: None,
                 };
-                if let Err(error) = recorder.publish(&event, regarding).await {
+                if let Err(error) = events.publish(&event, regarding).await {
                     warn!(%error, "cannot publish an Event");
                 }
             }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use seal_api::produced::ProducedPolicy;
 use tokio::sync::watch;
 use tracing::info;
@@ -33,6 +33,7 @@ pub use self::election::LeaderElection;
 use crate::certificate_api::{self, ApiState};
 use crate::keys::{CurrentKeys, KeySet, KeyStore, RenewalPolicy, upkeep};
 use crate::metrics::Metrics;
+use crate::protocols::events::Events;
 use crate::stores::trust::StoreTrust;
 
 /// What one controller process does. The unsealer holds the sealing keys; the syncer talks to
@@ -232,7 +233,7 @@ impl Leader<'_> {
                 .ok()
                 .filter(|name| !name.is_empty()),
         };
-        let recorder = Recorder::new(self.client.clone(), reporter);
+        let events = Events::new(self.client.clone(), reporter);
         let unsealing = async {
             if settings.role.unseals() {
                 let config = crate::sealed_secrets::Config {
@@ -245,7 +246,7 @@ impl Leader<'_> {
                     &config,
                     self.keys.clone(),
                     Arc::clone(&self.metrics),
-                    recorder.clone(),
+                    events.clone(),
                     self.stopped.clone(),
                 )
                 .await;
@@ -263,7 +264,7 @@ impl Leader<'_> {
                     self.client.clone(),
                     &config,
                     Arc::clone(&self.metrics),
-                    recorder.clone(),
+                    events.clone(),
                     self.stopped.clone(),
                 )
                 .await;

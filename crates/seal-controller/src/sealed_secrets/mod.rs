@@ -26,7 +26,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -42,6 +42,7 @@ use crate::keys::{CurrentKeys, KeySet};
 use crate::metrics::Metrics;
 use crate::protocols::bounded_memory::BoundedMemory;
 use crate::protocols::contained::{Panicked, contain_and_report};
+use crate::protocols::events::Events;
 use crate::protocols::produced_watch::{self, ProducedSecrets};
 use crate::protocols::redaction::api_refusal;
 
@@ -87,7 +88,7 @@ struct Context {
     keys: CurrentKeys,
     metrics: Arc<Metrics>,
     policy: ProducedPolicy,
-    recorder: Recorder,
+    events: Events,
     settled: Arc<BoundedMemory<Settled>>,
     produced: ProducedSecrets,
     /// The record keys of the key set they were derived from, rebuilt when the keys change.
@@ -120,7 +121,7 @@ pub async fn run(
     config: &Config,
     keys: CurrentKeys,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: Events,
     stopped: watch::Receiver<bool>,
 ) {
     let namespaces: Vec<Option<String>> = if config.namespaces.is_empty() {
@@ -138,7 +139,7 @@ pub async fn run(
             keys: keys.clone(),
             metrics: Arc::clone(&metrics),
             policy: config.produced_policy.clone(),
-            recorder: recorder.clone(),
+            events: events.clone(),
             settled: Arc::clone(&settled),
             produced,
             records: Arc::clone(&records),
@@ -226,7 +227,7 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             {
                 crate::protocols::rollout::restart(
                     &ctx.client,
-                    &ctx.recorder,
+                    &ctx.events,
                     &sealed.object_ref(&()),
                     &namespace,
                     &sealed.spec.rollout_restart_targets,
@@ -255,7 +256,7 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             action: "Unseal".into(),
             secondary: None,
         };
-        if let Err(error) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
+        if let Err(error) = ctx.events.publish(&event, &sealed.object_ref(&())).await {
             warn!(%error, "cannot publish an Event");
         }
     }
