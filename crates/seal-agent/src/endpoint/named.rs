@@ -8,27 +8,30 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
-use seal_providers::Error;
+use seal_providers::AwsGetError;
 use zeroize::Zeroizing;
 
 use super::Server;
-use super::query::Query;
-use super::response::error;
+use super::response::aws_error;
 
 impl Server {
     /// `/v1/secrets/NAME`: the configured secret `name`, from the cache or from its provider.
-    pub(super) async fn named_secret(&self, name: &str, query: &Query) -> Response<Full<Bytes>> {
+    pub(super) async fn named_secret(
+        &self,
+        name: &str,
+        refresh_now: bool,
+    ) -> Response<Full<Bytes>> {
         let Some(reference) = self.fetcher.reference(name) else {
-            return error(
+            return aws_error(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",
-                &format!("no secret {name:?} is configured"),
+                Some(&format!("no secret {name:?} is configured")),
             );
         };
         let key = name.to_owned();
         let result = self
             .named_cache
-            .get(&key, query.refresh_now, || async {
+            .get(&key, refresh_now, || async {
                 let started = Instant::now();
                 let result = self
                     .fetcher
@@ -36,14 +39,17 @@ impl Server {
                     .resolve(std::slice::from_ref(reference))
                     .await
                     .map(|values| Arc::new(Zeroizing::new(values[0].expose_bytes().to_vec())))
-                    .map_err(|e| e.cause);
+                    .map_err(|e| AwsGetError {
+                        error: e.cause,
+                        service: None,
+                    });
                 self.metrics.upstream(
                     started.elapsed(),
-                    result.as_ref().err().map(Error::metric_label),
+                    result.as_ref().err().map(|e| e.error.metric_label()),
                 );
                 result
             })
             .await;
-        self.answer("secrets", result, "application/octet-stream")
+        self.answer("secrets", result, Some("application/octet-stream"))
     }
 }
