@@ -22,7 +22,7 @@ use crate::peers::cache_dir;
 /// The sealed-secrets controller's version, also the wrapper module's requirement.
 pub const SEALED_SECRETS_CONTROLLER_VERSION: &str = "v0.40.0";
 
-/// Where the benchmark-only peers are.
+/// Where the benchmarks' peers are.
 pub struct BenchPeers {
     /// The sealed-secrets controller binary (`controller`, v0.40.0), as a benchmark would run it in
     /// place of the in-cluster controller.

@@ -8,12 +8,16 @@
 //! other.
 //!
 //! **Stale on transient errors.** When a fetch fails with a transient error
-//! ([`seal_providers::Error::is_transient`] of the failure's error: unreachable, timeouts, 5xx, throttling) and the
+//! ([`seal_providers::Error::is_transient`]: unreachable, timeouts, 5xx, throttling) and the
 //! entry holds a value at most `ttl + max_stale` old, that value is served. For a short hold
 //! after such a failure (5 s, or the TTL when shorter) requests are answered from it without a
 //! new upstream attempt, so an outage costs one retry cycle per hold, not one per request, and
 //! stale answers come at once. A permanent error (not found, denied) is returned, and a not-found
 //! drops the entry: a deleted secret must not live on in the cache.
+//!
+//! A failure is kept with Secrets Manager's own answer, if it got one
+//! ([`seal_providers::AwsGetError`]; none for the configured secrets of `/v1/secrets/NAME`), so
+//! the requests sharing it are answered alike.
 //!
 //! Values are kept as the response body they will be served as, in zeroizing buffers shared by
 //! `Arc`, so a hit copies nothing and the last holder wipes the bytes.

@@ -1,6 +1,7 @@
 //! seal's own route, `GET /v1/secrets/NAME[?refreshNow=true]`: the configured secret NAME (of
 //! any provider), resolved with the agent's resolver, cached by name, and answered as is
-//! (`application/octet-stream`). An unknown name is 404.
+//! (`application/octet-stream`). An unknown name is 404, saying how to read an AWS secret whose
+//! name starts with `secrets/` (which the AWS agent would serve here).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,7 +26,9 @@ impl Server {
             return aws_error(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",
-                Some(&format!("no secret {name:?} is configured")),
+                Some(&format!(
+                    "no secret {name:?} is configured; /v1/secrets/NAME serves seal-agent's configured secrets, so an AWS secret named secrets/{name} is read with /secretsmanager/get?secretId=secrets/{name}"
+                )),
             );
         };
         let key = name.to_owned();

@@ -43,9 +43,10 @@ struct AwsAgent {
 }
 
 impl AwsAgent {
-    /// Starts `binary` against the test environment's moto, with the tests' token in
-    /// `AWS_TOKEN` (which it reads first), and waits for `/ping`.
-    fn start(binary: &PathBuf, env: &TestEnv) -> Result<Self> {
+    /// Starts `binary` against `endpoint` (the test environment's moto, with its region and
+    /// credentials), with the tests' token in `AWS_TOKEN` (which it reads first), and waits for
+    /// `/ping`.
+    fn start(binary: &PathBuf, env: &TestEnv, endpoint: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let config = dir.path().join("config.toml");
@@ -64,14 +65,10 @@ impl AwsAgent {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
-        for name in [
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        ] {
+        for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             command.env(name, env.var(name));
         }
+        command.env("AWS_ENDPOINT_URL", endpoint);
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
@@ -383,7 +380,7 @@ async fn seal_answers_every_request_as_the_aws_agent_does() -> Result<()> {
     let config = agent.config("server: {listen: \"127.0.0.1:0\"}\n");
     let seal = agent.spawn(&["run", "-c", &config]);
     let seal_address = seal.address();
-    let aws = AwsAgent::start(&binary, env)?;
+    let aws = AwsAgent::start(&binary, env, env.var("AWS_ENDPOINT_URL"))?;
 
     let requests = requests(&seeded);
     let mut differences = compare(&requests, &aws.address, &seal_address)?;
@@ -415,6 +412,46 @@ async fn seal_answers_every_request_as_the_aws_agent_does() -> Result<()> {
     );
     deliberate_differences(text, &aws.address, &seal_address)?;
     drop(seal);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_secrets_manager_gets_the_agents_status_and_type() -> Result<()> {
+    let env = testenv!();
+    let Some(binary) = aws_agent_binary() else {
+        return Ok(());
+    };
+    // A loopback port nothing listens on: every call is refused.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let mut agent = Agent::new(env);
+    agent.set("AWS_ENDPOINT_URL", &closed);
+    let config = agent.config("timeout: 1s\nserver: {listen: \"127.0.0.1:0\"}\n");
+    let seal = agent.spawn(&["run", "-c", &config]);
+    let aws = AwsAgent::start(&binary, env, &closed)?;
+    let target = get("secretId=agent%2Fany");
+    let theirs = http(&aws.address, "GET", &target, &[TOKEN_HEADER])?;
+    let ours = http(&seal.address(), "GET", &target, &[TOKEN_HEADER])?;
+    let kind = |answer: &Answer| -> Result<(u16, String)> {
+        let json: serde_json::Value =
+            serde_json::from_str(&answer.body).with_context(|| format!("not JSON: {answer:?}"))?;
+        Ok((
+            answer.status,
+            json["__type"].as_str().unwrap_or("").to_owned(),
+        ))
+    };
+    assert_eq!(
+        kind(&theirs)?,
+        (502, "ConnectionError".to_owned()),
+        "{theirs:?}"
+    );
+    assert_eq!(kind(&ours)?, kind(&theirs)?, "{ours:?}");
+    // The agent says "Read Error"; seal says which store failed, and how.
+    assert!(theirs.body.contains("Read Error"), "{}", theirs.body);
+    assert!(
+        ours.body.contains("agent/any") && ours.body.contains("unavailable"),
+        "{}",
+        ours.body
+    );
     Ok(())
 }
 
@@ -450,7 +487,9 @@ fn deliberate_differences(text: &str, aws: &str, seal: &str) -> Result<()> {
         theirs.body
     );
     assert!(
-        ours.body.contains("no secret \\\"pw\\\" is configured"),
+        ours.body.contains(
+            "an AWS secret named secrets/pw is read with /secretsmanager/get?secretId=secrets/pw"
+        ),
         "{}",
         ours.body
     );
