@@ -455,6 +455,44 @@ async fn an_unreachable_secrets_manager_gets_the_agents_status_and_type() -> Res
     Ok(())
 }
 
+#[tokio::test]
+async fn roles_past_the_twentieth_are_refused_alike() -> Result<()> {
+    let env = testenv!();
+    let Some(binary) = aws_agent_binary() else {
+        return Ok(());
+    };
+    let text = aws_secret(env, "by role").await?;
+    let agent = Agent::new(env);
+    let config = agent.config("server: {listen: \"127.0.0.1:0\"}\n");
+    let seal = agent.spawn(&["run", "-c", &config]);
+    let aws = AwsAgent::start(&binary, env, env.var("AWS_ENDPOINT_URL"))?;
+    // Twenty roles get a client each; the twenty-first is refused; a known one still answers.
+    let requests: Vec<Request> = (1..=21)
+        .chain([1])
+        .map(|n| {
+            let target = get(&format!(
+                "secretId={text}&roleArn=arn:aws:iam::123456789012:role/seal-role-{n}"
+            ));
+            ("GET", target, vec![TOKEN_HEADER])
+        })
+        .collect();
+    let differences = compare(&requests, &aws.address, &seal.address())?;
+    assert!(
+        differences.is_empty(),
+        "{}\nthe AWS agent's log:\n{}",
+        differences.join("\n"),
+        aws.log()
+    );
+    let refused = http(&seal.address(), "GET", &requests[20].1, &[TOKEN_HEADER])?;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body.contains("MaxRolesExceeded"),
+        "{}",
+        refused.body
+    );
+    Ok(())
+}
+
 /// The documented differences: `Forwarded` is refused like `X-Forwarded-For` (the agent
 /// ignores it), seal's own token header, `/metrics` without a token, `/v1/secrets/NAME`.
 fn deliberate_differences(text: &str, aws: &str, seal: &str) -> Result<()> {
