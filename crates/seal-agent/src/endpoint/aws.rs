@@ -27,7 +27,7 @@ use super::response::aws_error;
 pub(super) type AwsKey = (String, Option<String>, Option<String>, Option<String>);
 
 /// The most roles the endpoint keeps a client for, as the agent's default `max_roles`.
-pub(super) const MAX_ROLES: usize = 20;
+const MAX_ROLES: usize = 20;
 
 impl Server {
     /// `/secretsmanager/get` and `/v1/SECRET_ID`: the secret `query` names, from the cache or
