@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `test`: install what the tests talk to (kubeseal and kubesealpy; the test environment's
+//! - `test`: install what the tests talk to (kubeseal, kubesealpy and the AWS Secrets Manager
+//!   Agent; the test environment's
 //!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's
 //!   lifecycle tests (each brings up its own node, so they run alone), every test of the
 //!   workspace against a test environment started for the run and stopped after it, with the peers
@@ -9,15 +10,16 @@
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests) and print
-//!   where the peers are.
+//!   where the peers are, as the variables the tests read (`SEAL_KUBESEAL`, `SEAL_PYTHON`,
+//!   `SEAL_AWS_AGENT`).
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench external`: 1,000 ExternalSecrets synced from moto (see `benches/external.rs`).
 //! - `bench ci`: one `seal env` against 200 `seal get` calls on the test environment (see `bench/ci.rs`).
 //! - `bench agent`: seal-agent's endpoint against the AWS Secrets Manager Agent, cached GETs from
 //!   moto at concurrency 1, 16 and 64, and RSS (see `bench/agent.rs`).
-//! - `bench peers`: install the benchmark-only peers (the Bitnami controller, the AWS Secrets Manager
-//!   Agent); tests never install them.
+//! - `bench peers`: install the benchmarks' peers (the Bitnami controller, which tests never
+//!   install, and the AWS Secrets Manager Agent, also an interop peer).
 //! - `testenv build | up | down | status | env | run`: the real test environment (see `testenv/`).
 //! - `image [--binaries DIR] [--import]`: the project's image from the Dockerfile's runtime stage,
 //!   built here by podman (see `image.rs`); `--import` puts it on the test environment's node.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Some("peers") => peers::Peers::ensure().map(|p| {
             println!("SEAL_KUBESEAL={}", p.kubeseal.display());
             println!("SEAL_PYTHON={}", p.python.display());
+            println!("SEAL_AWS_AGENT={}", p.aws_agent.display());
             ExitCode::SUCCESS
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
@@ -72,14 +75,15 @@ fn main() -> ExitCode {
 
   test [CARGO TEST ARGS...]   lint, start the test environment, run every test, stop it
   demo                        the main job end to end: control plane, controller, seal, unseal
-  peers                       install the interop peers (kubeseal, kubesealpy) and print their paths
+  peers                       install the interop peers (kubeseal, kubesealpy, the AWS agent) and
+                              print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
   bench controller            seal-controller vs Bitnami's controller: 1,000 and 10,000 SealedSecrets,
                               RSS, restart and failover cost
   bench external              1,000 ExternalSecrets from moto: converge time, calls, writes, RSS
   bench ci [--debug]          seal env vs 200 seal get: wall time and provider calls
   bench agent                 seal-agent vs the AWS Secrets Manager Agent: cached GETs, RSS
-  bench peers                 install the benchmark-only peers (Bitnami controller, AWS agent)
+  bench peers                 install the benchmarks' peers (Bitnami controller, AWS agent)
   testenv build               build the test servers into the cache (first time: ~25 min)
   testenv up | down | status  start, stop or inspect the test environment (Kubernetes, OpenBao, moto)
   testenv env                 print its variables: eval \"$(cargo xtask testenv env)\"
@@ -162,6 +166,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             .args(args)
             .env("SEAL_KUBESEAL", &peers.kubeseal)
             .env("SEAL_PYTHON", &peers.python)
+            .env("SEAL_AWS_AGENT", &peers.aws_agent)
             .env("SEAL_REQUIRE_PEERS", "1");
         if name == "tests" {
             command.args(extra);

@@ -1,8 +1,10 @@
 //! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
-//! `xtask/go/kubeseal` (its go.mod and go.sum are committed), and kubesealpy from PyPI in a virtualenv.
-//! Both are installed once into the cache, keyed by version, and reused. Helm and helmfile, which
-//! the deploy tests drive, are installed the same way (see `helm.rs`).
+//! `xtask/go/kubeseal` (its go.mod and go.sum are committed), kubesealpy from PyPI in a virtualenv,
+//! and the AWS Secrets Manager Agent 2.1.0 from crates.io (see `aws_agent.rs`). Each is installed
+//! once into the cache, keyed by version, and reused. Helm and helmfile, which the deploy tests
+//! drive, are installed the same way (see `helm.rs`).
 
+pub mod aws_agent;
 pub mod helm;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ pub struct Peers {
     pub kubeseal: PathBuf,
     /// A Python interpreter with kubesealpy installed.
     pub python: PathBuf,
+    /// The AWS Secrets Manager Agent binary, `aws_secretsmanager_agent` 2.1.0.
+    pub aws_agent: PathBuf,
 }
 
 impl Peers {
@@ -37,6 +41,7 @@ impl Peers {
         Ok(Self {
             kubeseal: ensure_kubeseal(&cache)?,
             python: ensure_kubesealpy(&cache)?,
+            aws_agent: aws_agent::ensure_secretsmanager_agent(&cache)?,
         })
     }
 }

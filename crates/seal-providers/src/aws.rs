@@ -16,7 +16,7 @@
 mod sts;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -155,20 +155,45 @@ impl AwsConfig {
     }
 }
 
-/// A secret version as GetSecretValue describes it: its value and metadata.
+/// A secret version as GetSecretValue describes it: its value and metadata, each field as the
+/// service gave it (absent stays absent).
 pub struct AwsSecret {
     /// The secret's ARN.
-    pub arn: String,
+    pub arn: Option<String>,
     /// The secret's name.
-    pub name: String,
+    pub name: Option<String>,
     /// The version's id.
-    pub version_id: String,
+    pub version_id: Option<String>,
     /// The version's stages (`AWSCURRENT`, ...).
-    pub version_stages: Vec<String>,
+    pub version_stages: Option<Vec<String>>,
     /// When the version was created, in seconds since the epoch.
     pub created_date: Option<f64>,
     /// The value (SecretString or SecretBinary).
     pub value: SecretValue,
+}
+
+/// How Secrets Manager itself answered a failed call: its HTTP status, error code and message
+/// (which name the secret or version, never a value), for a caller that relays the answer as
+/// the AWS Secrets Manager Agent does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsServiceError {
+    /// The HTTP status of the service's answer.
+    pub status: u16,
+    /// The error code (`ResourceNotFoundException`, ...), when the answer had one.
+    pub code: Option<String>,
+    /// The error message, when the answer had one.
+    pub message: Option<String>,
+}
+
+/// A failed [`AwsProvider::get_secret`]: the error, and the service's own answer when the last
+/// attempt got one (none for a timeout, an unreachable endpoint or missing credentials).
+#[derive(Clone, Debug)]
+pub struct AwsGetError {
+    /// The error, classified as every provider error is.
+    pub error: Error,
+    /// The service's answer to the last attempt (boxed: it is rare, and the error is moved
+    /// around often).
+    pub service: Option<Box<AwsServiceError>>,
 }
 
 /// AWS Secrets Manager as a [`SecretProvider`].
@@ -267,7 +292,7 @@ impl AwsProvider {
     /// One GetSecretValue with its metadata, for callers that must answer in the GetSecretValue
     /// shape (seal-agent's AWS Secrets Manager Agent-compatible endpoint). `stage` and
     /// `version_id` are passed as given (both `None`: AWSCURRENT). Retried and counted as
-    /// [`SecretProvider::get`] is.
+    /// [`SecretProvider::get`] is; a failure carries the service's answer to the last attempt.
     ///
     /// Errors: those of [`SecretProvider::get`].
     pub async fn get_secret(
@@ -275,7 +300,9 @@ impl AwsProvider {
         key: &str,
         stage: Option<&str>,
         version_id: Option<&str>,
-    ) -> Result<AwsSecret, Error> {
+    ) -> Result<AwsSecret, AwsGetError> {
+        // The service's answer to the latest attempt, if it got one.
+        let last = Mutex::new(None);
         let output = retry::call(&self.retry, &self.calls, Call::GetSecretValue, || {
             let request = self
                 .client
@@ -283,17 +310,30 @@ impl AwsProvider {
                 .secret_id(key)
                 .set_version_stage(stage.map(str::to_owned))
                 .set_version_id(version_id.map(str::to_owned));
-            async move { request.send().await.map_err(|e| classify(&e)) }
+            let last = &last;
+            *last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            async move {
+                request.send().await.map_err(|e| {
+                    *last.lock().unwrap_or_else(PoisonError::into_inner) = service_error(&e);
+                    classify(&e)
+                })
+            }
         })
         .await
-        .map_err(|failed| failed.into_error(self.at(key)))?;
-        let value = value_of(output.secret_string, output.secret_binary)
-            .ok_or_else(|| no_value(self.at(key)))?;
+        .map_err(|failed| AwsGetError {
+            error: failed.into_error(self.at(key)),
+            service: last.lock().unwrap_or_else(PoisonError::into_inner).take(),
+        })?;
+        let value =
+            value_of(output.secret_string, output.secret_binary).ok_or_else(|| AwsGetError {
+                error: no_value(self.at(key)),
+                service: None,
+            })?;
         Ok(AwsSecret {
-            arn: output.arn.unwrap_or_default(),
-            name: output.name.unwrap_or_default(),
-            version_id: output.version_id.unwrap_or_default(),
-            version_stages: output.version_stages.unwrap_or_default(),
+            arn: output.arn,
+            name: output.name,
+            version_id: output.version_id,
+            version_stages: output.version_stages,
             created_date: output.created_date.map(|d| d.as_secs_f64()),
             value,
         })
@@ -584,6 +624,21 @@ where
         // A response that could not be parsed: its chain could quote the body, so say no more.
         SdkError::ResponseError(_) => Failure::new(Fault::Unavailable, "unparseable response"),
         _ => Failure::new(Fault::Unavailable, crate::chain(error)),
+    }
+}
+
+/// The service's own answer in a failed SDK call, if the call got one.
+fn service_error<E>(error: &SdkError<E, HttpResponse>) -> Option<Box<AwsServiceError>>
+where
+    E: ProvideErrorMetadata,
+{
+    match error {
+        SdkError::ServiceError(service) => Some(Box::new(AwsServiceError {
+            status: service.raw().status().as_u16(),
+            code: service.err().code().map(str::to_owned),
+            message: service.err().message().map(str::to_owned),
+        })),
+        _ => None,
     }
 }
 

@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-pub use aws::{AwsAuth, AwsConfig, AwsProvider, AwsSecret};
+pub use aws::{AwsAuth, AwsConfig, AwsGetError, AwsProvider, AwsSecret, AwsServiceError};
 pub use error::{Error, Location};
 pub use metrics::{Call, CallCount, CallCounter, CallStatus};
 pub use property::{PropertyError, pick_property};

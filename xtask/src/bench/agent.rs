@@ -60,7 +60,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::peers::{BenchPeers, SECRETSMANAGER_AGENT_VERSION};
+use super::peers::BenchPeers;
+use crate::peers::aws_agent::SECRETSMANAGER_AGENT_VERSION;
 use crate::peers::workspace_root;
 use crate::testenv::{Binaries, Environment};
 use crate::{cargo, run};

@@ -6,7 +6,7 @@
 //! | `bench controller`, `bench external` | [`cluster`] | seal-controller against Bitnami's controller; ExternalSecrets from moto (the programs are `crates/seal-controller/benches/`) |
 //! | `bench ci` | [`ci`] | one `seal env` against 200 `seal get` calls |
 //! | `bench agent` | [`agent`] | seal-agent's endpoint against the AWS Secrets Manager Agent |
-//! | `bench peers` | [`peers`] | installs the benchmark-only peers |
+//! | `bench peers` | [`peers`] | installs the benchmarks' peers |
 
 pub mod agent;
 pub mod ci;

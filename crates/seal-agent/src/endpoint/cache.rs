@@ -15,6 +15,10 @@
 //! stale answers come at once. A permanent error (not found, denied) is returned, and a not-found
 //! drops the entry: a deleted secret must not live on in the cache.
 //!
+//! A failure is kept with Secrets Manager's own answer, if it got one
+//! ([`seal_providers::AwsGetError`]; none for the configured secrets of `/v1/secrets/NAME`), so
+//! the requests sharing it are answered alike.
+//!
 //! Values are kept as the response body they will be served as, in zeroizing buffers shared by
 //! `Arc`, so a hit copies nothing and the last holder wipes the bytes.
 
@@ -23,7 +27,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use seal_providers::Error;
+use seal_providers::{AwsGetError, Error};
 use zeroize::Zeroizing;
 
 use crate::metrics::CacheOutcome;
@@ -46,7 +50,7 @@ pub struct Cache<K> {
 struct Slot {
     value: Option<(Body, Instant)>,
     /// The last failed fetch and when it ended, for requests that waited on it.
-    failure: Option<(Error, Instant)>,
+    failure: Option<(AwsGetError, Instant)>,
 }
 
 impl<K: Eq + Hash + Clone> Cache<K> {
@@ -69,10 +73,10 @@ impl<K: Eq + Hash + Clone> Cache<K> {
         key: &K,
         refresh_now: bool,
         fetch: F,
-    ) -> Result<(Body, CacheOutcome), Error>
+    ) -> Result<(Body, CacheOutcome), AwsGetError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Body, Error>>,
+        Fut: Future<Output = Result<Body, AwsGetError>>,
     {
         let arrived = Instant::now();
         let slot = self.slot(key);
@@ -90,7 +94,8 @@ impl<K: Eq + Hash + Clone> Cache<K> {
         // for a short hold: during an outage each request would otherwise wait out a whole
         // retry cycle before getting its stale value.
         if let Some((error, at)) = &slot.failure
-            && (*at >= arrived || (error.is_transient() && at.elapsed() < self.failure_hold()))
+            && (*at >= arrived
+                || (error.error.is_transient() && at.elapsed() < self.failure_hold()))
         {
             return self.after_failure(&slot, error.clone());
         }
@@ -101,7 +106,7 @@ impl<K: Eq + Hash + Clone> Cache<K> {
                 Ok((body, CacheOutcome::Miss))
             }
             Err(error) => {
-                if matches!(error, Error::NotFound { .. }) {
+                if matches!(error.error, Error::NotFound { .. }) {
                     slot.value = None;
                 }
                 slot.failure = Some((error.clone(), Instant::now()));
@@ -117,10 +122,14 @@ impl<K: Eq + Hash + Clone> Cache<K> {
     }
 
     /// A stale value when `error` is transient and one is young enough, else `error`.
-    fn after_failure(&self, slot: &Slot, error: Error) -> Result<(Body, CacheOutcome), Error> {
+    fn after_failure(
+        &self,
+        slot: &Slot,
+        error: AwsGetError,
+    ) -> Result<(Body, CacheOutcome), AwsGetError> {
         match &slot.value {
             Some((body, at))
-                if error.is_transient() && at.elapsed() <= self.ttl + self.max_stale =>
+                if error.error.is_transient() && at.elapsed() <= self.ttl + self.max_stale =>
             {
                 Ok((body.clone(), CacheOutcome::Stale))
             }
@@ -171,15 +180,18 @@ mod tests {
         Arc::new(Zeroizing::new(text.as_bytes().to_vec()))
     }
 
-    fn outage() -> Error {
-        Error::Unavailable {
-            at: Location {
-                provider: ProviderKind::Aws,
-                store: "test".into(),
-                key: "k".into(),
+    fn outage() -> AwsGetError {
+        AwsGetError {
+            error: Error::Unavailable {
+                at: Location {
+                    provider: ProviderKind::Aws,
+                    store: "test".into(),
+                    key: "k".into(),
+                },
+                attempts: 1,
+                detail: "down".into(),
             },
-            attempts: 1,
-            detail: "down".into(),
+            service: None,
         }
     }
 
@@ -273,13 +285,16 @@ mod tests {
             .get(&"k", false, || async { Ok(body("old")) })
             .await
             .unwrap();
-        let gone = Error::NotFound {
-            at: Location {
-                provider: ProviderKind::Aws,
-                store: "t".into(),
-                key: "k".into(),
+        let gone = AwsGetError {
+            error: Error::NotFound {
+                at: Location {
+                    provider: ProviderKind::Aws,
+                    store: "t".into(),
+                    key: "k".into(),
+                },
+                detail: "gone".into(),
             },
-            detail: "gone".into(),
+            service: None,
         };
         assert!(
             cache

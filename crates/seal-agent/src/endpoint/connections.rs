@@ -16,7 +16,7 @@ use seal_providers::CallCounter;
 use tokio::net::TcpListener;
 
 use super::Server;
-use super::response::{error, text};
+use super::response::{metrics_text, plain};
 use crate::metrics::Metrics;
 
 /// Decrements the open-connection count when a connection ends.
@@ -98,17 +98,13 @@ pub async fn serve_metrics(
                             "/metrics" => {
                                 let counters: Vec<&CallCounter> =
                                     calls.iter().map(AsRef::as_ref).collect();
-                                text(StatusCode::OK, metrics.render(&counters))
+                                metrics_text(metrics.render(&counters))
                             }
-                            "/ping" => text(StatusCode::OK, "healthy"),
-                            _ => error(StatusCode::NOT_FOUND, "NotFoundException", "no such route"),
+                            "/ping" => plain(StatusCode::OK, "healthy"),
+                            _ => plain(StatusCode::NOT_FOUND, "Not found"),
                         }
                     } else {
-                        error(
-                            StatusCode::METHOD_NOT_ALLOWED,
-                            "MethodNotAllowedException",
-                            "only GET is allowed",
-                        )
+                        plain(StatusCode::METHOD_NOT_ALLOWED, "Not allowed")
                     };
                     Ok::<_, Infallible>(response)
                 }

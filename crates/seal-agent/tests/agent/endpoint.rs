@@ -32,7 +32,11 @@ server: {{listen: "127.0.0.1:0"}}
     assert_eq!((ping.status, ping.body.as_str()), (200, "healthy"));
 
     // The GetSecretValue JSON with either token header.
-    for header in ["X-Aws-Parameters-Secrets-Token", "X-Seal-Token"] {
+    for header in [
+        "X-Aws-Parameters-Secrets-Token",
+        "X-Vault-Token",
+        "X-Seal-Token",
+    ] {
         let answer = http(&address, "GET", &path, &[(header, TOKEN)])?;
         assert_eq!(answer.status, 200, "{header}: {}", answer.body);
         let json: serde_json::Value = serde_json::from_str(&answer.body)?;
@@ -46,11 +50,11 @@ server: {{listen: "127.0.0.1:0"}}
         );
         assert!(!json["VersionId"].as_str().unwrap().is_empty());
         assert_eq!(json["VersionStages"][0], "AWSCURRENT");
-        assert!(json["CreatedDate"].is_number());
+        assert!(json["CreatedDate"].as_str().unwrap().parse::<f64>().is_ok());
     }
 
-    // The AWS agent's other form, /v1/SECRET_ID.
-    let short = get(&address, &format!("/v1/{}", aws.replace('/', "%2F")));
+    // The AWS agent's other form, /v1/SECRET_ID, the id as written.
+    let short = get(&address, &format!("/v1/{aws}"));
     assert_eq!(short.status, 200, "{}", short.body);
     assert!(
         short.body.contains("\"SecretString\":\"aws-value\""),
@@ -120,10 +124,11 @@ server: {{listen: "127.0.0.1:0"}}
         vec![("Authorization", TOKEN)],
     ] {
         let answer = http(&address, "GET", &path, &headers)?;
-        assert_eq!(answer.status, 403, "{headers:?}");
-        assert!(!answer.body.contains("aws-value"));
-        let json: serde_json::Value = serde_json::from_str(&answer.body)?;
-        assert_eq!(json["__type"], "AccessDeniedException");
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (403, "Bad Token"),
+            "{headers:?}"
+        );
     }
 
     // A forwarded request is refused even with the token.
@@ -136,8 +141,10 @@ server: {{listen: "127.0.0.1:0"}}
             ("X-Forwarded-For", "10.0.0.1"),
         ],
     )?;
-    assert_eq!(forwarded.status, 400);
-    assert!(!forwarded.body.contains("aws-value"));
+    assert_eq!(
+        (forwarded.status, forwarded.body.as_str()),
+        (400, "Forwarded")
+    );
     let forwarded = http(
         &address,
         "GET",
@@ -276,7 +283,7 @@ async fn connections_past_the_cap_get_429_and_slow_clients_are_cut_off() -> Resu
             .ok()
             .filter(|a| a.status == 429)
     });
-    assert!(over.body.contains("TooManyRequestsException"), "{over:?}");
+    assert_eq!(over.body, "Connection limit exceeded", "{over:?}");
     // The idle ones are closed by the header timeout (not the 60 s connection lifetime), and
     // the cap frees up.
     for mut stream in idle {

@@ -189,6 +189,14 @@ impl Drop for Running {
     }
 }
 
+/// A loopback port free when asked.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, panicking with `what` after `limit`.
 #[track_caller]
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {

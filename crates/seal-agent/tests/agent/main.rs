@@ -6,6 +6,7 @@
 
 mod auth;
 mod configs;
+mod differential;
 mod endpoint;
 mod exec;
 mod harness;

@@ -2,7 +2,6 @@
 //! never stopped): the endpoint serves the last value (marked stale) while it is down, up to the
 //! stale bound, and fresh values once it is back; `run` keeps the files it wrote.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,14 +12,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use seal_testenv::testenv;
 
-use crate::harness::{Agent, get, http, metric, wait_for};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use crate::harness::{Agent, free_port, get, http, metric, wait_for};
 
 /// A throwaway OpenBao dev server (root token `root`) in its own process group, killed when
 /// dropped.
