@@ -280,6 +280,30 @@ impl Document {
             .spec
             .as_object_mut()
             .expect("invariant: read() checked spec is an object");
+        if spec.contains_key("syncWindows") {
+            refuse(
+                "spec.syncWindows".to_owned(),
+                "not supported by seal (ESO v1.x): seal refreshes on refreshInterval and refreshPolicy alone; remove the windows, or keep this ExternalSecret on ESO",
+            );
+        }
+        if let Some(target) = spec.get("target").and_then(Value::as_object) {
+            if target.get("creationPolicy").and_then(Value::as_str) == Some("CreateOrMerge") {
+                refuse(
+                    "spec.target.creationPolicy".to_owned(),
+                    "CreateOrMerge (ESO v1.x) is not supported by seal: use Merge when the Secret always exists (seal adds the items), or Owner or Orphan when seal should create it",
+                );
+            }
+            if target
+                .get("template")
+                .and_then(|t| t.get("metadata"))
+                .is_some_and(|m| m.get("finalizers").is_some())
+            {
+                refuse(
+                    "spec.target.template.metadata.finalizers".to_owned(),
+                    "not supported by seal: it puts no finalizers on the Secrets it writes, so deleting one is never blocked",
+                );
+            }
+        }
         if let Some(template) = spec
             .get_mut("target")
             .and_then(|t| t.get_mut("template"))
@@ -337,6 +361,30 @@ impl Document {
                         &mut refuse,
                         "only None is supported (seal reads secret values, not their metadata)",
                     );
+                    drop_default(
+                        remote,
+                        &at,
+                        "nullBytePolicy",
+                        "Ignore",
+                        &mut refuse,
+                        "only Ignore is supported (ESO v1.x): seal writes values as they are stored, NUL bytes included",
+                    );
+                }
+                for (i, rewrite) in item
+                    .get("rewrite")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    for kind in ["merge", "transform"] {
+                        if rewrite.get(kind).is_some() {
+                            refuse(
+                                format!("{at}.rewrite[{i}].{kind}"),
+                                "not supported by seal (ESO v1.x): seal rewrites keys with regexp only",
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -568,6 +616,20 @@ spec:
     }
 
     #[test]
+    fn esos_newer_defaults_are_accepted_and_dropped() {
+        // ESO v1.x writes nullBytePolicy: Ignore into exported manifests; it is what seal does.
+        let text = ESO_AWS_EXTERNAL_SECRET.replace(
+            "metadataPolicy: None}",
+            "metadataPolicy: None, nullBytePolicy: Ignore}",
+        );
+        assert_ne!(text, ESO_AWS_EXTERNAL_SECRET);
+        let converted = from_eso(&yaml(&text)).unwrap();
+        let expected = from_eso(&yaml(ESO_AWS_EXTERNAL_SECRET)).unwrap();
+        assert_eq!(converted, expected);
+        assert!(!converted.to_string().contains("nullBytePolicy"));
+    }
+
+    #[test]
     fn esos_features_seal_lacks_are_refused_by_field() {
         let cases = [
             (
@@ -604,6 +666,31 @@ spec:
                 "creationPolicy: Owner",
                 "creationPolicy: Adopt",
                 "spec.target.creationPolicy: must be one of Owner, Orphan, Merge, None",
+            ),
+            (
+                "creationPolicy: Owner",
+                "creationPolicy: CreateOrMerge",
+                "spec.target.creationPolicy: CreateOrMerge (ESO v1.x) is not supported by seal: use Merge when the Secret always exists (seal adds the items), or Owner or Orphan when seal should create it",
+            ),
+            (
+                "refreshInterval: 1h0m0s",
+                "refreshInterval: 1h0m0s\n  syncWindows: {kind: deny, windows: [{schedule: \"0 22 * * 1-5\", duration: 8h}]}",
+                "spec.syncWindows: not supported by seal (ESO v1.x): seal refreshes on refreshInterval and refreshPolicy alone; remove the windows, or keep this ExternalSecret on ESO",
+            ),
+            (
+                "property: username, conversionStrategy: Default",
+                "property: username, conversionStrategy: Default, nullBytePolicy: Fail",
+                "spec.data[0].remoteRef.nullBytePolicy: only Ignore is supported (ESO v1.x): seal writes values as they are stored, NUL bytes included",
+            ),
+            (
+                "      type: Opaque",
+                "      metadata: {finalizers: [example.com/keep]}\n      type: Opaque",
+                "spec.target.template.metadata.finalizers: not supported by seal: it puts no finalizers on the Secrets it writes, so deleting one is never blocked",
+            ),
+            (
+                "    - regexp: {source",
+                "    - merge: {into: config}\n    - regexp: {source",
+                "spec.dataFrom[1].rewrite[0].merge: not supported by seal (ESO v1.x): seal rewrites keys with regexp only",
             ),
             (
                 "refreshInterval: 1h0m0s",
