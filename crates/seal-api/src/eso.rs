@@ -280,30 +280,7 @@ impl Document {
             .spec
             .as_object_mut()
             .expect("invariant: read() checked spec is an object");
-        if spec.contains_key("syncWindows") {
-            refuse(
-                "spec.syncWindows".to_owned(),
-                "not supported by seal (ESO v1.x): seal refreshes on refreshInterval and refreshPolicy alone; remove the windows, or keep this ExternalSecret on ESO",
-            );
-        }
-        if let Some(target) = spec.get("target").and_then(Value::as_object) {
-            if target.get("creationPolicy").and_then(Value::as_str) == Some("CreateOrMerge") {
-                refuse(
-                    "spec.target.creationPolicy".to_owned(),
-                    "CreateOrMerge (ESO v1.x) is not supported by seal: use Merge when the Secret always exists (seal adds the items), or Owner or Orphan when seal should create it",
-                );
-            }
-            if target
-                .get("template")
-                .and_then(|t| t.get("metadata"))
-                .is_some_and(|m| m.get("finalizers").is_some())
-            {
-                refuse(
-                    "spec.target.template.metadata.finalizers".to_owned(),
-                    "not supported by seal: it puts no finalizers on the Secrets it writes, so deleting one is never blocked",
-                );
-            }
-        }
+        refuse_newer_fields(spec, &mut refuse);
         if let Some(template) = spec
             .get_mut("target")
             .and_then(|t| t.get_mut("template"))
@@ -370,22 +347,6 @@ impl Document {
                         "only Ignore is supported (ESO v1.x): seal writes values as they are stored, NUL bytes included",
                     );
                 }
-                for (i, rewrite) in item
-                    .get("rewrite")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    for kind in ["merge", "transform"] {
-                        if rewrite.get(kind).is_some() {
-                            refuse(
-                                format!("{at}.rewrite[{i}].{kind}"),
-                                "not supported by seal (ESO v1.x): seal rewrites keys with regexp only",
-                            );
-                        }
-                    }
-                }
             }
         }
         match found {
@@ -442,6 +403,59 @@ impl Document {
             .expect("invariant: seal's API types always serialize to JSON");
         out["apiVersion"] = Value::String(api_version.to_owned());
         Ok(out)
+    }
+}
+
+/// ESO v1.x fields seal does not implement, each refused with what to do instead.
+fn refuse_newer_fields(spec: &Map<String, Value>, refuse: &mut impl FnMut(String, &str)) {
+    if spec.contains_key("syncWindows") {
+        refuse(
+            "spec.syncWindows".to_owned(),
+            "not supported by seal (ESO v1.x): seal refreshes on refreshInterval and refreshPolicy alone; remove the windows, or keep this ExternalSecret on ESO",
+        );
+    }
+    if let Some(target) = spec.get("target").and_then(Value::as_object) {
+        if target.get("creationPolicy").and_then(Value::as_str) == Some("CreateOrMerge") {
+            refuse(
+                "spec.target.creationPolicy".to_owned(),
+                "CreateOrMerge (ESO v1.x) is not supported by seal: use Merge when the Secret always exists (seal adds the items), or Owner or Orphan when seal should create it",
+            );
+        }
+        if target
+            .get("template")
+            .and_then(|t| t.get("metadata"))
+            .is_some_and(|m| m.get("finalizers").is_some())
+        {
+            refuse(
+                "spec.target.template.metadata.finalizers".to_owned(),
+                "not supported by seal: it puts no finalizers on the Secrets it writes, so deleting one is never blocked",
+            );
+        }
+    }
+    for (i, item) in spec
+        .get("dataFrom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("spec.dataFrom[{i}]");
+        for (j, rewrite) in item
+            .get("rewrite")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for kind in ["merge", "transform"] {
+                if rewrite.get(kind).is_some() {
+                    refuse(
+                        format!("{at}.rewrite[{j}].{kind}"),
+                        "not supported by seal (ESO v1.x): seal rewrites keys with regexp only",
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -167,7 +167,7 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
     );
     if let Some(kubeseal) = std::env::var_os("SEAL_KUBESEAL") {
         let theirs = ok(
-            &Command::new(kubeseal)
+            &Command::new(&kubeseal)
                 .args(["--fetch-cert", "--controller-namespace", keys.name()])
                 .args(["--controller-name", &release])
                 .env("KUBECONFIG", &kubeconfig)
@@ -179,6 +179,13 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
             fetched.trim(),
             "kubeseal gets the same certificate"
         );
+        kubeseal_validates_and_re_encrypts(
+            env,
+            std::path::Path::new(&kubeseal),
+            keys.name(),
+            &release,
+            app.name(),
+        )?;
     } else if crate::required() {
         bail!("kubeseal is required here (SEAL_KUBESEAL)");
     }
@@ -223,6 +230,80 @@ async fn the_controller_chart_runs_in_pods_under_restricted_pod_security() -> Re
 
     // The plaintext is in no pod's log.
     assert_marker_nowhere(env, &[keys.name(), app.name()], &marker).await?;
+    Ok(())
+}
+
+/// kubeseal v0.40.0's other controller modes, unchanged, through the API server's service proxy
+/// to the controller's pods: a SealedSecret kubeseal sealed (Bitnami's format) validates, one with
+/// an altered item does not, and `--re-encrypt` gives new ciphertext that validates.
+fn kubeseal_validates_and_re_encrypts(
+    env: &TestEnv,
+    kubeseal: &std::path::Path,
+    controller_namespace: &str,
+    controller_name: &str,
+    namespace: &str,
+) -> Result<()> {
+    let controller = [
+        "--controller-namespace",
+        controller_namespace,
+        "--controller-name",
+        controller_name,
+    ];
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: kubeseal-made, namespace: {namespace}}}\nstringData: {{token: {}}}\n",
+        unique_name("value")
+    );
+    let sealed = piped(
+        env,
+        kubeseal,
+        &[&controller[..], &["-o", "json"]].concat(),
+        &secret,
+        "kubeseal (sealing with the controller's certificate)",
+    )?;
+    let validate = [&controller[..], &["--validate"]].concat();
+    piped(env, kubeseal, &validate, &sealed, "kubeseal --validate")?;
+
+    // One character of the item changed: the controller cannot open it, and kubeseal says so.
+    let mut altered: serde_json::Value = serde_json::from_str(&sealed)?;
+    let item = altered["spec"]["encryptedData"]["token"]
+        .as_str()
+        .context("kubeseal wrote no encryptedData.token")?
+        .to_owned();
+    let flipped = if item.ends_with('A') { 'B' } else { 'A' };
+    altered["spec"]["encryptedData"]["token"] =
+        format!("{}{flipped}", &item[..item.len() - 1]).into();
+    assert!(
+        piped(
+            env,
+            kubeseal,
+            &validate,
+            &altered.to_string(),
+            "kubeseal --validate"
+        )
+        .is_err(),
+        "kubeseal --validate accepted an altered item"
+    );
+
+    let re_encrypted = piped(
+        env,
+        kubeseal,
+        &[&controller[..], &["--re-encrypt", "-o", "json"]].concat(),
+        &sealed,
+        "kubeseal --re-encrypt",
+    )?;
+    let re_encrypted_value: serde_json::Value = serde_json::from_str(&re_encrypted)?;
+    assert_eq!(re_encrypted_value["apiVersion"], "bitnami.com/v1alpha1");
+    let new_item = re_encrypted_value["spec"]["encryptedData"]["token"]
+        .as_str()
+        .context("kubeseal --re-encrypt wrote no encryptedData.token")?;
+    assert_ne!(new_item, item, "--re-encrypt returned the same ciphertext");
+    piped(
+        env,
+        kubeseal,
+        &validate,
+        &re_encrypted,
+        "kubeseal --validate (re-encrypted)",
+    )?;
     Ok(())
 }
 
