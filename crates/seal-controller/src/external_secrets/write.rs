@@ -4,7 +4,9 @@
 //! - `Owner` adds an owner reference (garbage collection deletes the Secret with the
 //!   ExternalSecret), `Orphan` does not, `Merge` only adds its items to an existing Secret
 //!   (missing: `SecretMissing`), `None` writes no Secret. Whether an existing Secret may be
-//!   written is [`crate::protocols::ownership`]'s rule.
+//!   written is [`crate::protocols::ownership`]'s rule; a Secret the External Secrets Operator
+//!   made for its ExternalSecret of the same name is taken over (ESO's owner reference removed
+//!   first), its values rewritten only if they differ.
 //! - The write is a server-side apply under [`field_manager`] (one per merging ExternalSecret),
 //!   labelled [`EXTERNAL_SECRET_UID_LABEL`] and annotated with [`DATA_HASH_ANNOTATION`], the digest
 //!   of everything applied ([`super::render::content_hash`]): a refresh producing the same digest
@@ -17,6 +19,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::{Api, ResourceExt};
 use seal_api::ExternalSecret;
+use seal_api::eso::ESO_GROUP;
 use seal_api::external_secret::{CreationPolicy, reason};
 use seal_api::names::{
     DATA_HASH_ANNOTATION, EXTERNAL_SECRET_ANNOTATION, EXTERNAL_SECRET_UID_LABEL,
@@ -26,7 +29,7 @@ use tracing::info;
 
 use super::render::{Produced, content_hash};
 use super::{Context, Memory, Outcome};
-use crate::protocols::ownership::{self, Decision, Producer, Request, field_manager};
+use crate::protocols::ownership::{self, Decision, Predecessor, Producer, Request, field_manager};
 use crate::protocols::redaction::api_refusal;
 
 /// Writes `produced` as the creation policy says, unless the Secret already holds it.
@@ -58,9 +61,16 @@ pub(super) async fn write(
             "values read; creationPolicy None writes no Secret".into(),
         );
     }
+    let es_name = es.name_any();
     let this = Producer {
         uid_label: EXTERNAL_SECRET_UID_LABEL,
         uid: &uid,
+        // The ESO ExternalSecret that `seal convert` made this one from.
+        predecessor: Some(Predecessor {
+            api_group: ESO_GROUP,
+            kind: "ExternalSecret",
+            name: &es_name,
+        }),
     };
     let request = if policy == CreationPolicy::Merge {
         Request::Items
@@ -137,6 +147,23 @@ pub(super) async fn write(
         ..Secret::default()
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Some(meta) = existing
+        && let Some(owners) = ownership::without_predecessor(&meta.metadata, &this)
+    {
+        // A Secret has one controller: ESO's reference goes before seal's is applied. The values
+        // are not touched; the apply below rewrites them only if they differ.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": meta.resource_version(), "ownerReferences": owners}
+        });
+        let params = PatchParams {
+            field_manager: Some(ownership::FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        if let Err(error) = api.patch(secret_name, &params, &Patch::Merge(&patch)).await {
+            return Outcome::failed("kube", api_refusal(&error));
+        }
+        info!(%namespace, name = %es_name, secret = %secret_name, "took the Secret over from ESO's ExternalSecret of the same name");
+    }
     let params = PatchParams::apply(&field_manager(merge, &uid)).force();
     let mut result = api
         .patch(secret_name, &params, &Patch::Apply(&desired))
@@ -200,6 +227,7 @@ pub(super) async fn delete_secret(
     let this = Producer {
         uid_label: EXTERNAL_SECRET_UID_LABEL,
         uid: &uid,
+        predecessor: None,
     };
     let Some(meta) = existing.filter(|m| ownership::made_by(&m.metadata, &this)) else {
         memory.secret_version = None;

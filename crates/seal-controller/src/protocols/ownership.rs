@@ -9,6 +9,12 @@
 //! - [`PATCH_ANNOTATION`] `"true"`: the controller may add its items and must leave the Secret's
 //!   type, metadata and other items as they are.
 //!
+//! One more case needs no opt-in: a Secret controlled by a peer controller's object that the
+//! reconciled object replaces ([`Predecessor`]: the External Secrets Operator's ExternalSecret of
+//! the same name, which `seal convert` turned into this one). The user asked for the move by
+//! applying the converted object; the writer first removes the predecessor's controlling owner
+//! reference ([`without_predecessor`]), since a Secret has at most one controller.
+//!
 //! What a reconciler asks for is a [`Request`]; [`decide`] answers it. The answers are the same
 //! for both kinds except where their peers differ on purpose: a SealedSecret's target annotated
 //! `patch` gets items only even when the SealedSecret made it (Bitnami's `patch`), while an
@@ -24,14 +30,69 @@ use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION};
 /// The field manager of the writes the controller makes to objects it owns.
 pub const FIELD_MANAGER: &str = "seal-controller";
 
-/// The object a Secret is produced from: the label its kind marks produced Secrets with, and its
-/// uid.
+/// The object a Secret is produced from: the label its kind marks produced Secrets with, its
+/// uid, and the peer's object it replaces, if its kind replaces one.
 #[derive(Debug, Clone, Copy)]
 pub struct Producer<'a> {
     /// The kind's uid label.
     pub uid_label: &'static str,
     /// The object's uid.
     pub uid: &'a str,
+    /// The peer controller's object of the same name this one replaces.
+    pub predecessor: Option<Predecessor<'a>>,
+}
+
+/// A peer controller's object that a seal object replaces: a Secret it controls is taken over
+/// without an opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Predecessor<'a> {
+    /// The peer's API group (`external-secrets.io`), any version.
+    pub api_group: &'static str,
+    /// The peer's kind.
+    pub kind: &'static str,
+    /// The name both objects share.
+    pub name: &'a str,
+}
+
+impl Predecessor<'_> {
+    /// Whether `owner` is this predecessor's controlling reference.
+    fn controls(&self, owner: &OwnerReference) -> bool {
+        owner.controller == Some(true)
+            && owner.api_version.split_once('/').map(|(group, _)| group) == Some(self.api_group)
+            && owner.kind == self.kind
+            && owner.name == self.name
+    }
+}
+
+/// Whether `secret` is controlled by `producer`'s predecessor.
+pub fn controlled_by_predecessor(secret: &ObjectMeta, producer: &Producer<'_>) -> bool {
+    producer.predecessor.is_some_and(|predecessor| {
+        secret
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|owner| predecessor.controls(owner))
+    })
+}
+
+/// The owner references `secret` keeps once `producer` takes it over from its predecessor, or
+/// `None` when no predecessor controls it (nothing to remove).
+pub fn without_predecessor(
+    secret: &ObjectMeta,
+    producer: &Producer<'_>,
+) -> Option<Vec<OwnerReference>> {
+    let predecessor = producer.predecessor?;
+    let owners = secret.owner_references.as_deref().unwrap_or_default();
+    owners
+        .iter()
+        .any(|owner| predecessor.controls(owner))
+        .then(|| {
+            owners
+                .iter()
+                .filter(|owner| !predecessor.controls(owner))
+                .cloned()
+                .collect()
+        })
 }
 
 /// What a reconciler asks to do with the Secret its object names.
@@ -100,9 +161,12 @@ pub fn decide(
     let ours = made_by(secret, producer);
     let managed = opted_in(secret, MANAGED_ANNOTATION);
     let patch = opted_in(secret, PATCH_ANNOTATION);
+    let succeeded = controlled_by_predecessor(secret, producer);
     match request {
         Request::WholeUnlessPatch if patch => Decision::ItemsOnly,
-        Request::WholeUnlessPatch | Request::Whole if ours || managed => Decision::Whole,
+        Request::WholeUnlessPatch | Request::Whole if ours || managed || succeeded => {
+            Decision::Whole
+        }
         // `managed` lets the controller do anything with the Secret, adding items included.
         Request::Items if ours || patch || managed => Decision::ItemsOnly,
         _ => Decision::Refuse,
@@ -146,6 +210,7 @@ mod tests {
     const PRODUCER: Producer<'static> = Producer {
         uid_label: LABEL,
         uid: "u1",
+        predecessor: None,
     };
 
     /// A Secret's metadata: made by `uid` through the label or an owner reference, and annotated.
@@ -186,6 +251,7 @@ mod tests {
         let nobody = Producer {
             uid_label: LABEL,
             uid: "",
+            predecessor: None,
         };
         assert!(!made_by(&secret(Some(""), Some(""), &[]), &nobody));
     }
@@ -276,6 +342,121 @@ mod tests {
             ..ObjectMeta::default()
         };
         assert!(made_by(&secret, &PRODUCER));
+    }
+
+    fn owner(api_version: &str, kind: &str, name: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            uid: format!("uid-of-{name}"),
+            controller: Some(controller),
+            block_owner_deletion: None,
+        }
+    }
+
+    /// A Secret ESO made for ExternalSecret "db": taken over by the seal object named "db" whose
+    /// kind replaces ESO's; by nothing else without an opt-in.
+    #[test]
+    fn a_predecessor_of_the_same_name_hands_its_secret_over() {
+        let successor = Producer {
+            predecessor: Some(Predecessor {
+                api_group: "external-secrets.io",
+                kind: "ExternalSecret",
+                name: "db",
+            }),
+            ..PRODUCER
+        };
+        let made_by_peer = |owners: Vec<OwnerReference>| ObjectMeta {
+            owner_references: Some(owners),
+            ..ObjectMeta::default()
+        };
+        let eso = owner("external-secrets.io/v1", "ExternalSecret", "db", true);
+        let cases = [
+            (vec![eso.clone()], true),
+            // ESO's previous API version is the same object.
+            (
+                vec![owner(
+                    "external-secrets.io/v1beta1",
+                    "ExternalSecret",
+                    "db",
+                    true,
+                )],
+                true,
+            ),
+            // Another ExternalSecret's Secret, a reference that does not control, another
+            // group or kind: the owner must opt in.
+            (
+                vec![owner(
+                    "external-secrets.io/v1",
+                    "ExternalSecret",
+                    "other",
+                    true,
+                )],
+                false,
+            ),
+            (
+                vec![owner(
+                    "external-secrets.io/v1",
+                    "ExternalSecret",
+                    "db",
+                    false,
+                )],
+                false,
+            ),
+            (
+                vec![owner("example.com/v1", "ExternalSecret", "db", true)],
+                false,
+            ),
+            (
+                vec![owner("external-secrets.io/v1", "PushSecret", "db", true)],
+                false,
+            ),
+            (vec![], false),
+        ];
+        for (owners, taken) in cases {
+            let secret = made_by_peer(owners.clone());
+            let whole = if taken {
+                Decision::Whole
+            } else {
+                Decision::Refuse
+            };
+            assert_eq!(
+                decide(Some(&secret), &successor, Request::Whole),
+                whole,
+                "{owners:?}"
+            );
+            assert_eq!(
+                decide(Some(&secret), &successor, Request::WholeUnlessPatch),
+                whole,
+                "{owners:?}"
+            );
+            // Adding items is not a takeover: it still needs the owner's opt-in.
+            assert_eq!(
+                decide(Some(&secret), &successor, Request::Items),
+                Decision::Refuse,
+                "{owners:?}"
+            );
+            // A producer without a predecessor takes nothing over.
+            assert_eq!(
+                decide(Some(&secret), &PRODUCER, Request::Whole),
+                Decision::Refuse,
+                "{owners:?}"
+            );
+        }
+
+        // The takeover removes the predecessor's reference and keeps every other.
+        let bystander = owner("v1", "ConfigMap", "keep-me", false);
+        let secret = made_by_peer(vec![bystander.clone(), eso]);
+        assert_eq!(
+            without_predecessor(&secret, &successor),
+            Some(vec![bystander.clone()])
+        );
+        assert_eq!(
+            without_predecessor(&made_by_peer(vec![bystander]), &successor),
+            None
+        );
+        assert_eq!(without_predecessor(&secret, &PRODUCER), None);
     }
 
     #[test]

@@ -197,6 +197,7 @@ fn access(sealed: &SealedSecret, existing: Option<&Secret>) -> Result<bool, Outc
     let producer = Producer {
         uid_label: SEALED_SECRET_UID_LABEL,
         uid: &uid,
+        predecessor: None,
     };
     match ownership::decide(
         existing.map(|e| &e.metadata),

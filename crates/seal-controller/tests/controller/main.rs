@@ -9,6 +9,7 @@ mod bulk;
 mod external;
 mod external_auth;
 mod external_policies;
+mod from_eso;
 mod ha;
 mod http;
 mod keys;
