@@ -219,7 +219,8 @@ fn retry_after(error: &StatusError) -> Action {
 struct Outcome {
     reason: &'static str,
     message: String,
-    /// The Secret was created (`Some(true)`), updated (`Some(false)`) or not written (`None`).
+    /// The Secret's values were created (`Some(true)`), updated (`Some(false)`) or not written
+    /// (`None`; taking over from ESO a Secret that already holds them writes metadata only).
     wrote: Option<bool>,
     /// The Secret was deleted (deletion policy).
     deleted: bool,

@@ -147,11 +147,13 @@ pub(super) async fn write(
         ..Secret::default()
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Whether this write takes over, from ESO, a Secret that already holds these values: then it
+    // changes metadata only, and nothing rolls.
+    let mut values_kept = false;
     if let Some(meta) = existing
         && let Some(owners) = ownership::without_predecessor(&meta.metadata, &this)
     {
-        // A Secret has one controller: ESO's reference goes before seal's is applied. The values
-        // are not touched; the apply below rewrites them only if they differ.
+        // A Secret has one controller: ESO's reference goes before seal's is applied.
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": meta.resource_version(), "ownerReferences": owners}
         });
@@ -159,8 +161,9 @@ pub(super) async fn write(
             field_manager: Some(ownership::FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        if let Err(error) = api.patch(secret_name, &params, &Patch::Merge(&patch)).await {
-            return Outcome::failed("kube", api_refusal(&error));
+        match api.patch(secret_name, &params, &Patch::Merge(&patch)).await {
+            Ok(released) => values_kept = released.data == desired.data,
+            Err(error) => return Outcome::failed("kube", api_refusal(&error)),
         }
         info!(%namespace, name = %es_name, secret = %secret_name, "took the Secret over from ESO's ExternalSecret of the same name");
     }
@@ -194,7 +197,7 @@ pub(super) async fn write(
             memory.secret_version = written.resource_version();
             info!(%namespace, name = %es.name_any(), secret = %secret_name, "synced the Secret");
             synced(
-                Some(existing.is_none()),
+                (!values_kept).then_some(existing.is_none()),
                 format!("Secret {namespace}/{secret_name} is in sync"),
             )
         }

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use seal_api::{ExternalSecret, SecretStore};
+use seal_controller::protocols::rollout::checksum_annotation;
 use seal_testenv::{eventually, testenv, unique_name};
 use serde_json::json;
 
@@ -130,8 +132,29 @@ async fn a_secret_eso_made_is_taken_over_by_the_converted_external_secret() -> R
         )
         .await?;
 
-    // `seal convert`'s output, applied beside it: the controller takes the Secret over.
-    let converted = seal_api::eso::from_eso(&manifest)?;
+    // A workload that rolls when the values change; they will not.
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                // Never scheduled: only the pod template matters.
+                "spec": {
+                    "containers": [{"name": "web", "image": "example.invalid/web"}],
+                    "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
+                },
+            },
+        },
+    }))?;
+    app.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await?;
+
+    // `seal convert`'s output, with a rollout target added, applied beside ESO's: the controller
+    // takes the Secret over.
+    let mut converted = seal_api::eso::from_eso(&manifest)?;
+    converted["spec"]["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "web"}]);
     create::<ExternalSecret>(&app, converted).await?;
     let _controller = ControllerProcess::start(
         env,
@@ -150,6 +173,18 @@ async fn a_secret_eso_made_is_taken_over_by_the_converted_external_secret() -> R
     );
     assert_eq!(owners[0].controller, Some(true));
     assert_ne!(taken.resource_version(), made.resource_version());
+    let template = app
+        .api::<Deployment>()
+        .get("web")
+        .await?
+        .spec
+        .template
+        .metadata;
+    let annotations = template.and_then(|m| m.annotations).unwrap_or_default();
+    assert!(
+        !annotations.contains_key(&checksum_annotation("db")),
+        "the takeover kept the values, so nothing rolls: {annotations:?}"
+    );
 
     // ESO's object goes, in the foreground: the garbage collector deletes whatever still
     // depends on it before the object itself is gone. The Secret no longer does.
