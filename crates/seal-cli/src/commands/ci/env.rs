@@ -1,5 +1,5 @@
 //! `seal env -f FILE`: a file mapping variable names to references (`DB_PASSWORD:
-//! ref+vault://secret/data/ml/db#/password`; literals and references inside longer strings work
+//! ref+vault://secret/ml/db#/password`; literals and references inside longer strings work
 //! too) resolved and printed for a shell, a dotenv file, a GitHub Actions step or a GitLab job.
 //! `seal exec` reads the same file ([`load`]).
 //!
