@@ -1,7 +1,8 @@
 //! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
 //! `xtask/go/kubeseal` (its go.mod and go.sum are committed), and kubesealpy from PyPI in a virtualenv.
 //! Both are installed once into the cache, keyed by version, and reused. Helm and helmfile, which
-//! the deploy tests drive, are installed the same way (see `helm.rs`).
+//! the deploy tests drive, and vals, which the CLI's differential tests run, are installed the
+//! same way (see `helm.rs`).
 
 pub mod helm;
 
@@ -24,6 +25,8 @@ pub struct Peers {
     pub kubeseal: PathBuf,
     /// A Python interpreter with kubesealpy installed.
     pub python: PathBuf,
+    /// vals, at the version helmfile pins.
+    pub vals: PathBuf,
 }
 
 impl Peers {
@@ -37,6 +40,7 @@ impl Peers {
         Ok(Self {
             kubeseal: ensure_kubeseal(&cache)?,
             python: ensure_kubesealpy(&cache)?,
+            vals: helm::ensure_vals(&cache)?,
         })
     }
 }
