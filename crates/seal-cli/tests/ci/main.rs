@@ -12,3 +12,4 @@ mod harness;
 mod leaks;
 mod reference_props;
 mod render;
+mod vals;
