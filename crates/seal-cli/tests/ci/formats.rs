@@ -136,10 +136,11 @@ async fn github_masks_every_line_first_then_appends_heredocs() -> Result<()> {
     let github_env = ci.write("github_env", "EARLIER=1\n");
     ci.set("GITHUB_ENV", &github_env);
     let run = ci.seal(&["env", "-f", &file, "--format", "github"]);
-    // stdout holds nothing but masks, one per non-blank line of each value from a reference.
+    // stdout holds nothing but masks, one per non-blank line of each value from a reference,
+    // and the user interpolated into the URL on its own too (each line once).
     assert_eq!(
         run.ok(),
-        "::add-mask::l1 'q' \"dq\" a=b $HOME \\x\n::add-mask::ünï €\n::add-mask::tok=1\n::add-mask::postgres://ml-ü:x@db\n"
+        "::add-mask::l1 'q' \"dq\" a=b $HOME \\x\n::add-mask::ünï €\n::add-mask::tok=1\n::add-mask::postgres://ml-ü:x@db\n::add-mask::ml-ü\n"
     );
     assert!(!run.stderr.contains("l1 'q'"), "{}", run.stderr);
     let written = ci.read("github_env");
