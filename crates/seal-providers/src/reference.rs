@@ -507,16 +507,15 @@ fn parse_query(
             ));
         };
         let Some(param) = backend.params().iter().find(|p| p.name() == name).copied() else {
-            let detail = match unsupported_vals_param(backend, name) {
-                Some(refused) => refused.to_string(),
-                None => {
-                    let known: Vec<_> = backend.params().iter().map(|p| p.name()).collect();
-                    format!(
-                        "unknown parameter {name:?} for {} (known: {})",
-                        backend.scheme(),
-                        known.join(", ")
-                    )
-                }
+            let detail = if let Some(refused) = unsupported_vals_param(backend, name) {
+                refused.to_string()
+            } else {
+                let known: Vec<_> = backend.params().iter().map(|p| p.name()).collect();
+                format!(
+                    "unknown parameter {name:?} for {} (known: {})",
+                    backend.scheme(),
+                    known.join(", ")
+                )
             };
             return Err(error(text, pair_start, Part::Query, &detail));
         };
