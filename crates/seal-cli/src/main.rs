@@ -308,7 +308,7 @@ nothing is written.")]
     #[command(after_help = "\
 Examples:
   seal get 'ref+vault://secret/ml/db#/password'
-  seal get -o json ref+awssecrets://ml/db ref+vault://kv/ml/api
+  seal get -o json ref+awssecrets://ml/db ref+vault://kv/ml/api/token
   VAULT_ADDR=https://vault:8200 SEAL_VAULT_AUTH_METHOD=approle \\
     VAULT_ROLE_ID=... VAULT_SECRET_ID=... seal get 'ref+vault://secret/ml/db#/user'
 

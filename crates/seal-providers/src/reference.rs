@@ -241,7 +241,8 @@ impl Reference {
     }
 
     /// The fragment as a property for [`crate::pick_property`] (`#/db/password`); `None` when
-    /// the reference has none (the whole value).
+    /// the reference has none (the whole AWS secret; for Vault, the path's last segment is the
+    /// key, see [`resolve`]).
     pub fn property(&self) -> Option<String> {
         self.fragment.as_ref().map(|f| format!("#{f}"))
     }

@@ -34,7 +34,8 @@ async fn get_prints_values_in_order_and_json_on_request() -> Result<()> {
     let v2 = vault_kv2(env, &[("password", TRICKY), ("user", "ml")]).await?;
     let aws = aws_secret(env, "plain-aws").await?;
     let pw = format!("ref+vault://{v2}#/password");
-    let whole = format!("ref+vault://{v2}");
+    // `#/` is the whole secret (without a fragment the last segment would be a key, as in vals).
+    let whole = format!("ref+vault://{v2}#/");
     let plain = format!("ref+awssecrets://{aws}");
     let run = ci.seal(&["get", &pw, &plain, &pw]);
     assert_eq!(run.ok(), format!("{TRICKY}\nplain-aws\n{TRICKY}\n"));

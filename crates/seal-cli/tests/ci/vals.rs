@@ -190,6 +190,10 @@ async fn get_answers_as_vals_does() -> Result<()> {
         (format!("ref+vault://{v2}#/port"), Expect::Same),
         (format!("ref+vault://{v2}#/flag"), Expect::Same),
         (format!("ref+vault://{v2}#/nested/a"), Expect::Same),
+        // Without a fragment, the last segment is the key.
+        (format!("ref+vault://{v2}/password"), Expect::Same),
+        (format!("ref+vault://{v2}/port?version=2"), Expect::Same),
+        (format!("ref+vault://{v1}/password"), Expect::Same),
         (
             format!("ref+vault://{v2}?version=1#/password"),
             Expect::Same,
@@ -216,6 +220,7 @@ async fn get_answers_as_vals_does() -> Result<()> {
             Expect::Same,
         ),
         (format!("ref+vault://{v2}#/password/x"), Expect::Same),
+        (format!("ref+vault://{v2}/missing"), Expect::Same),
         (
             format!("ref+awssecrets://{}-missing", s.aws_json),
             Expect::Same,
@@ -279,13 +284,15 @@ fn deliberate_differences(s: &Seeded) -> Vec<(String, Expect)> {
                 seal: Want::Value("1"),
             },
         ),
-        // Without a fragment vals reads the last segment as a key; seal reads the whole secret
-        // at the path, and its hint says how to write it.
+        // `#/`: the whole secret as JSON in seal; vals reads the last segment as a key, as if
+        // there were no fragment.
         (
-            format!("ref+vault://{v2}/password"),
+            format!("ref+vault://{v2}#/"),
             Expect::Differs {
-                vals: Want::Value(PASSWORD),
-                seal: Want::Fails("write ref+vault://PATH#/KEY"),
+                vals: Want::Fails("no secret found for path"),
+                seal: Want::Value(
+                    r#"{"flag":true,"list":[1,"x"],"nested":{"a":"b"},"password":"p@ss w0rd-ü","port":5432}"#,
+                ),
             },
         ),
         // A vals parameter seal does not support is refused with vals' meaning of it.

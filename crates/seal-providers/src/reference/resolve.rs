@@ -462,9 +462,23 @@ fn token_source(
     }
 }
 
-/// What the provider is asked for: the path, the version and the fragment as a property.
+/// What the provider is asked for: the path, the version and the fragment as a property. A
+/// Vault reference without a fragment names a key by its last segment, as vals v0.46 reads it
+/// (`secret/ml/db/password` is the key `password` of `secret/ml/db`); an AWS one is the whole
+/// secret.
 fn secret_ref(reference: &Reference) -> SecretRef {
-    let mut wanted = SecretRef::new(reference.path());
+    let (path, property) = match (reference.backend(), reference.property()) {
+        (Backend::Vault, None) => match reference.path().trim_end_matches('/').rsplit_once('/') {
+            Some((secret, key)) => (
+                secret.to_owned(),
+                Some(format!("#/{}", key.replace('~', "~0"))),
+            ),
+            // Nothing but a mount: read as given, which fails naming what is missing.
+            None => (reference.path().to_owned(), None),
+        },
+        (_, property) => (reference.path().to_owned(), property),
+    };
+    let mut wanted = SecretRef::new(path);
     let version = match reference.backend() {
         Backend::Vault => reference.param(Param::Version).map(str::to_owned),
         Backend::AwsSecrets => reference
@@ -479,7 +493,7 @@ fn secret_ref(reference: &Reference) -> SecretRef {
     if let Some(version) = version {
         wanted = wanted.version(version);
     }
-    if let Some(property) = reference.property() {
+    if let Some(property) = property {
         wanted = wanted.property(property);
     }
     wanted
@@ -610,6 +624,33 @@ mod tests {
             unset.contains("token_env=NOPE") && unset.contains("not set"),
             "{unset}"
         );
+    }
+
+    #[test]
+    fn a_vault_reference_without_a_fragment_names_a_key_by_its_last_segment() {
+        let wanted = |text: &str| {
+            let w = secret_ref(&parse(text).unwrap());
+            (w.key, w.property, w.version)
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            wanted("ref+vault://secret/ml/db/password"),
+            ("secret/ml/db".into(), some("#/password"), None)
+        );
+        assert_eq!(
+            wanted("ref+vault://secret/ml/db/a~b/?version=2"),
+            ("secret/ml/db".into(), some("#/a~0b"), some("2"))
+        );
+        // A fragment, or the AWS backend: the path is the secret.
+        assert_eq!(
+            wanted("ref+vault://secret/ml/db#/password"),
+            ("secret/ml/db".into(), some("#/password"), None)
+        );
+        assert_eq!(
+            wanted("ref+awssecrets://ml/db"),
+            ("ml/db".into(), None, None)
+        );
+        assert_eq!(wanted("ref+vault://secret"), ("secret".into(), None, None));
     }
 
     #[test]

@@ -323,8 +323,8 @@ fn failure(e: &ResolveError, refs: &[Reference]) -> Failure {
     };
     match &e.cause {
         Error::NotFound { .. } if vault_whole_secret => failure.hint(
-            "without #/ seal reads the whole secret at the path, where vals reads the path's last \
-             segment as a key; write ref+vault://PATH#/KEY",
+            "without #/ the path's last segment is the key, as in vals: ref+vault://secret/ml/db/password \
+             reads the key password of secret/ml/db",
         ),
         Error::InvalidConfig { detail, .. } if detail.contains("no Vault token") => {
             failure.hint("or choose another login with --vault-auth-method or ?auth_method=")
