@@ -451,3 +451,37 @@ async fn render_answers_as_vals_eval_does() -> Result<()> {
     }
     Ok(())
 }
+
+/// The helmfile example (`examples/ci/helmfile`) renders as helmfile's vals renders it,
+/// `secretref+` kept by both.
+#[tokio::test]
+async fn the_helmfile_example_renders_as_vals_renders_it() -> Result<()> {
+    let env = testenv!();
+    let Some(vals) = vals_binary() else {
+        return Ok(());
+    };
+    let ci = Ci::new(env);
+    kv2(env, "ml-api/db", &json!({"password": "pw"})).await?;
+    let values = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/ci/helmfile/values.secrets.yaml")
+        .display()
+        .to_string();
+    let v = run(
+        &vals,
+        &["eval", "-s", "-exclude-secret", "-f", &values],
+        &ci,
+    );
+    let s = run(
+        Path::new(env!("CARGO_BIN_EXE_seal")),
+        &["render", "--exclude-secret", &values],
+        &ci,
+    );
+    match (&v, &s) {
+        (Answer::Value(v), Answer::Value(s)) => {
+            assert_eq!(canonical(s), canonical(v), "seal render vs vals eval");
+            assert!(s.contains("password: pw"), "{s}");
+        }
+        _ => panic!("vals {v:?}, seal {s:?}"),
+    }
+    Ok(())
+}
