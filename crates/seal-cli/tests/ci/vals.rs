@@ -144,6 +144,8 @@ struct Seeded {
     v2: String,
     v1: String,
     aws_json: String,
+    aws_json_arn: String,
+    aws_json_version: String,
     aws_yaml: String,
     aws_plain: String,
 }
@@ -162,14 +164,21 @@ async fn seed(env: &TestEnv) -> Result<Seeded> {
     let v1 = format!("ci/{}", unique_name("vals"));
     let data = std::collections::HashMap::from([("password", "v1-pw")]);
     vaultrs::kv1::set(&env.vault_client(None)?, "kv", &v1, &data).await?;
+    let aws_json = format!("ci/{}", unique_name("vals"));
+    let created = env
+        .secretsmanager()
+        .await
+        .create_secret()
+        .name(&aws_json)
+        .secret_string(r#"{"user":"ml","password":"aws pw","port":5432,"nested":{"a":"b"}}"#)
+        .send()
+        .await?;
     Ok(Seeded {
         v2: format!("secret/{v2}"),
         v1: format!("kv/{v1}"),
-        aws_json: aws(
-            env,
-            r#"{"user":"ml","password":"aws pw","port":5432,"nested":{"a":"b"}}"#,
-        )
-        .await?,
+        aws_json,
+        aws_json_arn: created.arn().unwrap_or_default().to_owned(),
+        aws_json_version: created.version_id().unwrap_or_default().to_owned(),
         aws_yaml: aws(env, "user: yml\nport: 1\n").await?,
         aws_plain: aws(env, "just text").await?,
     })
@@ -208,6 +217,32 @@ async fn get_answers_as_vals_does() -> Result<()> {
             Expect::Same,
         ),
         (format!("ref+awssecrets://{}", s.aws_json), Expect::Same),
+        // By ARN, by stage, by version id.
+        (
+            format!("ref+awssecrets://{}#/password", s.aws_json_arn),
+            Expect::Same,
+        ),
+        (
+            format!(
+                "ref+awssecrets://{}?version_stage=AWSCURRENT#/password",
+                s.aws_json
+            ),
+            Expect::Same,
+        ),
+        (
+            format!(
+                "ref+awssecrets://{}?version_id={}#/password",
+                s.aws_json, s.aws_json_version
+            ),
+            Expect::Same,
+        ),
+        (
+            format!(
+                "ref+awssecrets://{}?version_stage=AWSPREVIOUS#/password",
+                s.aws_json
+            ),
+            Expect::Same,
+        ),
         (
             format!("ref+awssecrets://{}#/user", s.aws_yaml),
             Expect::Same,
@@ -483,5 +518,55 @@ async fn the_helmfile_example_renders_as_vals_renders_it() -> Result<()> {
         }
         _ => panic!("vals {v:?}, seal {s:?}"),
     }
+    Ok(())
+}
+
+/// `namespace=` scopes the mount question too: a namespace's `secret/` mount is KV v1 here while
+/// the root's is KV v2, and each tool reads each as what it is.
+#[tokio::test]
+async fn a_namespace_has_its_own_mounts_for_both() -> Result<()> {
+    let env = testenv!();
+    let Some(vals) = vals_binary() else {
+        return Ok(());
+    };
+    let ci = Ci::new(env);
+    let namespace = unique_name("vals-ns");
+    ureq::post(format!(
+        "{}/v1/sys/namespaces/{namespace}",
+        env.vault_addr()
+    ))
+    .header("X-Vault-Token", env.var("VAULT_TOKEN"))
+    .send_empty()?;
+    let in_namespace = vaultrs::client::VaultClient::new(
+        vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(env.vault_addr())
+            .token(env.var("VAULT_TOKEN"))
+            .namespace(Some(namespace.clone()))
+            .build()?,
+    )?;
+    vaultrs::sys::mount::enable(&in_namespace, "secret", "kv", None).await?;
+    let path = format!("ci/{}", unique_name("vals"));
+    let data = std::collections::HashMap::from([("password", "scoped")]);
+    let mut written = Err(anyhow::anyhow!("not tried"));
+    for _ in 0..50 {
+        // The new mount may take a moment to accept writes.
+        written = vaultrs::kv1::set(&in_namespace, "secret", &path, &data)
+            .await
+            .map_err(Into::into);
+        if written.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    written?;
+    let scoped = format!("ref+vault://secret/{path}?namespace={namespace}#/password");
+    let (v, s) = (vals_get(&vals, &ci, &scoped), seal_get(&ci, &scoped));
+    compare(&scoped, &Expect::Same, &v, &s);
+    check(&scoped, &Want::Value("scoped"), &s);
+    // Outside the namespace the path is under the root's KV v2 mount, where it does not exist.
+    let outside = format!("ref+vault://secret/{path}#/password");
+    let (v, s) = (vals_get(&vals, &ci, &outside), seal_get(&ci, &outside));
+    compare(&outside, &Expect::Same, &v, &s);
+    check(&outside, &Want::Fails("not found"), &s);
     Ok(())
 }
