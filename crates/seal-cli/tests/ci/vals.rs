@@ -158,7 +158,8 @@ async fn seed(env: &TestEnv) -> Result<Seeded> {
     kv2(
         env,
         &v2,
-        &json!({"password": PASSWORD, "port": 5432, "flag": true, "nested": {"a": "b"}, "list": [1, "x"]}),
+        &json!({"password": PASSWORD, "port": 5432, "flag": true, "nested": {"a": "b"},
+                "list": [1, "x"], "nul": null, "a/b": "slash"}),
     )
     .await?;
     let v1 = format!("ci/{}", unique_name("vals"));
@@ -326,8 +327,41 @@ fn deliberate_differences(s: &Seeded) -> Vec<(String, Expect)> {
             Expect::Differs {
                 vals: Want::Fails("no secret found for path"),
                 seal: Want::Value(
-                    r#"{"flag":true,"list":[1,"x"],"nested":{"a":"b"},"password":"p@ss w0rd-ü","port":5432}"#,
+                    r#"{"a/b":"slash","flag":true,"list":[1,"x"],"nested":{"a":"b"},"nul":null,"password":"p@ss w0rd-ü","port":5432}"#,
                 ),
+            },
+        ),
+        // A JSON null: Go's `<nil>` in vals, the empty string in seal (as ESO renders it).
+        (
+            format!("ref+vault://{v2}#/nul"),
+            Expect::Differs {
+                vals: Want::Value("<nil>"),
+                seal: Want::Value(""),
+            },
+        ),
+        // `~1` is a JSON pointer escape in seal; vals splits on `/` and looks up `a~1b`.
+        (
+            format!("ref+vault://{v2}#/a~1b"),
+            Expect::Differs {
+                vals: Want::Value("<nil>"),
+                seal: Want::Value("slash"),
+            },
+        ),
+        // A version of a KV v1 secret: Vault ignores it for vals; seal refuses it.
+        (
+            format!("ref+vault://{}?version=1#/password", s.v1),
+            Expect::Differs {
+                vals: Want::Value("v1-pw"),
+                seal: Want::Fails("KV v1 keeps no versions"),
+            },
+        ),
+        // A parameter neither knows: vals ignores it, seal refuses it (a typo would read
+        // something else).
+        (
+            format!("ref+vault://{v2}?verison=1#/password"),
+            Expect::Differs {
+                vals: Want::Value(PASSWORD),
+                seal: Want::Fails("unknown parameter \"verison\""),
             },
         ),
         // A vals parameter seal does not support is refused with vals' meaning of it.
