@@ -19,20 +19,9 @@ use serde_json::{Value, json};
 
 use crate::harness::Ci;
 
-/// vals from `SEAL_VALS`; a failure when peers are required, else `None` after a message.
+/// vals from `SEAL_VALS` (see [`seal_testenv::peer`]).
 fn vals_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SEAL_VALS").map(PathBuf::from)
-        && path.exists()
-    {
-        return Some(path);
-    }
-    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-        || std::env::var("SEAL_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-    let message = "vals v0.46.1 not available: set SEAL_VALS (`cargo xtask peers` builds it and \
-                   prints its path), or run the tests with `cargo xtask test`";
-    assert!(!required, "{message}");
-    eprintln!("SKIPPED: {message}");
-    None
+    seal_testenv::peer("SEAL_VALS", "vals v0.46.1 (`cargo xtask peers` builds it)")
 }
 
 /// How one tool answered: a value (stdout) or a failure (its stderr).
