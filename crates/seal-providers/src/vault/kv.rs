@@ -63,21 +63,18 @@ impl Inner {
         self.read_kv(&at, &kv, engine, version).await
     }
 
-    /// The mount `key` is under, as Vault names it; `None` when Vault has no mounts endpoint
-    /// (404, an old server). Asked once per mount: later keys under it use the answer kept.
+    /// The mount `key` is under, as Vault names it; `None` when Vault names none (an old
+    /// server without the endpoint answers 404), where the key is read as KV v1 as given. Asked
+    /// once per mount: the lock is held across the question, so concurrent first reads under
+    /// one mount wait for one answer, and later keys under it use the answer kept.
     async fn mount_of(
         self: &Arc<Self>,
         at: &Location,
         key: &str,
     ) -> Result<Option<path::Mount>, Error> {
-        let known = |mounts: &Vec<path::Mount>| mounts.iter().find(|m| m.covers(key)).cloned();
-        if let Some(mount) = known(
-            &self
-                .mounts
-                .lock()
-                .expect("invariant: no panic holding the lock"),
-        ) {
-            return Ok(Some(mount));
+        let mut mounts = self.mounts.lock().await;
+        if let Some(mount) = mounts.iter().find(|m| m.covers(key)) {
+            return Ok(Some(mount.clone()));
         }
         let answer = self
             .call(Call::VaultMount, at, |client| async move {
@@ -90,21 +87,19 @@ impl Inner {
                 .await
             })
             .await;
-        let mount = match answer {
-            Ok(ui) => path::Mount::from_ui(
-                ui["path"].as_str().unwrap_or_default(),
-                ui["options"]["version"].as_str(),
-            ),
+        let ui = match answer {
+            Ok(ui) => ui,
             Err(Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut mounts = self
-            .mounts
-            .lock()
-            .expect("invariant: no panic holding the lock");
-        if known(&mounts).is_none() {
-            mounts.push(mount.clone());
+        let mount = path::Mount::from_ui(
+            ui["path"].as_str().unwrap_or_default(),
+            ui["options"]["version"].as_str(),
+        );
+        if mount.path.is_empty() {
+            return Ok(None);
         }
+        mounts.push(mount.clone());
         Ok(Some(mount))
     }
 

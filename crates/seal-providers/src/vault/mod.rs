@@ -225,7 +225,7 @@ struct Inner {
     /// Ask Vault for each key's mount ([`VaultConfig::kv_from_mount`]).
     kv_from_mount: bool,
     /// The mounts Vault named so far, for [`VaultConfig::kv_from_mount`].
-    mounts: std::sync::Mutex<Vec<path::Mount>>,
+    mounts: tokio::sync::Mutex<Vec<path::Mount>>,
     auth: VaultAuth,
     retry: RetryPolicy,
     calls: Arc<CallCounter>,
@@ -285,7 +285,7 @@ impl VaultProvider {
                 mount: config.mount,
                 kv: config.kv_version,
                 kv_from_mount: config.kv_from_mount,
-                mounts: std::sync::Mutex::new(Vec::new()),
+                mounts: tokio::sync::Mutex::new(Vec::new()),
                 auth: config.auth,
                 retry: config.retry,
                 calls: config.calls.unwrap_or_default(),

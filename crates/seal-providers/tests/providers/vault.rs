@@ -78,21 +78,32 @@ async fn kv_version_from_the_mount_as_vals_reads_it() -> Result<()> {
         .kv_from_mount()
         .retry(quick_retry()),
     )?;
-    for (key, want) in [
+    let cases = [
         (format!("secret/{path}"), "v2"),
         (format!("secret/data/{path}"), "v2"),
         (format!("kv/{path}"), "v1"),
         (format!("kv/data/{path}"), "v1-data"),
-    ] {
-        let value = vault.get(&key, None).await?;
-        assert_eq!(text(&value.property("#/password")?), want, "{key}");
+    ];
+    // Read concurrently (get_many), then one by one.
+    let wanted: Vec<SecretRef> = cases
+        .iter()
+        .map(|(key, _)| SecretRef::new(key.clone()).property("#/password"))
+        .collect();
+    let values = vault.get_many(&wanted).await;
+    for ((key, want), value) in cases.iter().zip(values) {
+        assert_eq!(text(&value?), *want, "{key}");
     }
-    // Two mounts, two questions; four reads.
+    for (key, want) in &cases {
+        let value = vault.get(key, None).await?;
+        assert_eq!(text(&value.property("#/password")?), *want, "{key}");
+    }
+    // Two mounts, two questions, even for concurrent first reads; eight reads (get_many reads
+    // secret/x and secret/data/x as two keys).
     assert_eq!(
         vault.calls().count(Call::VaultMount, CallStatus::Success),
         2
     );
-    assert_eq!(vault.calls().count(Call::VaultRead, CallStatus::Success), 4);
+    assert_eq!(vault.calls().count(Call::VaultRead, CallStatus::Success), 8);
     // A path under no mount is refused by Vault's preflight, as vals reports it.
     let e = vault.get("nomount/x", None).await.unwrap_err();
     assert!(matches!(e, Error::Denied { .. }), "{e}");
