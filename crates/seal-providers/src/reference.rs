@@ -230,7 +230,7 @@ impl Reference {
         self.backend
     }
 
-    /// The Vault path (`secret/data/ml/db`) or the AWS secret name or ARN, percent-decoded.
+    /// The Vault path (`secret/ml/db`) or the AWS secret name or ARN, percent-decoded.
     pub fn path(&self) -> &str {
         &self.path
     }
