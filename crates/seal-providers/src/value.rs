@@ -120,6 +120,12 @@ mod tests {
         let binary = SecretValue::from_bytes(b"MARKER-2".to_vec());
         assert_eq!(format!("{text:?}"), "SecretValue::Text([REDACTED])");
         assert_eq!(format!("{binary:?}"), "SecretValue::Binary([REDACTED])");
+        let json = SecretValue::from_json(r#"{"k":"MARKER-3"}"#.to_owned());
+        assert_eq!(format!("{json:?}"), "SecretValue::Json([REDACTED])");
+        assert_eq!(
+            format!("{:?}", json.clone()),
+            "SecretValue::Json([REDACTED])"
+        );
     }
 
     #[test]
