@@ -427,18 +427,25 @@ impl Resolver {
             }),
             VaultAuthMethod::Kubernetes => Ok(VaultAuth::Kubernetes {
                 mount: mount("kubernetes"),
-                // vals v0.46 sends role_id= as the Kubernetes role.
-                role: role
-                    .or_else(|| reference.param(Param::RoleId).map(str::to_owned))
-                    .ok_or(
-                        "Kubernetes auth needs a role (role=, role_id= as in vals, or a role flag)",
-                    )?,
+                role: kubernetes_role(reference, vault.role.as_deref()).ok_or(
+                    "Kubernetes auth needs a role (role=, role_id= as in vals, or a role flag)",
+                )?,
                 jwt: vault.kubernetes_token.clone().unwrap_or_else(|| {
                     TokenSource::File(crate::environment::SERVICE_ACCOUNT_TOKEN.into())
                 }),
             }),
         }
     }
+}
+
+/// The Kubernetes login's role: the reference's `role=`, else its `role_id=` (vals v0.46 sends
+/// `role_id` as the Kubernetes role), else the configured one.
+fn kubernetes_role(reference: &Reference, configured: Option<&str>) -> Option<String> {
+    reference
+        .param(Param::Role)
+        .or_else(|| reference.param(Param::RoleId))
+        .or(configured)
+        .map(str::to_owned)
 }
 
 /// The token a reference names, as vals v0.46 reads it: `token_file=` (wins when both are
@@ -594,6 +601,22 @@ mod address_tests {
 mod tests {
     use super::*;
     use crate::reference::parse;
+
+    #[test]
+    fn the_kubernetes_role_is_role_then_role_id_as_in_vals_then_the_flag() {
+        let role = |text: &str, flag| kubernetes_role(&parse(text).unwrap(), flag);
+        let k = "ref+vault://s/x?auth_method=kubernetes";
+        assert_eq!(
+            role(&format!("{k}&role=r&role_id=i"), Some("f")).as_deref(),
+            Some("r")
+        );
+        assert_eq!(
+            role(&format!("{k}&role_id=i"), Some("f")).as_deref(),
+            Some("i")
+        );
+        assert_eq!(role(k, Some("f")).as_deref(), Some("f"));
+        assert_eq!(role(k, None), None);
+    }
 
     #[test]
     fn a_reference_names_its_token_as_vals_reads_it() {
