@@ -593,3 +593,66 @@ async fn a_namespace_has_its_own_mounts_for_both() -> Result<()> {
     check(&outside, &Want::Fails("not found"), &s);
     Ok(())
 }
+
+/// The logins vals and seal share, named in the reference: AppRole with `role_id=` and
+/// `secret_id=` (or from `VAULT_ROLE_ID` / `VAULT_SECRET_ID`), and Kubernetes with `role_id=`
+/// as the role (vals' reading). Each tool reads the ServiceAccount token from its own setting
+/// (vals: `VAULT_KUBERNETES_JWT_TOKEN_PATH`; seal: `SEAL_VAULT_KUBERNETES_TOKEN_FILE`).
+#[tokio::test]
+async fn logins_named_in_the_reference_work_for_both() -> Result<()> {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::PostParams;
+
+    let env = testenv!();
+    let Some(vals) = vals_binary() else {
+        return Ok(());
+    };
+    let s = seed(env).await?;
+    let ns = env.namespace("vals-k8s").await?;
+    let accounts = ns.api::<ServiceAccount>();
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "deployer"}}))?;
+    accounts.create(&PostParams::default(), &account).await?;
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 600}}))?;
+    let issued: TokenRequest = accounts
+        .create_subresource("token", "deployer", &PostParams::default(), &request)
+        .await?;
+    let sa_token = issued.status.and_then(|s| s.token).unwrap_or_default();
+
+    let mut ci = Ci::new(env);
+    ci.unset("VAULT_TOKEN");
+    let sa_file = ci.write("sa.token", &sa_token);
+    ci.set("VAULT_KUBERNETES_JWT_TOKEN_PATH", &sa_file);
+    ci.set("SEAL_VAULT_KUBERNETES_TOKEN_FILE", &sa_file);
+    let (role_id, secret_id) = (
+        env.var("SEAL_TESTENV_APPROLE_ROLE_ID"),
+        env.var("SEAL_TESTENV_APPROLE_SECRET_ID"),
+    );
+    let v2 = &s.v2;
+    let k8s_role = env.var("SEAL_TESTENV_KUBERNETES_ROLE");
+    let cases = [
+        format!(
+            "ref+vault://{v2}?auth_method=approle&role_id={role_id}&secret_id={secret_id}#/password"
+        ),
+        format!("ref+vault://{v2}?auth_method=kubernetes&role_id={k8s_role}#/password"),
+    ];
+    for reference in &cases {
+        let (v, s) = (vals_get(&vals, &ci, reference), seal_get(&ci, reference));
+        compare(reference, &Expect::Same, &v, &s);
+        check(reference, &Want::Value(PASSWORD), &s);
+    }
+    // AppRole's ids from the environment, and a wrong secret id refused by both.
+    ci.set("VAULT_ROLE_ID", role_id);
+    ci.set("VAULT_SECRET_ID", secret_id);
+    let from_env = format!("ref+vault://{v2}?auth_method=approle#/password");
+    let (v, s) = (vals_get(&vals, &ci, &from_env), seal_get(&ci, &from_env));
+    compare(&from_env, &Expect::Same, &v, &s);
+    check(&from_env, &Want::Value(PASSWORD), &s);
+    ci.set("VAULT_SECRET_ID", "not-the-secret-id");
+    let (v, s) = (vals_get(&vals, &ci, &from_env), seal_get(&ci, &from_env));
+    compare(&from_env, &Expect::Same, &v, &s);
+    check(&from_env, &Want::Fails("access denied"), &s);
+    Ok(())
+}
