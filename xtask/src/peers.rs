@@ -2,7 +2,8 @@
 //! `xtask/go/kubeseal` (its go.mod and go.sum are committed), kubesealpy from PyPI in a virtualenv,
 //! and the AWS Secrets Manager Agent 2.1.0 from crates.io (see `aws_agent.rs`). Each is installed
 //! once into the cache, keyed by version, and reused. Helm and helmfile, which the deploy tests
-//! drive, are installed the same way (see `helm.rs`).
+//! drive, and vals, which the CLI's differential tests run, are installed the same way (see
+//! `helm.rs`).
 
 pub mod aws_agent;
 pub mod helm;
@@ -28,6 +29,8 @@ pub struct Peers {
     pub python: PathBuf,
     /// The AWS Secrets Manager Agent binary, `aws_secretsmanager_agent` 2.1.0.
     pub aws_agent: PathBuf,
+    /// vals, at the version helmfile pins.
+    pub vals: PathBuf,
 }
 
 impl Peers {
@@ -42,6 +45,7 @@ impl Peers {
             kubeseal: ensure_kubeseal(&cache)?,
             python: ensure_kubesealpy(&cache)?,
             aws_agent: aws_agent::ensure_secretsmanager_agent(&cache)?,
+            vals: helm::ensure_vals(&cache)?,
         })
     }
 }

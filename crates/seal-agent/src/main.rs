@@ -76,7 +76,7 @@ Example:
 
   # config.yaml
   secrets:
-    db_password: ref+vault://secret/data/ml/db#/password
+    db_password: ref+vault://secret/ml/db#/password
   files:
     - {path: /secrets/db-password, secret: db_password}   # mode 0400 by default")]
     Init(ConfigArg),
@@ -110,7 +110,7 @@ Example:
 
   # config.yaml
   secrets:
-    db_password: ref+vault://secret/data/ml/db#/password
+    db_password: ref+vault://secret/ml/db#/password
   env:
     DB_PASSWORD: {secret: db_password}
   exec: {onChange: restart, stopTimeout: 10s}   # or onChange: signal, signal: SIGHUP")]

@@ -307,21 +307,22 @@ nothing is written.")]
     /// Print the values of secret references (vals syntax), one per line.
     #[command(after_help = "\
 Examples:
-  seal get 'ref+vault://secret/data/ml/db#/password'
-  seal get -o json ref+awssecrets://ml/db ref+vault://kv/ml/api
+  seal get 'ref+vault://secret/ml/db#/password'
+  seal get -o json ref+awssecrets://ml/db ref+vault://kv/ml/api/token
   VAULT_ADDR=https://vault:8200 SEAL_VAULT_AUTH_METHOD=approle \\
-    VAULT_ROLE_ID=... VAULT_SECRET_ID=... seal get 'ref+vault://secret/data/ml/db#/user'
+    VAULT_ROLE_ID=... VAULT_SECRET_ID=... seal get 'ref+vault://secret/ml/db#/user'
 
 A reference is ref+vault://PATH[?address=&namespace=&auth_method=&role=&role_id=&secret_id=
-&version=&mount=][#/json/path] or ref+awssecrets://NAME_OR_ARN[?region=&role_arn=&version_stage=
-&version_id=&profile=][#/json/path]. KV v2 paths include /data/ (secret/data/ml/db).
+&version=&token_file=&token_env=][#/json/path] or ref+awssecrets://NAME_OR_ARN[?region=&role_arn=
+&version_stage=&version_id=&profile=][#/json/path]. The KV version comes from the mount, as in
+vals: secret/ml/db reads a KV v2 secret (secret/data/ml/db works too).
 Exit codes: 0 ok, 2 bad reference, missing secret or key, denied; 3 provider unreachable.")]
     Get(commands::ci::get::Args),
 
     /// Resolve NAME: ref+... files for shell, dotenv, JSON, GitHub Actions or GitLab.
     #[command(after_help = "\
 Examples:
-  # ci/secrets.yaml:  DB_PASSWORD: ref+vault://secret/data/ml/db#/password
+  # ci/secrets.yaml:  DB_PASSWORD: ref+vault://secret/ml/db#/password
   #                   REGISTRY: ref+awssecrets://ci/registry
   eval \"$(seal env -f ci/secrets.yaml --format shell)\"
   seal env -f ci/secrets.yaml --format github      # masks, then appends to $GITHUB_ENV
@@ -340,7 +341,7 @@ Examples:
   seal render --in-place rendered/values.yaml
 
 Structure and key order are kept; references inside longer strings end at + or whitespace:
-  url: postgres://ml:ref+vault://secret/data/ml/db#/password+@db:5432/ml")]
+  url: postgres://ml:ref+vault://secret/ml/db#/password+@db:5432/ml")]
     Render(commands::ci::render::Args),
 
     /// Run a command with resolved references in its environment, nothing written to disk.

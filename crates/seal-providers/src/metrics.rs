@@ -30,6 +30,8 @@ pub enum Call {
     VaultList,
     /// Vault: read KV v2 metadata (custom metadata for tags).
     VaultReadMetadata,
+    /// Vault: ask which mount a path is under and its KV version (once per mount).
+    VaultMount,
     /// Vault: log in (AppRole, Kubernetes, JWT).
     VaultLogin,
     /// Vault: renew the client's own token.
@@ -40,7 +42,7 @@ pub enum Call {
 
 impl Call {
     /// Every call, in label order.
-    pub const ALL: [Call; 11] = [
+    pub const ALL: [Call; 12] = [
         Call::GetSecretValue,
         Call::BatchGetSecretValue,
         Call::ListSecrets,
@@ -49,6 +51,7 @@ impl Call {
         Call::VaultRead,
         Call::VaultList,
         Call::VaultReadMetadata,
+        Call::VaultMount,
         Call::VaultLogin,
         Call::VaultRenewSelf,
         Call::VaultLookupSelf,
@@ -65,6 +68,7 @@ impl Call {
             Call::VaultRead
             | Call::VaultList
             | Call::VaultReadMetadata
+            | Call::VaultMount
             | Call::VaultLogin
             | Call::VaultRenewSelf
             | Call::VaultLookupSelf => ProviderKind::Vault,
@@ -82,6 +86,7 @@ impl Call {
             Call::VaultRead => "read",
             Call::VaultList => "list",
             Call::VaultReadMetadata => "read_metadata",
+            Call::VaultMount => "mount",
             Call::VaultLogin => "login",
             Call::VaultRenewSelf => "renew_self",
             Call::VaultLookupSelf => "lookup_self",

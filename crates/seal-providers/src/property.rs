@@ -12,7 +12,7 @@
 //! missing or malformed, never what is there.
 
 use serde_json::Value;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::value::SecretValue;
 
@@ -111,12 +111,11 @@ fn walk<'a, 'b>(
 }
 
 fn render(value: &Value) -> SecretValue {
-    let text = match value {
-        Value::String(s) => Zeroizing::new(s.clone()),
-        Value::Null => Zeroizing::new(String::new()),
-        other => Zeroizing::new(other.to_string()),
-    };
-    SecretValue::from_text(text.as_str())
+    match value {
+        Value::String(s) => SecretValue::from_text(s),
+        Value::Null => SecretValue::from_text(""),
+        other => SecretValue::from_json(other.to_string()),
+    }
 }
 
 /// A JSON document (a Vault KV secret's data) as a text [`SecretValue`], the document wiped.
@@ -197,6 +196,21 @@ mod tests {
         assert_eq!(pick(DOC, "db.port").unwrap(), "5432");
         assert_eq!(pick(DOC, "db.tls").unwrap(), "true");
         assert_eq!(pick(DOC, "db.ca").unwrap(), "");
+    }
+
+    #[test]
+    fn values_that_are_not_strings_are_marked_as_json() {
+        let json = |property: &str| {
+            pick_property(DOC.as_bytes(), property)
+                .unwrap()
+                .json()
+                .map(str::to_owned)
+        };
+        assert_eq!(json("#/db/port").as_deref(), Some("5432"));
+        assert_eq!(json("#/db/tls").as_deref(), Some("true"));
+        assert_eq!(json("#/hosts").as_deref(), Some(r#"["h0","h1"]"#));
+        assert_eq!(json("#/db/password"), None);
+        assert_eq!(json("#/db/ca"), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! vals-style secret references, `ref+vault://secret/data/ml/db#/password` and
+//! vals-style secret references, `ref+vault://secret/ml/db#/password` and
 //! `ref+awssecrets://ml/db?region=eu-west-1#/password`: finding them in text, parsing them, and
 //! ([`resolve`]) fetching what they name. This is the syntax helmfile users already write, so a
 //! values file that works with vals works with `seal render`, and the reverse.
@@ -11,9 +11,11 @@
 //! pointer into the value (`~1` is `/`), read as JSON or YAML (see [`crate::pick_property`]).
 //!
 //! Parameters are checked per backend (vault: `address namespace auth_method role role_id
-//! secret_id version mount`; awssecrets: `region role_arn version_stage version_id profile`);
-//! an unknown, repeated or malformed one is an error, because a typo silently ignored would read
-//! the wrong secret. Errors ([`ReferenceError`]) give the byte offset and column of the faulty
+//! secret_id version token_file token_env`; awssecrets: `region role_arn version_stage
+//! version_id profile`); an unknown, repeated or malformed one is an error, because a typo
+//! silently ignored would read the wrong secret. vals' vault parameters seal does not support
+//! (`proto host username password_env password_file decode`, `auth_method=userpass`) are refused
+//! with vals' meaning of them ([`unsupported_vals_param`]), for the same reason. Errors ([`ReferenceError`]) give the byte offset and column of the faulty
 //! part and name the part, never quoting a parameter's value. A reference's `Display` is its
 //! canonical form with `secret_id` redacted, so it can name the reference in any message.
 //!
@@ -57,7 +59,8 @@ impl Backend {
                 Param::RoleId,
                 Param::SecretId,
                 Param::Version,
-                Param::Mount,
+                Param::TokenFile,
+                Param::TokenEnv,
             ],
             Backend::AwsSecrets => &[
                 Param::Region,
@@ -96,8 +99,10 @@ pub enum Param {
     SecretId,
     /// Vault: a KV v2 version number.
     Version,
-    /// Vault: the KV mount, for mounts of several segments (`team/kv`).
-    Mount,
+    /// Vault: a file holding the token (vals' `token_file`).
+    TokenFile,
+    /// Vault: an environment variable holding the token (vals' `token_env`).
+    TokenEnv,
     /// AWS: the region (default `AWS_REGION`).
     Region,
     /// AWS: a role to assume.
@@ -121,7 +126,8 @@ impl Param {
             Param::RoleId => "role_id",
             Param::SecretId => "secret_id",
             Param::Version => "version",
-            Param::Mount => "mount",
+            Param::TokenFile => "token_file",
+            Param::TokenEnv => "token_env",
             Param::Region => "region",
             Param::RoleArn => "role_arn",
             Param::VersionStage => "version_stage",
@@ -133,6 +139,79 @@ impl Param {
 
 /// The Vault auth methods a reference may ask for with `auth_method=`.
 pub const VAULT_AUTH_METHODS: [&str; 4] = ["token", "approle", "jwt", "kubernetes"];
+
+/// A vals parameter (or `auth_method` value) that seal refuses: what vals does with it, and
+/// what to write instead. Its `Display` is the error's detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The parameter's name (for [`USERPASS`], the `auth_method` value).
+    pub name: &'static str,
+    /// What vals v0.46 does with it.
+    pub vals_meaning: &'static str,
+    /// What to write for seal instead.
+    pub instead: &'static str,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not supported: in vals it is {}; {}",
+            self.name, self.vals_meaning, self.instead
+        )
+    }
+}
+
+/// vals' `auth_method=userpass`.
+pub const USERPASS: Unsupported = Unsupported {
+    name: "userpass",
+    vals_meaning: "the username/password login (username=, password_env=, password_file=)",
+    instead: "seal logs in with token, approle, jwt or kubernetes",
+};
+
+/// The parameters vals v0.46's vault provider reads that seal refuses (its awssecrets provider
+/// reads none that seal lacks). Each would change where or how a value is read, so ignoring
+/// one would resolve something else than vals does.
+const UNSUPPORTED_VAULT: [Unsupported; 6] = [
+    Unsupported {
+        name: "proto",
+        vals_meaning: "the scheme put before host= to make the address (default https)",
+        instead: "write the whole address in address=",
+    },
+    Unsupported {
+        name: "host",
+        vals_meaning: "the Vault host, made into the address with proto=",
+        instead: "write address=https://HOST instead",
+    },
+    Unsupported {
+        name: "username",
+        vals_meaning: "the user of the userpass login",
+        instead: USERPASS.instead,
+    },
+    Unsupported {
+        name: "password_env",
+        vals_meaning: "the variable holding the userpass login's password",
+        instead: USERPASS.instead,
+    },
+    Unsupported {
+        name: "password_file",
+        vals_meaning: "the file holding the userpass login's password",
+        instead: USERPASS.instead,
+    },
+    Unsupported {
+        name: "decode",
+        vals_meaning: "decoding of the value read (decode=base64)",
+        instead: "store the value decoded, or decode it where it is used",
+    },
+];
+
+/// vals' meaning of `name` when it is a vals parameter of `backend` that seal refuses.
+pub fn unsupported_vals_param(backend: Backend, name: &str) -> Option<Unsupported> {
+    match backend {
+        Backend::Vault => UNSUPPORTED_VAULT.iter().find(|u| u.name == name).copied(),
+        Backend::AwsSecrets => None,
+    }
+}
 
 /// One parsed reference. `Display` gives its canonical form with `secret_id` redacted; `Debug`
 /// is the same.
@@ -151,7 +230,7 @@ impl Reference {
         self.backend
     }
 
-    /// The Vault path (`secret/data/ml/db`) or the AWS secret name or ARN, percent-decoded.
+    /// The Vault path (`secret/ml/db`) or the AWS secret name or ARN, percent-decoded.
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -162,7 +241,8 @@ impl Reference {
     }
 
     /// The fragment as a property for [`crate::pick_property`] (`#/db/password`); `None` when
-    /// the reference has none (the whole value).
+    /// the reference has none (the whole AWS secret; for Vault, the path's last segment is the
+    /// key, see [`resolve`]).
     pub fn property(&self) -> Option<String> {
         self.fragment.as_ref().map(|f| format!("#{f}"))
     }
@@ -368,7 +448,7 @@ fn parse_parts(
     let path = decode(text, path_start..path_end, Part::Path)?;
     if path.is_empty() {
         let what = match backend {
-            Backend::Vault => "no secret path (e.g. ref+vault://secret/data/ml/db#/password)",
+            Backend::Vault => "no secret path (e.g. ref+vault://secret/ml/db#/password)",
             Backend::AwsSecrets => "no secret name or ARN (e.g. ref+awssecrets://ml/db#/password)",
         };
         return Err(error(text, path_start, Part::Path, what));
@@ -428,17 +508,17 @@ fn parse_query(
             ));
         };
         let Some(param) = backend.params().iter().find(|p| p.name() == name).copied() else {
-            let known: Vec<_> = backend.params().iter().map(|p| p.name()).collect();
-            return Err(error(
-                text,
-                pair_start,
-                Part::Query,
-                &format!(
+            let detail = if let Some(refused) = unsupported_vals_param(backend, name) {
+                refused.to_string()
+            } else {
+                let known: Vec<_> = backend.params().iter().map(|p| p.name()).collect();
+                format!(
                     "unknown parameter {name:?} for {} (known: {})",
                     backend.scheme(),
                     known.join(", ")
-                ),
-            ));
+                )
+            };
+            return Err(error(text, pair_start, Part::Query, &detail));
         };
         let value_start = pair_start + name.len() + 1;
         let value = decode(text, value_start..pair_start + pair.len(), Part::Query)?;
@@ -447,6 +527,9 @@ fn parse_query(
             return Err(invalid(&format!("parameter {name} has no value")));
         }
         match param {
+            Param::AuthMethod if value == USERPASS.name => {
+                return Err(invalid(&USERPASS.to_string()));
+            }
             Param::AuthMethod if !VAULT_AUTH_METHODS.contains(&value.as_str()) => {
                 return Err(invalid(&format!(
                     "auth_method {value:?} is not one of {}",
@@ -555,7 +638,7 @@ mod tests {
     #[test]
     fn vault_reference_with_every_parameter() {
         let r = one(
-            "ref+vault://secret/data/ml/db?address=https://v:8200&namespace=team&auth_method=approle&role_id=r1&secret_id=s3cr3t&version=2&mount=secret#/password",
+            "ref+vault://secret/data/ml/db?address=https://v:8200&namespace=team&auth_method=approle&role_id=r1&secret_id=s3cr3t&version=2&token_file=/run/t&token_env=T#/password",
         );
         assert_eq!(r.backend(), Backend::Vault);
         assert_eq!(r.path(), "secret/data/ml/db");
@@ -563,6 +646,8 @@ mod tests {
         assert_eq!(r.param(Param::AuthMethod), Some("approle"));
         assert_eq!(r.param(Param::SecretId), Some("s3cr3t"));
         assert_eq!(r.param(Param::Version), Some("2"));
+        assert_eq!(r.param(Param::TokenFile), Some("/run/t"));
+        assert_eq!(r.param(Param::TokenEnv), Some("T"));
         assert_eq!(r.property().as_deref(), Some("#/password"));
         assert!(!r.is_secretref());
     }
@@ -664,6 +749,34 @@ mod tests {
             assert_eq!((e.part, e.column), (*part, *column), "{text}: {e}");
             assert!(e.to_string().contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn vals_parameters_seal_refuses_name_their_vals_meaning() {
+        for (query, meaning) in [
+            ("proto=http", "scheme put before host="),
+            ("host=v:8200", "the Vault host"),
+            ("username=u", "userpass login"),
+            ("password_env=P", "userpass login's password"),
+            ("password_file=/p", "userpass login's password"),
+            ("decode=base64", "decode=base64"),
+            ("auth_method=userpass", "username/password login"),
+        ] {
+            let e = find(&format!("ref+vault://secret/x?{query}#/k")).unwrap_err();
+            assert_eq!(e.part, Part::Query, "{query}");
+            let shown = e.to_string();
+            assert!(shown.contains("in vals it is"), "{query}: {shown}");
+            assert!(shown.contains(meaning), "{query}: {shown}");
+        }
+        // A parameter vals does not know either is merely unknown; the aws backend has no
+        // vals parameter seal refuses.
+        assert!(
+            find("ref+vault://a?mount=x")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown")
+        );
+        assert_eq!(unsupported_vals_param(Backend::AwsSecrets, "host"), None);
     }
 
     #[test]

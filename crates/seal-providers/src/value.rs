@@ -1,6 +1,10 @@
 //! A secret's value as a provider returns it: text (AWS SecretString, a Vault KV secret as JSON)
 //! or bytes (AWS SecretBinary). Held in `secrecy` boxes, so it is zeroized when dropped and its
 //! `Debug` says only `[REDACTED]`; the bytes are reached only through the `expose_*` methods.
+//!
+//! A property that is a number, a boolean, an object or an array is text too (its compact JSON),
+//! marked as such ([`SecretValue::json`]), so a caller that places values into a document (`seal
+//! render`, as `vals eval` does) can keep its type.
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
@@ -11,6 +15,8 @@ pub struct SecretValue(Repr);
 
 enum Repr {
     Text(SecretString),
+    /// The compact JSON of a property that is not a string (nor null).
+    Json(SecretString),
     Binary(SecretBox<[u8]>),
 }
 
@@ -23,6 +29,20 @@ impl SecretValue {
     /// A text value taking ownership of `text` without copying it.
     pub fn from_string(text: String) -> Self {
         SecretValue(Repr::Text(SecretString::from(text)))
+    }
+
+    /// The compact JSON text of a property that is a number, a boolean, an object or an array.
+    pub(crate) fn from_json(text: String) -> Self {
+        SecretValue(Repr::Json(SecretString::from(text)))
+    }
+
+    /// The value's JSON when it is a property that is a number, a boolean, an object or an
+    /// array (its text is that JSON); `None` for strings, whole secrets and binary values.
+    pub fn json(&self) -> Option<&str> {
+        match &self.0 {
+            Repr::Json(text) => Some(text.expose_secret()),
+            Repr::Text(_) | Repr::Binary(_) => None,
+        }
     }
 
     /// A binary value taking ownership of `bytes` without copying them.
@@ -38,7 +58,7 @@ impl SecretValue {
     /// The value's bytes (UTF-8 for text).
     pub fn expose_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Text(text) => text.expose_secret().as_bytes(),
+            Repr::Text(text) | Repr::Json(text) => text.expose_secret().as_bytes(),
             Repr::Binary(bytes) => bytes.expose_secret(),
         }
     }
@@ -46,7 +66,7 @@ impl SecretValue {
     /// The value as text: always for a text value, for a binary one when it is UTF-8.
     pub fn expose_str(&self) -> Option<&str> {
         match &self.0 {
-            Repr::Text(text) => Some(text.expose_secret()),
+            Repr::Text(text) | Repr::Json(text) => Some(text.expose_secret()),
             Repr::Binary(bytes) => std::str::from_utf8(bytes.expose_secret()).ok(),
         }
     }
@@ -62,6 +82,7 @@ impl Clone for SecretValue {
     fn clone(&self) -> Self {
         match &self.0 {
             Repr::Text(text) => SecretValue::from_text(text.expose_secret()),
+            Repr::Json(text) => SecretValue::from_json(text.expose_secret().to_owned()),
             Repr::Binary(bytes) => SecretValue::from_bytes(bytes.expose_secret().to_vec()),
         }
     }
@@ -71,6 +92,7 @@ impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Repr::Text(_) => f.write_str("SecretValue::Text([REDACTED])"),
+            Repr::Json(_) => f.write_str("SecretValue::Json([REDACTED])"),
             Repr::Binary(_) => f.write_str("SecretValue::Binary([REDACTED])"),
         }
     }
@@ -98,6 +120,12 @@ mod tests {
         let binary = SecretValue::from_bytes(b"MARKER-2".to_vec());
         assert_eq!(format!("{text:?}"), "SecretValue::Text([REDACTED])");
         assert_eq!(format!("{binary:?}"), "SecretValue::Binary([REDACTED])");
+        let json = SecretValue::from_json(r#"{"k":"MARKER-3"}"#.to_owned());
+        assert_eq!(format!("{json:?}"), "SecretValue::Json([REDACTED])");
+        assert_eq!(
+            format!("{:?}", json.clone()),
+            "SecretValue::Json([REDACTED])"
+        );
     }
 
     #[test]

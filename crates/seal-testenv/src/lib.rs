@@ -50,6 +50,29 @@ macro_rules! testenv {
     };
 }
 
+/// A peer program (kubeseal, vals, ...) named by an environment variable, which `cargo xtask
+/// test` sets. Missing is a failure under `CI=true` or `SEAL_REQUIRE_PEERS=1` (which `cargo
+/// xtask test` sets), and a loud skip otherwise.
+///
+/// # Panics
+///
+/// When the peer is missing and required.
+pub fn peer(variable: &str, what: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable).map(PathBuf::from)
+        && path.exists()
+    {
+        return Some(path);
+    }
+    let required = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("SEAL_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    let message = format!(
+        "{what} not available: set {variable}, or run the tests with `cargo xtask test`, which installs it"
+    );
+    assert!(!required, "{message}");
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
 /// Label put on every namespace made for a test, so they can be found and told apart.
 pub const TEST_NAMESPACE_LABEL: &str = "seal.dev/test";
 

@@ -8,8 +8,8 @@
 //!   auth: {method: kubernetes, role: ml-api}
 //! aws: {region: eu-west-1}    # defaults for ref+awssecrets:// (else AWS_REGION; SDK default chain)
 //! secrets:                    # name -> reference
-//!   db_user: ref+vault://secret/data/ml/db#/user
-//!   db_password: ref+vault://secret/data/ml/db#/password
+//!   db_user: ref+vault://secret/ml/db#/user
+//!   db_password: ref+vault://secret/ml/db#/password
 //!   registry_token: ref+awssecrets://ml/registry#/token
 //! files:
 //!   - path: /secrets/registry-token
@@ -221,8 +221,8 @@ vault: {address: "http://127.0.0.1:8200", auth: {method: kubernetes, role: ml}}
 aws: {region: eu-west-1}
 timeout: 3s
 secrets:
-  user: ref+vault://secret/data/ml/db#/user
-  pw: ref+vault://secret/data/ml/db#/password
+  user: ref+vault://secret/ml/db#/user
+  pw: ref+vault://secret/ml/db#/password
 files:
   - {path: /s/pw, secret: pw}
   - {path: /s/dsn, template: "postgres://{{ .user }}:{{ .pw }}@db", mode: "0440", owner: "1000:2000"}

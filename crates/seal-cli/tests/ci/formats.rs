@@ -34,7 +34,8 @@ async fn get_prints_values_in_order_and_json_on_request() -> Result<()> {
     let v2 = vault_kv2(env, &[("password", TRICKY), ("user", "ml")]).await?;
     let aws = aws_secret(env, "plain-aws").await?;
     let pw = format!("ref+vault://{v2}#/password");
-    let whole = format!("ref+vault://{v2}");
+    // `#/` is the whole secret (without a fragment the last segment would be a key, as in vals).
+    let whole = format!("ref+vault://{v2}#/");
     let plain = format!("ref+awssecrets://{aws}");
     let run = ci.seal(&["get", &pw, &plain, &pw]);
     assert_eq!(run.ok(), format!("{TRICKY}\nplain-aws\n{TRICKY}\n"));
@@ -136,10 +137,11 @@ async fn github_masks_every_line_first_then_appends_heredocs() -> Result<()> {
     let github_env = ci.write("github_env", "EARLIER=1\n");
     ci.set("GITHUB_ENV", &github_env);
     let run = ci.seal(&["env", "-f", &file, "--format", "github"]);
-    // stdout holds nothing but masks, one per non-blank line of each value from a reference.
+    // stdout holds nothing but masks, one per non-blank line of each value from a reference,
+    // and the user interpolated into the URL on its own too (each line once).
     assert_eq!(
         run.ok(),
-        "::add-mask::l1 'q' \"dq\" a=b $HOME \\x\n::add-mask::ünï €\n::add-mask::tok=1\n::add-mask::postgres://ml-ü:x@db\n"
+        "::add-mask::l1 'q' \"dq\" a=b $HOME \\x\n::add-mask::ünï €\n::add-mask::tok=1\n::add-mask::postgres://ml-ü:x@db\n::add-mask::ml-ü\n"
     );
     assert!(!run.stderr.contains("l1 'q'"), "{}", run.stderr);
     let written = ci.read("github_env");

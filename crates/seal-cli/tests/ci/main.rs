@@ -2,7 +2,8 @@
 //! the test environment's OpenBao and moto: every output format byte for byte, masking,
 //! flattening, rendering, exec, each Vault login, every failure mode (a server stopped mid-run
 //! included), and a marker value that must never appear where it was not asked for. Plus the
-//! reference finder's properties. One test binary with a small harness, as `integration` is.
+//! reference finder's properties, and differential tests against vals v0.46.1 itself (`vals.rs`,
+//! `SEAL_VALS`). One test binary with a small harness, as `integration` is.
 
 mod auth;
 mod exec;
@@ -12,3 +13,4 @@ mod harness;
 mod leaks;
 mod reference_props;
 mod render;
+mod vals;

@@ -63,7 +63,7 @@ proptest! {
         // Free-text parameters only (auth_method and version have their own grammar, and a
         // secret id is redacted when printed).
         let names: &[Param] = if vault {
-            &[Param::Address, Param::Namespace, Param::Role, Param::RoleId, Param::Mount]
+            &[Param::Address, Param::Namespace, Param::Role, Param::RoleId, Param::TokenFile]
         } else {
             &[Param::Region, Param::RoleArn, Param::VersionStage, Param::Profile]
         };

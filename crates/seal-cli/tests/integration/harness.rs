@@ -240,20 +240,4 @@ pub fn secret_data(secret: &serde_json::Value) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// A peer tool named by an environment variable (set by `cargo xtask test`). Missing is a failure
-/// under CI or `SEAL_REQUIRE_PEERS=1`, and a loud skip otherwise.
-pub fn peer(variable: &str, what: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(variable).map(PathBuf::from)
-        && path.exists()
-    {
-        return Some(path);
-    }
-    let required = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("SEAL_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-    let message = format!(
-        "{what} not available: set {variable}, or run the tests with `cargo xtask test`, which installs it"
-    );
-    assert!(!required, "{message}");
-    eprintln!("SKIPPED: {message}");
-    None
-}
+pub use seal_testenv::peer;

@@ -11,11 +11,13 @@
 //!
 //! What the reference does not say comes from [`Defaults`], which the CLI fills from flags and
 //! the usual environment variables (`VAULT_ADDR`, `VAULT_TOKEN`, `AWS_REGION`, ...); this module
-//! reads no environment itself, except through the AWS SDK's default credential chain.
+//! reads no environment itself, except the variable a reference names with `token_env=` (vals'
+//! parameter) and through the AWS SDK's default credential chain.
 //!
-//! KV version: vals users write KV v2 paths with their `/data/` segment (`secret/data/ml/db`),
-//! so a path whose segment after the mount is `data`, or a reference with `version=`, is read as
-//! KV v2, and any other path as a plain (KV v1) read, as vals does.
+//! KV version: as vals v0.46 does, the Vault provider asks Vault which mount a path is under and
+//! that mount's KV version, and reads KV v2 mounts through their `/data/` API path itself, so
+//! `secret/ml/db` and the older `secret/data/ml/db` name the same secret (see
+//! `crate::vault`'s `path` module for where seal differs from vals there).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +28,8 @@ use secrecy::SecretString;
 use super::{Backend, Param, Reference};
 use crate::endpoint::Transport;
 use crate::{
-    AwsAuth, AwsConfig, AwsProvider, CallCounter, Error, KvVersion, Provider, ProviderKind,
-    RetryPolicy, SecretProvider, SecretRef, SecretValue, TokenSource, VaultAuth, VaultConfig,
-    VaultProvider,
+    AwsAuth, AwsConfig, AwsProvider, CallCounter, Error, Provider, ProviderKind, RetryPolicy,
+    SecretProvider, SecretRef, SecretValue, TokenSource, VaultAuth, VaultConfig, VaultProvider,
 };
 
 /// A Vault auth method.
@@ -178,8 +179,8 @@ enum GroupKey {
         role: Option<String>,
         role_id: Option<String>,
         secret_id: Option<String>,
-        mount: Option<String>,
-        v2: bool,
+        token_file: Option<String>,
+        token_env: Option<String>,
     },
     Aws {
         region: Option<String>,
@@ -273,8 +274,8 @@ impl Resolver {
                     role: param(Param::Role),
                     role_id: param(Param::RoleId),
                     secret_id: param(Param::SecretId),
-                    mount: param(Param::Mount),
-                    v2: is_kv_v2(reference),
+                    token_file: param(Param::TokenFile),
+                    token_env: param(Param::TokenEnv),
                 }
             }
             Backend::AwsSecrets => GroupKey::Aws {
@@ -308,8 +309,6 @@ impl Resolver {
                 address,
                 namespace,
                 method,
-                mount,
-                v2,
                 ..
             } => {
                 let invalid = |detail: &str| Error::InvalidConfig {
@@ -328,14 +327,11 @@ impl Resolver {
                     .await
                     .map_err(|d| invalid(&d))?;
                 let mut config = VaultConfig::new(address.clone(), auth)
-                    .kv_version(if *v2 { KvVersion::V2 } else { KvVersion::V1 })
+                    .kv_from_mount()
                     .retry(self.defaults.retry.clone())
                     .calls(self.calls.clone());
                 if let Some(namespace) = namespace {
                     config = config.namespace(namespace.clone());
-                }
-                if let Some(mount) = mount {
-                    config = config.mount(mount.clone());
                 }
                 if let Some(ca) = &self.defaults.vault.ca_bundle {
                     config = config.ca_bundle(ca.clone());
@@ -394,9 +390,12 @@ impl Resolver {
             .or_else(|| vault.role.clone());
         match method {
             VaultAuthMethod::Token => {
-                let source = vault.token.as_ref().ok_or(
-                    "no Vault token: set VAULT_TOKEN, log in (~/.vault-token) or name a token file",
-                )?;
+                let source = token_source(reference, &|name| std::env::var(name).ok())?
+                    .or_else(|| vault.token.clone())
+                    .ok_or(
+                        "no Vault token: set VAULT_TOKEN, log in (~/.vault-token) or name a token \
+                         file",
+                    )?;
                 Ok(VaultAuth::Token(source.read().await?))
             }
             VaultAuthMethod::AppRole => {
@@ -428,7 +427,9 @@ impl Resolver {
             }),
             VaultAuthMethod::Kubernetes => Ok(VaultAuth::Kubernetes {
                 mount: mount("kubernetes"),
-                role: role.ok_or("Kubernetes auth needs a role (role= or a role flag)")?,
+                role: kubernetes_role(reference, vault.role.as_deref()).ok_or(
+                    "Kubernetes auth needs a role (role=, role_id= as in vals, or a role flag)",
+                )?,
                 jwt: vault.kubernetes_token.clone().unwrap_or_else(|| {
                     TokenSource::File(crate::environment::SERVICE_ACCOUNT_TOKEN.into())
                 }),
@@ -437,25 +438,54 @@ impl Resolver {
     }
 }
 
-/// True when `reference` reads KV v2: its segment after the mount is `data`, or it asks for a
-/// version.
-fn is_kv_v2(reference: &Reference) -> bool {
-    if reference.param(Param::Version).is_some() {
-        return true;
-    }
-    let path = reference.path().trim_matches('/');
-    let rest = match reference.param(Param::Mount) {
-        Some(mount) => path
-            .strip_prefix(mount.trim_matches('/'))
-            .map_or(path, |r| r.trim_start_matches('/')),
-        None => path.split_once('/').map_or("", |(_, rest)| rest),
-    };
-    rest == "data" || rest.starts_with("data/")
+/// The Kubernetes login's role: the reference's `role=`, else its `role_id=` (vals v0.46 sends
+/// `role_id` as the Kubernetes role), else the configured one.
+fn kubernetes_role(reference: &Reference, configured: Option<&str>) -> Option<String> {
+    reference
+        .param(Param::Role)
+        .or_else(|| reference.param(Param::RoleId))
+        .or(configured)
+        .map(str::to_owned)
 }
 
-/// What the provider is asked for: the path, the version and the fragment as a property.
+/// The token a reference names, as vals v0.46 reads it: `token_file=` (wins when both are
+/// given, as vals sets it last), else the variable `token_env=` names, which must be set; `None`
+/// when it names neither. `env` looks a variable up.
+fn token_source(
+    reference: &Reference,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<TokenSource>, String> {
+    if let Some(file) = reference.param(Param::TokenFile) {
+        return Ok(Some(TokenSource::File(file.into())));
+    }
+    let Some(name) = reference.param(Param::TokenEnv) else {
+        return Ok(None);
+    };
+    match env(name) {
+        Some(token) if !token.is_empty() => Ok(Some(TokenSource::Value(SecretString::from(token)))),
+        _ => Err(format!(
+            "token_env={name}: the variable is not set (vals reads the Vault token from it)"
+        )),
+    }
+}
+
+/// What the provider is asked for: the path, the version and the fragment as a property. A
+/// Vault reference without a fragment names a key by its last segment, as vals v0.46 reads it
+/// (`secret/ml/db/password` is the key `password` of `secret/ml/db`); an AWS one is the whole
+/// secret.
 fn secret_ref(reference: &Reference) -> SecretRef {
-    let mut wanted = SecretRef::new(reference.path());
+    let (path, property) = match (reference.backend(), reference.property()) {
+        (Backend::Vault, None) => match reference.path().trim_end_matches('/').rsplit_once('/') {
+            Some((secret, key)) => (
+                secret.to_owned(),
+                Some(format!("#/{}", key.replace('~', "~0"))),
+            ),
+            // Nothing but a mount: read as given, which fails naming what is missing.
+            None => (reference.path().to_owned(), None),
+        },
+        (_, property) => (reference.path().to_owned(), property),
+    };
+    let mut wanted = SecretRef::new(path);
     let version = match reference.backend() {
         Backend::Vault => reference.param(Param::Version).map(str::to_owned),
         Backend::AwsSecrets => reference
@@ -470,7 +500,7 @@ fn secret_ref(reference: &Reference) -> SecretRef {
     if let Some(version) = version {
         wanted = wanted.version(version);
     }
-    if let Some(property) = reference.property() {
+    if let Some(property) = property {
         wanted = wanted.property(property);
     }
     wanted
@@ -573,13 +603,77 @@ mod tests {
     use crate::reference::parse;
 
     #[test]
-    fn kv_version_follows_the_data_segment() {
-        let v2 = |text: &str| is_kv_v2(&parse(text).unwrap());
-        assert!(v2("ref+vault://secret/data/ml/db#/k"));
-        assert!(v2("ref+vault://secret/ml/db?version=3#/k"));
-        assert!(v2("ref+vault://team/kv/data/app?mount=team/kv"));
-        assert!(!v2("ref+vault://kv/ml/db#/k"));
-        assert!(!v2("ref+vault://team/kv/app?mount=team/kv"));
+    fn the_kubernetes_role_is_role_then_role_id_as_in_vals_then_the_flag() {
+        let role = |text: &str, flag| kubernetes_role(&parse(text).unwrap(), flag);
+        let k = "ref+vault://s/x?auth_method=kubernetes";
+        assert_eq!(
+            role(&format!("{k}&role=r&role_id=i"), Some("f")).as_deref(),
+            Some("r")
+        );
+        assert_eq!(
+            role(&format!("{k}&role_id=i"), Some("f")).as_deref(),
+            Some("i")
+        );
+        assert_eq!(role(k, Some("f")).as_deref(), Some("f"));
+        assert_eq!(role(k, None), None);
+    }
+
+    #[test]
+    fn a_reference_names_its_token_as_vals_reads_it() {
+        use secrecy::ExposeSecret as _;
+        let env = |name: &str| (name == "CI_VAULT").then(|| "tok.env".to_owned());
+        let source = |text: &str| token_source(&parse(text).unwrap(), &env);
+        let shown = |s: Option<TokenSource>| match s {
+            Some(TokenSource::File(p)) => format!("file:{}", p.display()),
+            Some(TokenSource::Value(v)) => v.expose_secret().to_owned(),
+            Some(TokenSource::Fetched(_)) => "fetched".into(),
+            None => "none".into(),
+        };
+        assert_eq!(shown(source("ref+vault://s/x").unwrap()), "none");
+        assert_eq!(
+            shown(source("ref+vault://s/x?token_env=CI_VAULT").unwrap()),
+            "tok.env"
+        );
+        assert_eq!(
+            shown(source("ref+vault://s/x?token_file=/run/t").unwrap()),
+            "file:/run/t"
+        );
+        assert_eq!(
+            shown(source("ref+vault://s/x?token_env=CI_VAULT&token_file=/run/t").unwrap()),
+            "file:/run/t"
+        );
+        let unset = source("ref+vault://s/x?token_env=NOPE").unwrap_err();
+        assert!(
+            unset.contains("token_env=NOPE") && unset.contains("not set"),
+            "{unset}"
+        );
+    }
+
+    #[test]
+    fn a_vault_reference_without_a_fragment_names_a_key_by_its_last_segment() {
+        let wanted = |text: &str| {
+            let w = secret_ref(&parse(text).unwrap());
+            (w.key, w.property, w.version)
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            wanted("ref+vault://secret/ml/db/password"),
+            ("secret/ml/db".into(), some("#/password"), None)
+        );
+        assert_eq!(
+            wanted("ref+vault://secret/ml/db/a~b/?version=2"),
+            ("secret/ml/db".into(), some("#/a~0b"), some("2"))
+        );
+        // A fragment, or the AWS backend: the path is the secret.
+        assert_eq!(
+            wanted("ref+vault://secret/ml/db#/password"),
+            ("secret/ml/db".into(), some("#/password"), None)
+        );
+        assert_eq!(
+            wanted("ref+awssecrets://ml/db"),
+            ("ml/db".into(), None, None)
+        );
+        assert_eq!(wanted("ref+vault://secret"), ("secret".into(), None, None));
     }
 
     #[test]
@@ -596,8 +690,11 @@ mod tests {
     fn references_with_the_same_settings_share_a_provider() {
         let resolver = Resolver::new(Defaults::default());
         let key = |text: &str| resolver.group_key(&parse(text).unwrap());
-        assert!(key("ref+vault://secret/data/a#/x") == key("ref+vault://secret/data/b#/y"));
-        assert!(key("ref+vault://secret/data/a") != key("ref+vault://kv/a"));
+        assert!(key("ref+vault://secret/data/a#/x") == key("ref+vault://secret/b#/y"));
+        // One provider for every mount: it asks Vault for each mount's KV version.
+        assert!(key("ref+vault://secret/a") == key("ref+vault://kv/a"));
+        assert!(key("ref+vault://kv/a") != key("ref+vault://kv/a?token_env=T"));
+        assert!(key("ref+vault://kv/a") != key("ref+vault://kv/a?token_file=/t"));
         assert!(key("ref+awssecrets://a") == key("ref+awssecrets://b#/k"));
         assert!(key("ref+awssecrets://a") != key("ref+awssecrets://a?region=eu-west-1"));
     }

@@ -4,6 +4,9 @@
 //!
 //! Listing is bounded (folders and depth), so a find over a huge tree fails with a clear
 //! message instead of running for minutes; reads run a few at a time ([`CONCURRENCY`]).
+//!
+//! With [`super::VaultConfig::kv_from_mount`], a key's mount and KV version come from
+//! `sys/internal/ui/mounts/<key>` ([`Inner::mount_of`]), asked once per mount and kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use crate::error::{Error, Location};
 use crate::metrics::Call;
 use crate::value::SecretValue;
 use crate::{FindQuery, ProviderKind, SecretRef, distinct_keys, resolve_refs};
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
 
 /// Folders a find may list before it gives up, and how deep it may go.
 const FIND_MAX_FOLDERS: usize = 1000;
@@ -31,13 +35,17 @@ impl Inner {
         version: Option<&str>,
     ) -> Result<SecretValue, Error> {
         let at = self.at(key);
-        let kv = path::split(self.mount.as_deref(), key, self.kv, false).map_err(|detail| {
-            Error::InvalidRequest {
-                at: at.clone(),
-                detail: detail.into(),
-            }
+        let located = if self.kv_from_mount {
+            let mount = self.mount_of(&at, key).await?;
+            path::locate(key, mount.as_ref())
+        } else {
+            path::split(self.mount.as_deref(), key, self.kv, false).map(|kv| (kv, self.kv))
+        };
+        let (kv, engine) = located.map_err(|detail| Error::InvalidRequest {
+            at: at.clone(),
+            detail: detail.into(),
         })?;
-        let version = match (self.kv, version.map(str::trim)) {
+        let version = match (engine, version.map(str::trim)) {
             (_, None | Some("")) => None,
             (KvVersion::V2, Some(v)) => {
                 Some(v.parse::<u64>().map_err(|_| Error::InvalidRequest {
@@ -52,7 +60,47 @@ impl Inner {
                 });
             }
         };
-        self.read_kv(&at, &kv, version).await
+        self.read_kv(&at, &kv, engine, version).await
+    }
+
+    /// The mount `key` is under, as Vault names it; `None` when Vault names none (an old
+    /// server without the endpoint answers 404), where the key is read as KV v1 as given. Asked
+    /// once per mount: the lock is held across the question, so concurrent first reads under
+    /// one mount wait for one answer, and later keys under it use the answer kept.
+    async fn mount_of(
+        self: &Arc<Self>,
+        at: &Location,
+        key: &str,
+    ) -> Result<Option<path::Mount>, Error> {
+        let mut mounts = self.mounts.lock().await;
+        if let Some(mount) = mounts.iter().find(|m| m.covers(key)) {
+            return Ok(Some(mount.clone()));
+        }
+        let answer = self
+            .call(Call::VaultMount, at, |client| async move {
+                vaultrs::api::exec_with_result(
+                    &client.0,
+                    UiMountRequest {
+                        key: key.trim_matches('/').to_owned(),
+                    },
+                )
+                .await
+            })
+            .await;
+        let ui = match answer {
+            Ok(ui) => ui,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mount = path::Mount::from_ui(
+            ui["path"].as_str().unwrap_or_default(),
+            ui["options"]["version"].as_str(),
+        );
+        if mount.path.is_empty() {
+            return Ok(None);
+        }
+        mounts.push(mount.clone());
+        Ok(Some(mount))
     }
 
     /// Every reference resolved, in order: each distinct (key, version) read once, a few at a
@@ -77,9 +125,9 @@ impl Inner {
         self: &Arc<Self>,
         at: &Location,
         kv: &path::KvPath,
+        engine: KvVersion,
         version: Option<u64>,
     ) -> Result<SecretValue, Error> {
-        let engine = self.kv;
         let data: Value = self
             .call(Call::VaultRead, at, |client| async move {
                 match (engine, version) {
@@ -226,7 +274,7 @@ impl Inner {
                 };
                 let at = self.at(&format!("{}/{}", secret.mount, secret.path));
                 async move {
-                    let value = self.read_kv(&at, &secret, None).await;
+                    let value = self.read_kv(&at, &secret, self.kv, None).await;
                     (secret.path, value)
                 }
             })
@@ -243,5 +291,25 @@ impl Inner {
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
+    }
+}
+
+/// `GET /v1/sys/internal/ui/mounts/<key>`: the mount a path is under (what `vault kv` and vals
+/// ask before reading). Any token with a capability below the mount may call it.
+struct UiMountRequest {
+    key: String,
+}
+
+impl rustify::Endpoint for UiMountRequest {
+    type Response = Value;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        format!("sys/internal/ui/mounts/{}", self.key)
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::GET
     }
 }

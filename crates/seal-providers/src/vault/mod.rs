@@ -11,14 +11,15 @@
 //! so a missing policy cannot cause a login storm.
 //!
 //! Keys are `<mount>/<path>` (vals) or a path below the store's mount (ESO); KV v2's `/data/`
-//! segment may be written or not (see [`path`]). The value of a KV secret is its data as a JSON
+//! segment may be written or not (see [`path`]). For references the mount and its KV version
+//! are asked of Vault, as vals does ([`VaultConfig::kv_from_mount`]). The value of a KV secret is its data as a JSON
 //! object, from which [`SecretValue::property`] picks keys. `version` is a KV v2 version number.
 //!
 //! | job | home |
 //! |---|---|
 //! | configuration ([`VaultConfig`], [`VaultAuth`], [`KvVersion`]), [`VaultProvider`] | this file |
-//! | reading KV v1/v2: one secret, several, listing folders, find | [`kv`] |
-//! | a key into a mount and a path (KV v2's `/data/`) | [`path`] |
+//! | reading KV v1/v2: one secret, several, listing folders, find; asking a key's mount | [`kv`] |
+//! | a key into a mount and a path (KV v2's `/data/`), the mount Vault names | [`path`] |
 //! | logging in (AppRole, Kubernetes, JWT), a given token, a `403`: dead token? | [`session`] |
 //! | renewing the token (renew-self at 2/3 of its TTL), the background renewer | [`token_renewal`] |
 //! | a vaultrs error into a retry fault and an [`Error`] | [`errors`] |
@@ -131,6 +132,7 @@ pub struct VaultConfig {
     ca_bundle: Option<String>,
     mount: Option<String>,
     kv_version: KvVersion,
+    kv_from_mount: bool,
     auth: VaultAuth,
     retry: RetryPolicy,
     calls: Option<Arc<CallCounter>>,
@@ -145,6 +147,7 @@ impl VaultConfig {
             ca_bundle: None,
             mount: None,
             kv_version: KvVersion::V2,
+            kv_from_mount: false,
             auth,
             retry: RetryPolicy::default(),
             calls: None,
@@ -181,6 +184,15 @@ impl VaultConfig {
         self
     }
 
+    /// Reads each key at the mount Vault names for it, with that mount's KV version
+    /// (`sys/internal/ui/mounts/<key>`, asked once per mount), instead of the configured mount
+    /// and version: how vals reads `ref+vault://` paths.
+    #[must_use]
+    pub fn kv_from_mount(mut self) -> Self {
+        self.kv_from_mount = true;
+        self
+    }
+
     /// Times and retries calls with `policy`.
     #[must_use]
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -210,6 +222,10 @@ struct Inner {
     http: reqwest::Client,
     mount: Option<String>,
     kv: KvVersion,
+    /// Ask Vault for each key's mount ([`VaultConfig::kv_from_mount`]).
+    kv_from_mount: bool,
+    /// The mounts Vault named so far, for [`VaultConfig::kv_from_mount`].
+    mounts: tokio::sync::Mutex<Vec<path::Mount>>,
     auth: VaultAuth,
     retry: RetryPolicy,
     calls: Arc<CallCounter>,
@@ -268,6 +284,8 @@ impl VaultProvider {
                 http,
                 mount: config.mount,
                 kv: config.kv_version,
+                kv_from_mount: config.kv_from_mount,
+                mounts: tokio::sync::Mutex::new(Vec::new()),
                 auth: config.auth,
                 retry: config.retry,
                 calls: config.calls.unwrap_or_default(),

@@ -5,8 +5,60 @@
 //!
 //! Without a store mount the first segment is the mount; mounts of several segments
 //! (`team/kv`) need the store's mount set.
+//!
+//! References (`ref+vault://`) name no store: like vals, the provider then asks Vault which
+//! mount a key is under and its KV version (`sys/internal/ui/mounts/<key>`), and [`locate`]
+//! turns the answer into the path to read. vals v0.46 puts `/data/` after a KV v2 mount
+//! itself, so `secret/ml/db` reads `secret/data/ml/db`; it would read `secret/data/data/ml/db`
+//! for `secret/data/ml/db`, where seal reads `secret/data/ml/db` (its earlier form keeps working).
 
 use super::KvVersion;
+
+/// A mount as Vault describes it: its path (`secret/`, `team/kv/`) and KV version (KV v1 for
+/// any engine but KV v2, read with a plain GET as vals does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mount {
+    pub path: String,
+    pub version: KvVersion,
+}
+
+impl Mount {
+    /// The mount from `sys/internal/ui/mounts/<key>`'s `path` and `options.version`.
+    pub fn from_ui(path: &str, options_version: Option<&str>) -> Self {
+        Mount {
+            path: path.trim_matches('/').to_owned(),
+            version: if options_version == Some("2") {
+                KvVersion::V2
+            } else {
+                KvVersion::V1
+            },
+        }
+    }
+
+    /// True when `key` is this mount or below it (segment by segment: `secret` does not
+    /// cover `secretv2/x`).
+    pub fn covers(&self, key: &str) -> bool {
+        let key = key.trim_matches('/');
+        key == self.path
+            || key
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// Where to read `key` given the mount Vault named for it; `None` when the server has no
+/// mounts endpoint (an old Vault answers 404), where vals reads KV v1 at the key as given.
+pub(crate) fn locate(
+    key: &str,
+    mount: Option<&Mount>,
+) -> Result<(KvPath, KvVersion), &'static str> {
+    match mount {
+        Some(mount) => {
+            split(Some(&mount.path), key, mount.version, false).map(|p| (p, mount.version))
+        }
+        None => split(None, key, KvVersion::V1, false).map(|p| (p, KvVersion::V1)),
+    }
+}
 
 /// A KV location: the mount and the path below it, neither with leading or trailing slashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +184,54 @@ mod tests {
             split(Some("secret"), "ml/", KvVersion::V2, true),
             Ok(kv("secret", "ml"))
         );
+    }
+
+    #[test]
+    fn a_detected_mount_decides_the_path_and_version() {
+        let v2 = Mount::from_ui("secret/", Some("2"));
+        let v1 = Mount::from_ui("kv/", Some("1"));
+        let team = Mount::from_ui("team/kv/", Some("2"));
+        // KV v2: /data/ is added, and an explicit one is not doubled (vals would double it).
+        for key in ["secret/ml/db", "secret/data/ml/db"] {
+            assert_eq!(
+                locate(key, Some(&v2)),
+                Ok((kv("secret", "ml/db"), KvVersion::V2)),
+                "{key}"
+            );
+        }
+        // KV v1 keeps a data folder; a mount of two segments needs no hint.
+        assert_eq!(
+            locate("kv/data/x", Some(&v1)),
+            Ok((kv("kv", "data/x"), KvVersion::V1))
+        );
+        assert_eq!(
+            locate("team/kv/app", Some(&team)),
+            Ok((kv("team/kv", "app"), KvVersion::V2))
+        );
+        // No mounts endpoint: KV v1 at the first segment, as vals reads it.
+        assert_eq!(
+            locate("secret/data/x", None),
+            Ok((kv("secret", "data/x"), KvVersion::V1))
+        );
+        assert!(locate("secret", Some(&v2)).is_err());
+    }
+
+    #[test]
+    fn engines_other_than_kv_v2_read_as_v1() {
+        assert_eq!(Mount::from_ui("sys/", None).version, KvVersion::V1);
+        assert_eq!(Mount::from_ui("kv/", Some("1")).version, KvVersion::V1);
+        assert_eq!(Mount::from_ui("x/", Some("")).version, KvVersion::V1);
+    }
+
+    #[test]
+    fn a_mount_covers_its_own_paths_segment_by_segment() {
+        let m = Mount::from_ui("secret/", Some("2"));
+        assert!(m.covers("secret/ml/db"));
+        assert!(m.covers("/secret/"));
+        assert!(!m.covers("secretv2/x"));
+        assert!(!m.covers("kv/secret/x"));
+        assert!(Mount::from_ui("team/kv/", None).covers("team/kv/a"));
+        assert!(!Mount::from_ui("team/kv/", None).covers("team/kvx/a"));
     }
 
     #[test]

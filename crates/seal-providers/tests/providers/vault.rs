@@ -53,6 +53,63 @@ async fn token_with(env: &TestEnv, policies: &[&str]) -> Result<String> {
     Ok(auth.client_token)
 }
 
+/// vals' reading: the mount and its KV version come from Vault (`sys/internal/ui/mounts`),
+/// asked once per mount however many keys are read below it.
+#[tokio::test]
+async fn kv_version_from_the_mount_as_vals_reads_it() -> Result<()> {
+    let env = testenv!();
+    let root = env.vault_client(None)?;
+    let path = format!("{}/db", unique_name("vals"));
+    vaultrs::kv2::set(&root, "secret", &path, &pairs(&[("password", "v2")])).await?;
+    vaultrs::kv1::set(&root, "kv", &path, &HashMap::from([("password", "v1")])).await?;
+    // A KV v1 secret in a folder named data, which KV v2 would take for its API segment.
+    vaultrs::kv1::set(
+        &root,
+        "kv",
+        &format!("data/{path}"),
+        &HashMap::from([("password", "v1-data")]),
+    )
+    .await?;
+    let vault = VaultProvider::new(
+        VaultConfig::new(
+            env.vault_addr(),
+            VaultAuth::Token(SecretString::from(env.var("VAULT_TOKEN"))),
+        )
+        .kv_from_mount()
+        .retry(quick_retry()),
+    )?;
+    let cases = [
+        (format!("secret/{path}"), "v2"),
+        (format!("secret/data/{path}"), "v2"),
+        (format!("kv/{path}"), "v1"),
+        (format!("kv/data/{path}"), "v1-data"),
+    ];
+    // Read concurrently (get_many), then one by one.
+    let wanted: Vec<SecretRef> = cases
+        .iter()
+        .map(|(key, _)| SecretRef::new(key.clone()).property("#/password"))
+        .collect();
+    let values = vault.get_many(&wanted).await;
+    for ((key, want), value) in cases.iter().zip(values) {
+        assert_eq!(text(&value?), *want, "{key}");
+    }
+    for (key, want) in &cases {
+        let value = vault.get(key, None).await?;
+        assert_eq!(text(&value.property("#/password")?), *want, "{key}");
+    }
+    // Two mounts, two questions, even for concurrent first reads; eight reads (get_many reads
+    // secret/x and secret/data/x as two keys).
+    assert_eq!(
+        vault.calls().count(Call::VaultMount, CallStatus::Success),
+        2
+    );
+    assert_eq!(vault.calls().count(Call::VaultRead, CallStatus::Success), 8);
+    // A path under no mount is refused by Vault's preflight, as vals reports it.
+    let e = vault.get("nomount/x", None).await.unwrap_err();
+    assert!(matches!(e, Error::Denied { .. }), "{e}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn kv_v2_reads_with_or_without_data_and_at_a_version() -> Result<()> {
     let env = testenv!();

@@ -1,5 +1,5 @@
 //! `seal env -f FILE`: a file mapping variable names to references (`DB_PASSWORD:
-//! ref+vault://secret/data/ml/db#/password`; literals and references inside longer strings work
+//! ref+vault://secret/ml/db#/password`; literals and references inside longer strings work
 //! too) resolved and printed for a shell, a dotenv file, a GitHub Actions step or a GitLab job.
 //! `seal exec` reads the same file ([`load`]).
 //!
@@ -11,7 +11,9 @@
 //! - `json`: one object, names in file order, pretty-printed.
 //! - `github`: first `::add-mask::LINE` on stdout for every non-blank line of every value (so
 //!   the runner masks them before anything could print them; literals in the file are not
-//!   masked), then one append to `$GITHUB_ENV`:
+//!   masked), and of every reference's own value when it sits inside a longer one (the password
+//!   of `postgres://u:ref+vault://...+@db` is masked wherever it shows, not only inside that
+//!   URL), then one append to `$GITHUB_ENV`:
 //!   `NAME=value`, or `NAME<<ghadelimiter_RANDOM` ... for multi-line values, with a delimiter
 //!   the value does not contain (the toolkit's own format).
 //! - `gitlab`: a dotenv report, `NAME=value` a line as GitLab reads it (no quoting); a
@@ -94,6 +96,8 @@ pub struct Var {
     pub value: Zeroizing<String>,
     /// True when the value came from a reference (literals are not masked).
     pub secret: bool,
+    /// The values of the references inside a longer value, masked on their own as well.
+    pub parts: Vec<Zeroizing<String>>,
 }
 
 /// Runs `seal env`.
@@ -139,10 +143,19 @@ pub async fn load(args: &VarsArgs, providers: &ProviderArgs, inherit: bool) -> O
             vars.extend(flat);
             continue;
         }
+        let parts = refs
+            .iter()
+            .map(|f| {
+                resolved
+                    .text(&f.reference)
+                    .map(|t| Zeroizing::new(t.to_owned()))
+            })
+            .collect::<Outcome<_>>()?;
         vars.push(Var {
             name: key.clone(),
             value,
             secret: !refs.is_empty(),
+            parts,
         });
     }
     for (i, var) in vars.iter().enumerate() {
@@ -256,6 +269,7 @@ fn flatten_into(vars: &mut Vec<Var>, name: &str, value: &Value) {
         name: env_name(name),
         value: text,
         secret: true,
+        parts: Vec::new(),
     };
     match value {
         Value::Object(map) => {
@@ -367,14 +381,21 @@ fn gitlab(vars: &[Var]) -> Outcome<Zeroizing<String>> {
     Ok(out)
 }
 
-/// The `::add-mask::` commands for every non-blank line of every value from a reference.
+/// The `::add-mask::` commands for every non-blank line of every value from a reference, and
+/// of each reference's own value inside it; each line once.
 fn github_masks(vars: &[Var]) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::new());
-    for var in vars.iter().filter(|v| v.secret) {
-        for line in var.value.split(['\n', '\r']) {
-            if line.trim().is_empty() {
+    let mut masked: Vec<&str> = Vec::new();
+    let texts = vars
+        .iter()
+        .filter(|v| v.secret)
+        .flat_map(|v| std::iter::once(&v.value).chain(&v.parts));
+    for text in texts {
+        for line in text.split(['\n', '\r']) {
+            if line.trim().is_empty() || masked.contains(&line) {
                 continue;
             }
+            masked.push(line);
             out.push_str("::add-mask::");
             // The workflow-command escaping of the toolkit's escapeData.
             out.push_str(&line.replace('%', "%25"));
@@ -472,6 +493,7 @@ mod tests {
                 name: (*n).to_owned(),
                 value: Zeroizing::new((*v).to_owned()),
                 secret: true,
+                parts: Vec::new(),
             })
             .collect()
     }
@@ -536,6 +558,19 @@ mod tests {
         assert_eq!(
             masks.as_str(),
             "::add-mask::x%251\n::add-mask::l1\n::add-mask:: l2 \n"
+        );
+    }
+
+    #[test]
+    fn github_masks_an_interpolated_secret_on_its_own_once() {
+        let url = "postgres://u:pw@db";
+        let mut all = vars(&[("URL", url), ("AGAIN", url), ("LIT", "x")]);
+        all[0].parts = vec![Zeroizing::new("pw".to_owned())];
+        all[1].parts = vec![Zeroizing::new("pw".to_owned())];
+        all[2].secret = false;
+        assert_eq!(
+            github_masks(&all).as_str(),
+            "::add-mask::postgres://u:pw@db\n::add-mask::pw\n"
         );
     }
 

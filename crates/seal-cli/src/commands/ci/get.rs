@@ -24,7 +24,7 @@ pub enum GetFormat {
 /// `seal get` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// References, e.g. ref+vault://secret/data/ml/db#/password.
+    /// References, e.g. ref+vault://secret/ml/db#/password.
     #[arg(value_name = "REF", required = true)]
     refs: Vec<String>,
 

@@ -314,18 +314,17 @@ fn failure(e: &ResolveError, refs: &[Reference]) -> Failure {
     if e.others > 0 {
         let _ = write!(message, " (and {} more reference(s) failed)", e.others);
     }
-    let vault_v1_path = refs.iter().any(|r| {
-        r.to_string() == e.reference
-            && r.backend() == Backend::Vault
-            && !r.path().contains("/data/")
+    let vault_whole_secret = refs.iter().any(|r| {
+        r.to_string() == e.reference && r.backend() == Backend::Vault && r.property().is_none()
     });
     let failure = match &e.cause {
         Error::Unavailable { .. } => Failure::io(message),
         _ => Failure::input(message),
     };
     match &e.cause {
-        Error::NotFound { .. } if vault_v1_path => failure.hint(
-            "on a KV v2 mount the path includes /data/ after the mount: ref+vault://secret/data/PATH#/key",
+        Error::NotFound { .. } if vault_whole_secret => failure.hint(
+            "without #/ the path's last segment is the key, as in vals: ref+vault://secret/ml/db/password \
+             reads the key password of secret/ml/db",
         ),
         Error::InvalidConfig { detail, .. } if detail.contains("no Vault token") => {
             failure.hint("or choose another login with --vault-auth-method or ?auth_method=")

@@ -2,7 +2,12 @@
 //! (helmfile and Helm values, manifests) replaced by its value, structure and key order kept,
 //! as `vals eval` does. A string that is exactly a reference becomes the value; a reference
 //! inside a longer string (ended by `+` or whitespace) is replaced in place. Keys are never
-//! resolved. `--exclude-secret` leaves `secretref+` references as they are, for output meant to
+//! resolved.
+//!
+//! Types follow vals v0.46's: a string that is exactly one reference with a `#/` fragment takes
+//! the type of what the fragment picks (a boolean, a map, a list; a number from an AWS secret,
+//! which vals parses as YAML, but a string from Vault, whose numbers vals reads as JSON number
+//! text) ([`vals_typed`]); any other value is a string. `--exclude-secret` leaves `secretref+` references as they are, for output meant to
 //! be reviewed.
 //!
 //! Every reference of every input is resolved in one batch before anything is written, and the
@@ -14,7 +19,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use seal_providers::reference::Found;
+use seal_providers::reference::{Backend, Found};
 use serde::Deserialize as _;
 use serde_yaml::Value;
 use zeroize::{Zeroize as _, Zeroizing};
@@ -93,7 +98,7 @@ pub fn run(args: &Args) -> Outcome {
                     .collect();
                 batch.add(refs.iter().map(|f| &f.reference));
                 found.push(refs);
-                Ok(())
+                Ok(None)
             })?;
         }
     }
@@ -105,10 +110,17 @@ pub fn run(args: &Args) -> Outcome {
                 let refs = next
                     .next()
                     .expect("invariant: the same walk visits the same strings");
+                if let [only] = refs.as_slice()
+                    && only.span == (0..text.len())
+                    && only.reference.property().is_some()
+                    && let Some(json) = resolved.value(&only.reference).json()
+                {
+                    return Ok(Some(vals_typed(json, only.reference.backend())));
+                }
                 if !refs.is_empty() {
                     *text = resolved.substitute(text, refs, |_| false)?.to_string();
                 }
-                Ok(())
+                Ok(None)
             })?;
         }
     }
@@ -127,7 +139,7 @@ pub fn run(args: &Args) -> Outcome {
         for doc in &mut input.docs {
             walk(doc, &mut String::new(), &mut |_, text| {
                 text.zeroize();
-                Ok(())
+                Ok(None)
             })?;
         }
     }
@@ -168,15 +180,21 @@ fn parse(name: &str, path: Option<PathBuf>, text: &str) -> Outcome<Parsed> {
     })
 }
 
-/// Calls `visit` with the path (`.a.b[0]`) and text of every string value, in document order.
+/// Calls `visit` with the path (`.a.b[0]`) and text of every string value, in document order;
+/// a value `visit` returns takes the string's place.
 fn walk(
     value: &mut Value,
     path: &mut String,
-    visit: &mut dyn FnMut(&str, &mut String) -> Outcome,
+    visit: &mut dyn FnMut(&str, &mut String) -> Outcome<Option<Value>>,
 ) -> Outcome {
     let len = path.len();
     match value {
-        Value::String(text) => visit(path, text)?,
+        Value::String(text) => {
+            if let Some(replacement) = visit(path, text)? {
+                text.zeroize();
+                *value = replacement;
+            }
+        }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let _ = write!(path, "[{i}]");
@@ -200,6 +218,33 @@ fn walk(
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
     Ok(())
+}
+
+/// What `vals eval` puts in place of a string that is exactly one reference picking `json` (a
+/// property that is not a string) with its fragment: the value itself, except that numbers
+/// from Vault are strings (vals reads Vault's JSON keeping numbers as their text).
+fn vals_typed(json: &str, backend: Backend) -> Value {
+    fn numbers_as_text(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value {
+            J::Number(n) => J::String(n.to_string()),
+            J::Array(items) => J::Array(items.into_iter().map(numbers_as_text).collect()),
+            J::Object(map) => J::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, numbers_as_text(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    let mut parsed: serde_json::Value =
+        serde_json::from_str(json).expect("invariant: json() is JSON text");
+    if backend == Backend::Vault {
+        parsed = numbers_as_text(parsed);
+    }
+    let typed = serde_yaml::to_value(&parsed).expect("invariant: JSON is representable in YAML");
+    super::env::scrub(&mut parsed);
+    typed
 }
 
 fn shown(path: &str) -> &str {
@@ -228,4 +273,25 @@ fn write<'a>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_follow_vals() {
+        let yaml = |json: &str, backend| serde_yaml::to_string(&vals_typed(json, backend)).unwrap();
+        assert_eq!(yaml("true", Backend::Vault), "true\n");
+        assert_eq!(yaml("5432", Backend::AwsSecrets), "5432\n");
+        assert_eq!(yaml("5432", Backend::Vault), "'5432'\n");
+        assert_eq!(
+            yaml(r#"{"a":1.5,"b":[2,"x"],"c":false}"#, Backend::Vault),
+            "a: '1.5'\nb:\n- '2'\n- x\nc: false\n"
+        );
+        assert_eq!(
+            yaml(r#"{"a":1.5,"b":[2,"x"]}"#, Backend::AwsSecrets),
+            "a: 1.5\nb:\n- 2\n- x\n"
+        );
+    }
 }
