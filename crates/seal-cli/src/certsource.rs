@@ -15,6 +15,11 @@
 //!     fingerprint: 5e6264b79f61bd4504183f548076a5c5bd72ab07a00d1332fb85e7b4ec1f9dcc
 //! ```
 //!
+//! `--env` may select several environments (`dev,staging,prod`, or `all` for every one of the
+//! file, sorted by name): [`select`] resolves the names before any certificate is read, and
+//! [`Selection::load_all`] reads each environment's own certificate. Commands that seal or check
+//! with one certificate go through [`load`], which refuses a selection of several.
+//!
 //! Every certificate is refused once expired, as kubeseal does.
 
 use std::collections::BTreeMap;
@@ -57,7 +62,7 @@ struct Environment {
 pub struct CertSource {
     /// `--cert` or `SEAL_CERT`.
     pub cert: Option<String>,
-    /// `--env` or `SEAL_ENV`.
+    /// `--env` or `SEAL_ENV`: a name, a comma-separated list, or `all` (see [`EnvSpec`]).
     pub env: Option<String>,
     /// `--controller`: fetch it from the controller.
     pub controller: Option<ControllerArgs>,
@@ -73,7 +78,8 @@ pub struct Loaded {
     pub origin: String,
 }
 
-/// Finds, reads and checks the certificate.
+/// Finds, reads and checks the one certificate a command seals or checks with. An `--env` that
+/// selects several environments is refused here: only sealing takes several, through [`select`].
 pub fn load(source: &CertSource) -> Outcome<Loaded> {
     if let Some(controller) = &source.controller {
         let bytes = fetch_from_controller(controller, source.timeout)?;
@@ -88,52 +94,184 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
             origin,
         });
     }
-    let (location, base, pin, origin) = match (source.cert.as_deref(), source.env.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(Failure::input("--cert and --env both given; pass one"));
-        }
-        (Some(cert), None) => (cert.to_owned(), None, None, cert.to_owned()),
-        (None, Some(env)) => {
-            let (config_path, config) = find_config()?;
-            let entry = config.environments.get(env).ok_or_else(|| {
-                let known: Vec<_> = config.environments.keys().map(String::as_str).collect();
-                Failure::input(format!(
-                    "environment {env:?} is not in {} (known: {})",
-                    config_path.display(),
-                    known.join(", ")
+    match (source.cert.as_deref(), source.env.as_deref()) {
+        (Some(_), Some(_)) => Err(Failure::input("--cert and --env both given; pass one")),
+        (Some(cert), None) => read_checked(cert, None, cert.to_owned(), source.timeout),
+        (None, Some(spec)) => {
+            let selection = select(spec)?;
+            let [name] = selection.names() else {
+                return Err(Failure::input(format!(
+                    "--env {spec} selects {} environments ({}); this command takes one",
+                    selection.names().len(),
+                    selection.names().join(", ")
                 ))
-            })?;
-            let pin = entry
-                .fingerprint
-                .as_deref()
-                .map(|f| {
-                    f.parse::<Fingerprint>().map_err(|e| {
-                        Failure::input(format!("{}: environment {env}: {e}", config_path.display()))
-                    })
+                .hint("only sealing takes several: seal --env a,b -w 'deploy/{env}/NAME.sealed.yaml'"));
+            };
+            selection.load(name, source.timeout)
+        }
+        (None, None) => Err(Failure::input("no certificate to seal with").hint(
+            "pass --cert FILE|URL, set SEAL_CERT, or pass --env NAME with a .seal.yaml",
+        )),
+    }
+}
+
+/// What `--env` asks for: every environment of `.seal.yaml`, or these names in this order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnvSpec {
+    /// `all`.
+    All,
+    /// `dev` or `dev,staging,prod`.
+    Names(Vec<String>),
+}
+
+/// The word that selects every environment.
+pub const ALL: &str = "all";
+
+impl EnvSpec {
+    /// Parses `--env`: one name, a comma-separated list (spaces around names are ignored), or
+    /// `all`. An empty name, `all` mixed with names, and a name listed twice are refused: a repeated
+    /// name is most likely a typo for another environment, which deduplicating would silently skip.
+    pub fn parse(spec: &str) -> Outcome<Self> {
+        let names: Vec<&str> = spec.split(',').map(str::trim).collect();
+        if names.iter().any(|n| n.is_empty()) {
+            return Err(Failure::input(format!(
+                "--env {spec:?}: an environment name is empty"
+            ))
+            .hint("separate names with commas: --env dev,staging,prod"));
+        }
+        if names == [ALL] {
+            return Ok(Self::All);
+        }
+        if names.contains(&ALL) {
+            return Err(Failure::input(format!(
+                "--env {spec}: `{ALL}` selects every environment and takes no other names"
+            )));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(Failure::input(format!(
+                    "--env {spec}: environment {name} is listed twice"
+                )));
+            }
+        }
+        Ok(Self::Names(names.into_iter().map(str::to_owned).collect()))
+    }
+}
+
+impl Config {
+    /// The environment names `spec` selects, checked against this file (`path`, for messages):
+    /// listed names in their order, or for `all` every environment sorted by name (the file's
+    /// order is not kept by the parser, and sorted is stable however the file is edited).
+    fn resolve(&self, spec: &EnvSpec, path: &Path) -> Outcome<Vec<String>> {
+        let known = || {
+            let names: Vec<_> = self.environments.keys().map(String::as_str).collect();
+            names.join(", ")
+        };
+        match spec {
+            EnvSpec::All if self.environments.contains_key(ALL) => Err(Failure::input(format!(
+                "{}: an environment is named {ALL:?}, which --env {ALL} cannot select alone",
+                path.display()
+            ))
+            .hint("rename that environment")),
+            EnvSpec::All if self.environments.is_empty() => Err(Failure::input(format!(
+                "{}: no environments defined",
+                path.display()
+            ))),
+            EnvSpec::All => Ok(self.environments.keys().cloned().collect()),
+            EnvSpec::Names(names) => {
+                let unknown: Vec<_> = names
+                    .iter()
+                    .filter(|n| !self.environments.contains_key(*n))
+                    .map(|n| format!("{n:?}"))
+                    .collect();
+                match unknown.as_slice() {
+                    [] => Ok(names.clone()),
+                    [one] => Err(Failure::input(format!(
+                        "environment {one} is not in {} (known: {})",
+                        path.display(),
+                        known()
+                    ))),
+                    several => Err(Failure::input(format!(
+                        "environments {} are not in {} (known: {})",
+                        several.join(", "),
+                        path.display(),
+                        known()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The environments `--env` selected from `.seal.yaml`, before any certificate is read.
+pub struct Selection {
+    path: PathBuf,
+    config: Config,
+    names: Vec<String>,
+}
+
+/// Parses `--env` and resolves it against the nearest `.seal.yaml`; reads no certificate, so a bad
+/// name or a bad combination of flags is refused before anything reaches the network.
+pub fn select(spec: &str) -> Outcome<Selection> {
+    let parsed = EnvSpec::parse(spec)?;
+    let (path, config) = find_config()?;
+    let names = config.resolve(&parsed, &path)?;
+    Ok(Selection {
+        path,
+        config,
+        names,
+    })
+}
+
+impl Selection {
+    /// The selected environment names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Reads and checks every selected environment's certificate, in order; the first failure
+    /// (unreachable, pin mismatch, expired) stops, so a caller has all of them or none.
+    pub fn load_all(&self, timeout: Duration) -> Outcome<Vec<Loaded>> {
+        self.names.iter().map(|name| self.load(name, timeout)).collect()
+    }
+
+    /// Reads and checks one selected environment's certificate (fetched, pinned, unexpired).
+    fn load(&self, name: &str, timeout: Duration) -> Outcome<Loaded> {
+        let path = &self.path;
+        let entry = self
+            .config
+            .environments
+            .get(name)
+            .expect("invariant: selected names are in the config");
+        let pin = entry
+            .fingerprint
+            .as_deref()
+            .map(|f| {
+                f.parse::<Fingerprint>().map_err(|e| {
+                    Failure::input(format!("{}: environment {name}: {e}", path.display()))
                 })
-                .transpose()?;
-            let base = config_path.parent().map(Path::to_owned);
-            (
-                entry.cert.clone(),
-                base,
-                pin,
-                format!("environment {env} ({})", entry.cert),
-            )
-        }
-        (None, None) => {
-            return Err(Failure::input("no certificate to seal with").hint(
-                "pass --cert FILE|URL, set SEAL_CERT, or pass --env NAME with a .seal.yaml",
-            ));
-        }
-    };
-    let location = match &base {
-        Some(base) if !is_url(&location) && Path::new(&location).is_relative() => {
-            base.join(&location).display().to_string()
-        }
-        _ => location,
-    };
-    check_transport(&location, pin.is_some(), &origin)?;
-    let bytes = read_location(&location, source.timeout)?;
+            })
+            .transpose()?;
+        let location = match path.parent() {
+            Some(base) if !is_url(&entry.cert) && Path::new(&entry.cert).is_relative() => {
+                base.join(&entry.cert).display().to_string()
+            }
+            _ => entry.cert.clone(),
+        };
+        let origin = format!("environment {name} ({})", entry.cert);
+        read_checked(&location, pin, origin, timeout)
+    }
+}
+
+/// Reads a certificate file or URL and checks it: transport, PEM, validity, pin.
+fn read_checked(
+    location: &str,
+    pin: Option<Fingerprint>,
+    origin: String,
+    timeout: Duration,
+) -> Outcome<Loaded> {
+    check_transport(location, pin.is_some(), &origin)?;
+    let bytes = read_location(location, timeout)?;
     let certificate =
         Certificate::from_pem(&bytes).map_err(|e| Failure::input(format!("{origin}: {e}")))?;
     certificate.check_valid_at(SystemTime::now()).map_err(|e| {
@@ -249,4 +387,100 @@ fn fetch(url: &str, timeout: Duration) -> Outcome<Vec<u8>> {
         .limit(MAX_CERT_BYTES)
         .read_to_vec()
         .map_err(|e| failed(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> EnvSpec {
+        EnvSpec::Names(list.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    fn config(names: &[&str]) -> Config {
+        let environments = names
+            .iter()
+            .map(|n| {
+                let entry = Environment {
+                    cert: format!("{n}.pem"),
+                    fingerprint: None,
+                };
+                ((*n).to_owned(), entry)
+            })
+            .collect();
+        Config { environments }
+    }
+
+    fn message(failure: Failure) -> String {
+        failure.to_string()
+    }
+
+    #[test]
+    fn env_lists_parse_in_order_with_spaces_trimmed() {
+        assert_eq!(EnvSpec::parse("prod").unwrap(), names(&["prod"]));
+        assert_eq!(
+            EnvSpec::parse("prod, dev ,staging").unwrap(),
+            names(&["prod", "dev", "staging"])
+        );
+        assert_eq!(EnvSpec::parse("all").unwrap(), EnvSpec::All);
+        assert_eq!(EnvSpec::parse(" all ").unwrap(), EnvSpec::All);
+    }
+
+    #[test]
+    fn env_lists_refuse_empty_names_duplicates_and_all_with_names() {
+        for (spec, expected) in [
+            ("", "an environment name is empty"),
+            ("dev,", "an environment name is empty"),
+            ("dev,,prod", "an environment name is empty"),
+            ("dev,prod,dev", "environment dev is listed twice"),
+            ("dev, dev", "environment dev is listed twice"),
+            ("all,dev", "`all` selects every environment and takes no other names"),
+        ] {
+            let got = message(EnvSpec::parse(spec).unwrap_err());
+            assert!(got.contains(expected), "{spec:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn all_resolves_to_every_environment_sorted_and_names_keep_their_order() {
+        let path = Path::new("/repo/.seal.yaml");
+        let config = config(&["staging", "prod", "dev"]);
+        assert_eq!(
+            config.resolve(&EnvSpec::All, path).unwrap(),
+            ["dev", "prod", "staging"]
+        );
+        assert_eq!(
+            config.resolve(&names(&["prod", "dev"]), path).unwrap(),
+            ["prod", "dev"]
+        );
+    }
+
+    #[test]
+    fn unknown_environments_are_named_with_the_known_ones() {
+        let path = Path::new("/repo/.seal.yaml");
+        let config = config(&["dev", "prod"]);
+        let one = message(config.resolve(&names(&["dev", "qa"]), path).unwrap_err());
+        assert_eq!(
+            one,
+            "environment \"qa\" is not in /repo/.seal.yaml (known: dev, prod)"
+        );
+        let two = message(config.resolve(&names(&["qa", "dev", "uat"]), path).unwrap_err());
+        assert_eq!(
+            two,
+            "environments \"qa\", \"uat\" are not in /repo/.seal.yaml (known: dev, prod)"
+        );
+    }
+
+    #[test]
+    fn all_is_refused_when_ambiguous_or_empty() {
+        let path = Path::new("/repo/.seal.yaml");
+        let got = message(
+            config(&["all", "dev"])
+                .resolve(&EnvSpec::All, path)
+                .unwrap_err(),
+        );
+        assert!(got.contains("an environment is named \"all\""), "{got}");
+        let got = message(config(&[]).resolve(&EnvSpec::All, path).unwrap_err());
+        assert!(got.contains("no environments defined"), "{got}");
+    }
 }

@@ -1,13 +1,26 @@
 //! `seal [FILE...]`: Secrets in, SealedSecrets out.
+//!
+//! With `--env a,b,c` (or `--env all`) one run seals the same Secrets for several environments of
+//! `.seal.yaml`, each with its own certificate, into one file per environment: `-w` is then a
+//! pattern in which `{env}` stands for the environment's name (Bitnami's wish #839). Everything is
+//! checked first (names, pattern), then every certificate is read, then everything is sealed in
+//! memory, and only then are the files written, all or none (`io::write_all_atomic`): a failure
+//! anywhere leaves every target as it was.
+
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Secret;
 use seal_api::manifest::{self, Format, Object};
 use seal_api::sealing::{self, SealOptions};
 
+use crate::certsource::{self, Loaded, Selection};
 use crate::failure::{Failure, Outcome};
 use crate::io::{self, Input};
 use crate::manifests::{Flavor, SealedFile, render, sealed_value};
-use crate::{OutputFormat, SealArgs, certsource, kubeseal_flag};
+use crate::{OutputFormat, SealArgs, kubeseal_flag};
+
+/// What `{env}` in `-w` is replaced with.
+const ENV_PLACEHOLDER: &str = "{env}";
 
 /// Runs the default command.
 pub fn run(args: SealArgs) -> Outcome {
@@ -19,37 +32,42 @@ pub fn run(args: SealArgs) -> Outcome {
             from_file: args.from_file,
         });
     }
+    let source = args.cert.source();
+    // `--env` (not overridden by --cert or --controller): one or several environments.
+    let selection = match &source.env {
+        Some(spec) if source.cert.is_none() && source.controller.is_none() => {
+            Some(certsource::select(spec)?)
+        }
+        _ => None,
+    };
+    let envs = selection.as_ref().map(Selection::names);
+    let destinations = destinations(args.write.as_deref(), envs)?;
+    if let (Some(target), Some(names @ [_, _, ..])) = (&args.merge_into, envs) {
+        return Err(Failure::input(format!(
+            "--merge-into updates one file, and --env selects {} environments ({})",
+            names.len(),
+            names.join(", ")
+        ))
+        .hint(format!(
+            "merge per environment, one run each: seal --env NAME --merge-into {}",
+            target.display()
+        )));
+    }
+
     let mut files = args.files.clone();
     files.extend(args.secret_file.iter().cloned());
     let inputs = io::read_inputs(&files)?;
     let secrets = secrets_in(&inputs)?;
-    let loaded = certsource::load(&args.cert.source())?;
+    let certs = match &selection {
+        Some(selection) => selection.load_all(source.timeout)?,
+        None => vec![certsource::load(&source)?],
+    };
 
     if let Some(target) = &args.merge_into {
-        let [(place, secret)] = secrets.as_slice() else {
-            return Err(Failure::input(format!(
-                "--merge-into takes exactly one Secret, got {}",
-                secrets.len()
-            )));
+        let [loaded] = certs.as_slice() else {
+            unreachable!("invariant: --merge-into was refused for several environments");
         };
-        let items = sealing::secret_items(secret);
-        if items.is_empty() && !args.allow_empty_data {
-            return Err(Failure::input(format!(
-                "{place}: the Secret has no data or stringData"
-            )));
-        }
-        let input = io::read_input(target)?;
-        let mut file = SealedFile::parse(&input)?;
-        let mut targets: Vec<_> = file.sealed_mut().collect();
-        let [(line, sealed)] = targets.as_mut_slice() else {
-            return Err(Failure::input(format!(
-                "{}: --merge-into needs a file with exactly one SealedSecret",
-                input.name
-            )));
-        };
-        sealing::seal_items_into(sealed, &items, &loaded.certificate)
-            .map_err(|e| Failure::input(e).at(format_args!("{}:{line}", input.name)))?;
-        return io::write_atomic(target, file.render().as_bytes());
+        return merge_into(target, &secrets, loaded, args.allow_empty_data);
     }
 
     let flavor = if args.bitnami {
@@ -57,35 +75,156 @@ pub fn run(args: SealArgs) -> Outcome {
     } else {
         Flavor::Seal
     };
-    let options = SealOptions {
-        certificate: &loaded.certificate,
-        scope: args.target.scope.map(Into::into),
-        namespace: args.target.namespace.as_deref(),
-        name: args.target.name.as_deref(),
-        allow_empty_data: args.allow_empty_data,
+    // Everything is sealed before anything is written.
+    let mut outputs = Vec::with_capacity(certs.len());
+    for loaded in &certs {
+        let options = SealOptions {
+            certificate: &loaded.certificate,
+            scope: args.target.scope.map(Into::into),
+            namespace: args.target.namespace.as_deref(),
+            name: args.target.name.as_deref(),
+            allow_empty_data: args.allow_empty_data,
+        };
+        outputs.push(seal_all(&secrets, &options, flavor, args.format)?);
+    }
+    let writes: Vec<(PathBuf, Vec<u8>)> = match destinations.as_slice() {
+        [None] => return io::print(&outputs.concat()),
+        paths => paths
+            .iter()
+            .zip(outputs)
+            .map(|(path, text)| {
+                let path = path.clone().expect("invariant: only a single output goes to stdout");
+                (path, text.into_bytes())
+            })
+            .collect(),
     };
-    // YAML is rendered document by document, so a large stream never holds every SealedSecret as a
-    // tree at once; JSON needs them all for its List.
+    io::write_all_atomic(&writes)?;
+    if let Some(names) = envs {
+        for (((path, _), name), loaded) in writes.iter().zip(names).zip(&certs) {
+            eprintln!(
+                "wrote {} for environment {name} (certificate {})",
+                path.display(),
+                loaded.certificate.fingerprint().short()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where the output goes, one entry per selected environment (one entry without `--env`): `None`
+/// for stdout, else `-w` with `{env}` replaced by the environment's name.
+///
+/// Several environments need `{env}` in `-w`: their SealedSecrets share a name and namespace, so in
+/// one file or one stdout stream they would overwrite each other when applied, and a reader could
+/// not tell which document is for which cluster. `{env}` without `--env` is refused likewise.
+fn destinations(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Vec<Option<PathBuf>>> {
+    let pattern = write.filter(|w| w.to_string_lossy().contains(ENV_PLACEHOLDER));
+    match (envs, write, pattern) {
+        (None, _, Some(pattern)) => Err(Failure::input(format!(
+            "-w {}: {ENV_PLACEHOLDER} needs --env",
+            pattern.display()
+        ))
+        .hint("name environments of .seal.yaml: --env dev,prod or --env all")),
+        (None, write, None) | (Some([_]), write, None) => Ok(vec![write.map(Path::to_owned)]),
+        (Some(names), None, _) => Err(Failure::input(format!(
+            "--env selects {} environments ({}) and they cannot share stdout",
+            names.len(),
+            names.join(", ")
+        ))
+        .hint(format!(
+            "write one file each: -w 'deploy/{ENV_PLACEHOLDER}/NAME.sealed.yaml'"
+        ))),
+        (Some(names), Some(write), None) => Err(Failure::input(format!(
+            "-w {}: --env selects {} environments ({}), so the path needs {ENV_PLACEHOLDER}",
+            write.display(),
+            names.len(),
+            names.join(", ")
+        ))
+        .hint(format!(
+            "for example -w 'deploy/{ENV_PLACEHOLDER}/NAME.sealed.yaml'"
+        ))),
+        (Some(names), _, Some(pattern)) => names
+            .iter()
+            .map(|name| expand(pattern, name).map(Some))
+            .collect(),
+    }
+}
+
+/// `pattern` with every `{env}` replaced by `env`, which must be usable as one path component (a
+/// `.seal.yaml` name such as `../x` must not write outside the intended directory).
+fn expand(pattern: &Path, env: &str) -> Outcome<PathBuf> {
+    if env.is_empty() || env == "." || env == ".." || env.contains(['/', '\0']) {
+        return Err(Failure::input(format!(
+            "environment name {env:?} cannot stand for {ENV_PLACEHOLDER} in -w: it is not a plain file name"
+        )));
+    }
+    let text = pattern.to_str().ok_or_else(|| {
+        Failure::input(format!(
+            "-w {}: not UTF-8, so {ENV_PLACEHOLDER} cannot be replaced in it",
+            pattern.display()
+        ))
+    })?;
+    Ok(PathBuf::from(text.replace(ENV_PLACEHOLDER, env)))
+}
+
+/// Every Secret sealed with one certificate, rendered in `format`. YAML is rendered document by
+/// document, so a large stream never holds every SealedSecret as a tree at once; JSON needs them
+/// all for its List.
+fn seal_all(
+    secrets: &[(String, Secret)],
+    options: &SealOptions<'_>,
+    flavor: Flavor,
+    format: OutputFormat,
+) -> Outcome<String> {
     let mut yaml = String::new();
     let mut values = Vec::new();
-    for (place, secret) in &secrets {
+    for (place, secret) in secrets {
         let sealed =
-            sealing::seal_secret(secret, &options).map_err(|e| Failure::input(e).at(place))?;
+            sealing::seal_secret(secret, options).map_err(|e| Failure::input(e).at(place))?;
         let value = sealed_value(&sealed, flavor);
-        match args.format {
+        match format {
             OutputFormat::Yaml => manifest::append_yaml(&mut yaml, &value)
                 .expect("invariant: JSON values always serialize"),
             OutputFormat::Json => values.push(value),
         }
     }
-    let text = match args.format {
+    Ok(match format {
         OutputFormat::Yaml => yaml,
         OutputFormat::Json => render(&values, Format::Json),
+    })
+}
+
+/// `--merge-into`: the one Secret's items sealed into an existing SealedSecret file, in place.
+fn merge_into(
+    target: &Path,
+    secrets: &[(String, Secret)],
+    loaded: &Loaded,
+    allow_empty_data: bool,
+) -> Outcome {
+    let [(place, secret)] = secrets else {
+        return Err(Failure::input(format!(
+            "--merge-into takes exactly one Secret, got {}",
+            secrets.len()
+        )));
     };
-    match &args.write {
-        Some(path) => io::write_atomic(path, text.as_bytes()),
-        None => io::print(&text),
+    let items = sealing::secret_items(secret);
+    if items.is_empty() && !allow_empty_data {
+        return Err(Failure::input(format!(
+            "{place}: the Secret has no data or stringData"
+        )));
     }
+    let input = io::read_input(target)?;
+    let mut file = SealedFile::parse(&input)?;
+    let mut targets: Vec<_> = file.sealed_mut().collect();
+    let [(line, sealed)] = targets.as_mut_slice() else {
+        return Err(Failure::input(format!(
+            "{}: --merge-into needs a file with exactly one SealedSecret",
+            input.name
+        )));
+    };
+    sealing::seal_items_into(sealed, &items, &loaded.certificate)
+        .map_err(|e| Failure::input(e).at(format_args!("{}:{line}", input.name)))?;
+    io::write_atomic(target, file.render().as_bytes())
 }
 
 /// Every Secret of every input, with `file:line` for messages. Anything else is an error.
@@ -150,4 +289,83 @@ fn refuse_kubeseal_only_flags(args: &SealArgs) -> Outcome {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envs(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn paths(list: &[Option<&str>]) -> Vec<Option<PathBuf>> {
+        list.iter().map(|p| p.map(PathBuf::from)).collect()
+    }
+
+    #[test]
+    fn env_pattern_gives_one_file_per_environment_in_order() {
+        let names = envs(&["prod", "dev"]);
+        let got = destinations(Some(Path::new("deploy/{env}/db-{env}.yaml")), Some(&names));
+        assert_eq!(
+            got.unwrap(),
+            paths(&[
+                Some("deploy/prod/db-prod.yaml"),
+                Some("deploy/dev/db-dev.yaml")
+            ])
+        );
+    }
+
+    #[test]
+    fn one_environment_or_none_keeps_stdout_and_plain_paths() {
+        let one = envs(&["dev"]);
+        assert_eq!(destinations(None, None).unwrap(), paths(&[None]));
+        assert_eq!(destinations(None, Some(&one)).unwrap(), paths(&[None]));
+        assert_eq!(
+            destinations(Some(Path::new("out.yaml")), Some(&one)).unwrap(),
+            paths(&[Some("out.yaml")])
+        );
+        assert_eq!(
+            destinations(Some(Path::new("{env}.yaml")), Some(&one)).unwrap(),
+            paths(&[Some("dev.yaml")])
+        );
+        assert_eq!(
+            destinations(Some(Path::new("out.yaml")), None).unwrap(),
+            paths(&[Some("out.yaml")])
+        );
+    }
+
+    #[test]
+    fn several_environments_need_the_placeholder_and_a_file() {
+        let two = envs(&["dev", "prod"]);
+        let stdout = destinations(None, Some(&two)).unwrap_err().to_string();
+        assert_eq!(
+            stdout,
+            "--env selects 2 environments (dev, prod) and they cannot share stdout"
+        );
+        let plain = destinations(Some(Path::new("out.yaml")), Some(&two))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            plain,
+            "-w out.yaml: --env selects 2 environments (dev, prod), so the path needs {env}"
+        );
+        let no_env = destinations(Some(Path::new("deploy/{env}.yaml")), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(no_env, "-w deploy/{env}.yaml: {env} needs --env");
+    }
+
+    #[test]
+    fn environment_names_that_are_not_file_names_are_refused_in_paths() {
+        let pattern = Path::new("deploy/{env}/x.yaml");
+        for bad in ["..", ".", "a/b", "../../etc", "a\0b"] {
+            let got = expand(pattern, bad).unwrap_err().to_string();
+            assert!(got.contains("is not a plain file name"), "{bad:?}: {got}");
+        }
+        assert_eq!(
+            expand(pattern, "prod-eu.1").unwrap(),
+            PathBuf::from("deploy/prod-eu.1/x.yaml")
+        );
+    }
 }
