@@ -105,13 +105,14 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
                     selection.names().len(),
                     selection.names().join(", ")
                 ))
-                .hint("only sealing takes several: seal --env a,b -w 'deploy/{env}/NAME.sealed.yaml'"));
+                .hint(
+                    "only sealing takes several: seal --env a,b -w 'deploy/{env}/NAME.sealed.yaml'",
+                ));
             };
             selection.load(name, source.timeout)
         }
-        (None, None) => Err(Failure::input("no certificate to seal with").hint(
-            "pass --cert FILE|URL, set SEAL_CERT, or pass --env NAME with a .seal.yaml",
-        )),
+        (None, None) => Err(Failure::input("no certificate to seal with")
+            .hint("pass --cert FILE|URL, set SEAL_CERT, or pass --env NAME with a .seal.yaml")),
     }
 }
 
@@ -134,10 +135,10 @@ impl EnvSpec {
     pub fn parse(spec: &str) -> Outcome<Self> {
         let names: Vec<&str> = spec.split(',').map(str::trim).collect();
         if names.iter().any(|n| n.is_empty()) {
-            return Err(Failure::input(format!(
-                "--env {spec:?}: an environment name is empty"
-            ))
-            .hint("separate names with commas: --env dev,staging,prod"));
+            return Err(
+                Failure::input(format!("--env {spec:?}: an environment name is empty"))
+                    .hint("separate names with commas: --env dev,staging,prod"),
+            );
         }
         if names == [ALL] {
             return Ok(Self::All);
@@ -232,7 +233,10 @@ impl Selection {
     /// Reads and checks every selected environment's certificate, in order; the first failure
     /// (unreachable, pin mismatch, expired) stops, so a caller has all of them or none.
     pub fn load_all(&self, timeout: Duration) -> Outcome<Vec<Loaded>> {
-        self.names.iter().map(|name| self.load(name, timeout)).collect()
+        self.names
+            .iter()
+            .map(|name| self.load(name, timeout))
+            .collect()
     }
 
     /// Reads and checks one selected environment's certificate (fetched, pinned, unexpired).
@@ -411,10 +415,6 @@ mod tests {
         Config { environments }
     }
 
-    fn message(failure: Failure) -> String {
-        failure.to_string()
-    }
-
     #[test]
     fn env_lists_parse_in_order_with_spaces_trimmed() {
         assert_eq!(EnvSpec::parse("prod").unwrap(), names(&["prod"]));
@@ -434,9 +434,12 @@ mod tests {
             ("dev,,prod", "an environment name is empty"),
             ("dev,prod,dev", "environment dev is listed twice"),
             ("dev, dev", "environment dev is listed twice"),
-            ("all,dev", "`all` selects every environment and takes no other names"),
+            (
+                "all,dev",
+                "`all` selects every environment and takes no other names",
+            ),
         ] {
-            let got = message(EnvSpec::parse(spec).unwrap_err());
+            let got = EnvSpec::parse(spec).unwrap_err().to_string();
             assert!(got.contains(expected), "{spec:?}: {got}");
         }
     }
@@ -459,12 +462,18 @@ mod tests {
     fn unknown_environments_are_named_with_the_known_ones() {
         let path = Path::new("/repo/.seal.yaml");
         let config = config(&["dev", "prod"]);
-        let one = message(config.resolve(&names(&["dev", "qa"]), path).unwrap_err());
+        let one = config
+            .resolve(&names(&["dev", "qa"]), path)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             one,
             "environment \"qa\" is not in /repo/.seal.yaml (known: dev, prod)"
         );
-        let two = message(config.resolve(&names(&["qa", "dev", "uat"]), path).unwrap_err());
+        let two = config
+            .resolve(&names(&["qa", "dev", "uat"]), path)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             two,
             "environments \"qa\", \"uat\" are not in /repo/.seal.yaml (known: dev, prod)"
@@ -474,13 +483,15 @@ mod tests {
     #[test]
     fn all_is_refused_when_ambiguous_or_empty() {
         let path = Path::new("/repo/.seal.yaml");
-        let got = message(
-            config(&["all", "dev"])
-                .resolve(&EnvSpec::All, path)
-                .unwrap_err(),
-        );
+        let got = config(&["all", "dev"])
+            .resolve(&EnvSpec::All, path)
+            .unwrap_err()
+            .to_string();
         assert!(got.contains("an environment is named \"all\""), "{got}");
-        let got = message(config(&[]).resolve(&EnvSpec::All, path).unwrap_err());
+        let got = config(&[])
+            .resolve(&EnvSpec::All, path)
+            .unwrap_err()
+            .to_string();
         assert!(got.contains("no environments defined"), "{got}");
     }
 }

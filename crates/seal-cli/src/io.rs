@@ -94,9 +94,9 @@ pub fn write_all_atomic(files: &[(PathBuf, Vec<u8>)]) -> Outcome {
             let failure = cannot_write(path, &e.error);
             return Err(match undo(done) {
                 Ok(()) => failure.hint("no file was written or changed"),
-                Err(left) => failure.hint(format!(
-                    "and could not restore {left}; check those files"
-                )),
+                Err(left) => {
+                    failure.hint(format!("and could not restore {left}; check those files"))
+                }
             });
         }
         done.push((path, backup));
@@ -270,8 +270,11 @@ mod tests {
         let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
         fs::write(&a, "old a").unwrap();
         fs::set_permissions(&a, fs::Permissions::from_mode(0o640)).unwrap();
-        write_all_atomic(&[(a.clone(), b"new a".to_vec()), (b.clone(), b"new b".to_vec())])
-            .unwrap();
+        write_all_atomic(&[
+            (a.clone(), b"new a".to_vec()),
+            (b.clone(), b"new b".to_vec()),
+        ])
+        .unwrap();
         assert_eq!(fs::read_to_string(&a).unwrap(), "new a");
         assert_eq!(fs::read_to_string(&b).unwrap(), "new b");
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -320,7 +323,10 @@ mod tests {
             (missing_dir, b"sealed 2".to_vec()),
         ])
         .unwrap_err();
-        assert!(failure.to_string().contains("x.yaml: cannot write"), "{failure}");
+        assert!(
+            failure.to_string().contains("x.yaml: cannot write"),
+            "{failure}"
+        );
         assert_eq!(fs::read_to_string(&existing).unwrap(), "old content");
         assert_eq!(names_in(dir.path()), ["existing.yaml"]);
     }

@@ -78,7 +78,7 @@ struct CertArgs {
     controller_args: cluster::ControllerArgs,
 
     /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV]. Sealing
-    /// takes several, `dev,prod` or `all`, with `{env}` in -w.
+    /// (`seal` without a command) takes several: `dev,prod` or `all`, with `{env}` in -w.
     #[arg(long, value_name = "NAME")]
     env: Option<String>,
 

@@ -41,7 +41,6 @@ pub fn run(args: SealArgs) -> Outcome {
         _ => None,
     };
     let envs = selection.as_ref().map(Selection::names);
-    let destinations = destinations(args.write.as_deref(), envs)?;
     if let (Some(target), Some(names @ [_, _, ..])) = (&args.merge_into, envs) {
         return Err(Failure::input(format!(
             "--merge-into updates one file, and --env selects {} environments ({})",
@@ -53,6 +52,7 @@ pub fn run(args: SealArgs) -> Outcome {
             target.display()
         )));
     }
+    let destinations = destinations(args.write.as_deref(), envs)?;
 
     let mut files = args.files.clone();
     files.extend(args.secret_file.iter().cloned());
@@ -93,7 +93,9 @@ pub fn run(args: SealArgs) -> Outcome {
             .iter()
             .zip(outputs)
             .map(|(path, text)| {
-                let path = path.clone().expect("invariant: only a single output goes to stdout");
+                let path = path
+                    .clone()
+                    .expect("invariant: only a single output goes to stdout");
                 (path, text.into_bytes())
             })
             .collect(),
@@ -125,7 +127,7 @@ fn destinations(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Vec<Op
             pattern.display()
         ))
         .hint("name environments of .seal.yaml: --env dev,prod or --env all")),
-        (None, write, None) | (Some([_]), write, None) => Ok(vec![write.map(Path::to_owned)]),
+        (None | Some([_]), write, None) => Ok(vec![write.map(Path::to_owned)]),
         (Some(names), None, _) => Err(Failure::input(format!(
             "--env selects {} environments ({}) and they cannot share stdout",
             names.len(),
