@@ -52,7 +52,7 @@ pub fn run(args: SealArgs) -> Outcome {
             target.display()
         )));
     }
-    let destinations = destinations(args.write.as_deref(), envs)?;
+    let destination = destination(args.write.as_deref(), envs)?;
 
     let mut files = args.files.clone();
     files.extend(args.secret_file.iter().cloned());
@@ -87,19 +87,15 @@ pub fn run(args: SealArgs) -> Outcome {
         };
         outputs.push(seal_all(&secrets, &options, flavor, args.format)?);
     }
-    let writes: Vec<(PathBuf, Vec<u8>)> = match destinations.as_slice() {
-        [None] => return io::print(&outputs.concat()),
-        paths => paths
-            .iter()
-            .zip(outputs)
-            .map(|(path, text)| {
-                let path = path
-                    .clone()
-                    .expect("invariant: only a single output goes to stdout");
-                (path, text.into_bytes())
-            })
-            .collect(),
+    let paths = match destination {
+        Destination::Stdout => return io::print(&outputs.concat()),
+        Destination::Files(paths) => paths,
     };
+    let writes: Vec<(PathBuf, Vec<u8>)> = paths
+        .into_iter()
+        .zip(outputs)
+        .map(|(path, text)| (path, text.into_bytes()))
+        .collect();
     io::write_all_atomic(&writes)?;
     if let Some(names) = envs {
         for (((path, _), name), loaded) in writes.iter().zip(names).zip(&certs) {
@@ -113,13 +109,22 @@ pub fn run(args: SealArgs) -> Outcome {
     Ok(())
 }
 
-/// Where the output goes, one entry per selected environment (one entry without `--env`): `None`
-/// for stdout, else `-w` with `{env}` replaced by the environment's name.
+/// Where the sealed output goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Destination {
+    /// Standard output (one certificate only).
+    Stdout,
+    /// One file per certificate, in the order of the certificates.
+    Files(Vec<PathBuf>),
+}
+
+/// Where the output goes: stdout, or one file per selected environment (one file without `--env`),
+/// `-w` with `{env}` replaced by the environment's name.
 ///
 /// Several environments need `{env}` in `-w`: their SealedSecrets share a name and namespace, so in
 /// one file or one stdout stream they would overwrite each other when applied, and a reader could
 /// not tell which document is for which cluster. `{env}` without `--env` is refused likewise.
-fn destinations(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Vec<Option<PathBuf>>> {
+fn destination(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Destination> {
     let pattern = write.filter(|w| w.to_string_lossy().contains(ENV_PLACEHOLDER));
     match (envs, write, pattern) {
         (None, _, Some(pattern)) => Err(Failure::input(format!(
@@ -127,7 +132,8 @@ fn destinations(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Vec<Op
             pattern.display()
         ))
         .hint("name environments of .seal.yaml: --env dev,prod or --env all")),
-        (None | Some([_]), write, None) => Ok(vec![write.map(Path::to_owned)]),
+        (None | Some([_]), None, None) => Ok(Destination::Stdout),
+        (None | Some([_]), Some(write), None) => Ok(Destination::Files(vec![write.to_owned()])),
         (Some(names), None, _) => Err(Failure::input(format!(
             "--env selects {} environments ({}) and they cannot share stdout",
             names.len(),
@@ -147,8 +153,9 @@ fn destinations(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Vec<Op
         ))),
         (Some(names), _, Some(pattern)) => names
             .iter()
-            .map(|name| expand(pattern, name).map(Some))
-            .collect(),
+            .map(|name| expand(pattern, name))
+            .collect::<Outcome<_>>()
+            .map(Destination::Files),
     }
 }
 
@@ -301,58 +308,55 @@ mod tests {
         names.iter().map(|n| (*n).to_owned()).collect()
     }
 
-    fn paths(list: &[Option<&str>]) -> Vec<Option<PathBuf>> {
-        list.iter().map(|p| p.map(PathBuf::from)).collect()
+    fn files(list: &[&str]) -> Destination {
+        Destination::Files(list.iter().map(PathBuf::from).collect())
     }
 
     #[test]
     fn env_pattern_gives_one_file_per_environment_in_order() {
         let names = envs(&["prod", "dev"]);
-        let got = destinations(Some(Path::new("deploy/{env}/db-{env}.yaml")), Some(&names));
+        let got = destination(Some(Path::new("deploy/{env}/db-{env}.yaml")), Some(&names));
         assert_eq!(
             got.unwrap(),
-            paths(&[
-                Some("deploy/prod/db-prod.yaml"),
-                Some("deploy/dev/db-dev.yaml")
-            ])
+            files(&["deploy/prod/db-prod.yaml", "deploy/dev/db-dev.yaml"])
         );
     }
 
     #[test]
     fn one_environment_or_none_keeps_stdout_and_plain_paths() {
         let one = envs(&["dev"]);
-        assert_eq!(destinations(None, None).unwrap(), paths(&[None]));
-        assert_eq!(destinations(None, Some(&one)).unwrap(), paths(&[None]));
+        assert_eq!(destination(None, None).unwrap(), Destination::Stdout);
+        assert_eq!(destination(None, Some(&one)).unwrap(), Destination::Stdout);
         assert_eq!(
-            destinations(Some(Path::new("out.yaml")), Some(&one)).unwrap(),
-            paths(&[Some("out.yaml")])
+            destination(Some(Path::new("out.yaml")), Some(&one)).unwrap(),
+            files(&["out.yaml"])
         );
         assert_eq!(
-            destinations(Some(Path::new("{env}.yaml")), Some(&one)).unwrap(),
-            paths(&[Some("dev.yaml")])
+            destination(Some(Path::new("{env}.yaml")), Some(&one)).unwrap(),
+            files(&["dev.yaml"])
         );
         assert_eq!(
-            destinations(Some(Path::new("out.yaml")), None).unwrap(),
-            paths(&[Some("out.yaml")])
+            destination(Some(Path::new("out.yaml")), None).unwrap(),
+            files(&["out.yaml"])
         );
     }
 
     #[test]
     fn several_environments_need_the_placeholder_and_a_file() {
         let two = envs(&["dev", "prod"]);
-        let stdout = destinations(None, Some(&two)).unwrap_err().to_string();
+        let stdout = destination(None, Some(&two)).unwrap_err().to_string();
         assert_eq!(
             stdout,
             "--env selects 2 environments (dev, prod) and they cannot share stdout"
         );
-        let plain = destinations(Some(Path::new("out.yaml")), Some(&two))
+        let plain = destination(Some(Path::new("out.yaml")), Some(&two))
             .unwrap_err()
             .to_string();
         assert_eq!(
             plain,
             "-w out.yaml: --env selects 2 environments (dev, prod), so the path needs {env}"
         );
-        let no_env = destinations(Some(Path::new("deploy/{env}.yaml")), None)
+        let no_env = destination(Some(Path::new("deploy/{env}.yaml")), None)
             .unwrap_err()
             .to_string();
         assert_eq!(no_env, "-w deploy/{env}.yaml: {env} needs --env");
