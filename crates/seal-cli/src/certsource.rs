@@ -17,8 +17,9 @@
 //!
 //! `--env` may select several environments (`dev,staging,prod`, or `all` for every one of the
 //! file, sorted by name): [`select`] resolves the names before any certificate is read, and
-//! [`Selection::load_all`] reads each environment's own certificate. Commands that seal or check
-//! with one certificate go through [`load`], which refuses a selection of several.
+//! [`Selection::load_all`] reads each environment's own certificate, and [`expand`] turns `{env}`
+//! in a path into each name. Commands that work with one certificate go through [`load`], which
+//! refuses a selection of several.
 //!
 //! Every certificate is refused once expired, as kubeseal does.
 
@@ -79,7 +80,8 @@ pub struct Loaded {
 }
 
 /// Finds, reads and checks the one certificate a command seals or checks with. An `--env` that
-/// selects several environments is refused here: only sealing takes several, through [`select`].
+/// selects several environments is refused here: `seal` and `seal verify` take several, through
+/// [`selection`].
 pub fn load(source: &CertSource) -> Outcome<Loaded> {
     if let Some(controller) = &source.controller {
         let bytes = fetch_from_controller(controller, source.timeout)?;
@@ -105,9 +107,7 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
                     selection.names().len(),
                     selection.names().join(", ")
                 ))
-                .hint(
-                    "only sealing takes several: seal --env a,b -w 'deploy/{env}/NAME.sealed.yaml'",
-                ));
+                .hint("seal and seal verify take several, with {env} in -w or FILE"));
             };
             selection.load(name, source.timeout)
         }
@@ -265,6 +265,42 @@ impl Selection {
         let origin = format!("environment {name} ({})", entry.cert);
         read_checked(&location, pin, origin, timeout)
     }
+}
+
+/// The environments `--env` selects, unless `--cert` or `--controller` names the certificate
+/// instead (then `None`, and [`load`] reads it).
+pub fn selection(source: &CertSource) -> Outcome<Option<Selection>> {
+    match &source.env {
+        Some(spec) if source.cert.is_none() && source.controller.is_none() => {
+            select(spec).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// What `{env}` in a path (`-w`, a `seal verify` FILE) is replaced with: the environment's name.
+pub const ENV_PLACEHOLDER: &str = "{env}";
+
+/// Whether `path` contains `{env}`.
+pub fn has_placeholder(path: &Path) -> bool {
+    path.to_string_lossy().contains(ENV_PLACEHOLDER)
+}
+
+/// `pattern` with every `{env}` replaced by `env`, which must be usable as one path component (a
+/// `.seal.yaml` name such as `../x` must not reach outside the intended directory).
+pub fn expand(pattern: &Path, env: &str) -> Outcome<PathBuf> {
+    if env.is_empty() || env == "." || env == ".." || env.contains(['/', '\0']) {
+        return Err(Failure::input(format!(
+            "environment name {env:?} cannot stand for {ENV_PLACEHOLDER} in a path: it is not a plain file name"
+        )));
+    }
+    let text = pattern.to_str().ok_or_else(|| {
+        Failure::input(format!(
+            "{}: not UTF-8, so {ENV_PLACEHOLDER} cannot be replaced in it",
+            pattern.display()
+        ))
+    })?;
+    Ok(PathBuf::from(text.replace(ENV_PLACEHOLDER, env)))
 }
 
 /// Reads a certificate file or URL and checks it: transport, PEM, validity, pin.
@@ -493,5 +529,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(got.contains("no environments defined"), "{got}");
+    }
+
+    #[test]
+    fn environment_names_that_are_not_file_names_are_refused_in_paths() {
+        let pattern = Path::new("deploy/{env}/x.yaml");
+        for bad in ["..", ".", "a/b", "../../etc", "a\0b"] {
+            let got = expand(pattern, bad).unwrap_err().to_string();
+            assert!(got.contains("is not a plain file name"), "{bad:?}: {got}");
+        }
+        assert_eq!(
+            expand(pattern, "prod-eu.1").unwrap(),
+            PathBuf::from("deploy/prod-eu.1/x.yaml")
+        );
     }
 }

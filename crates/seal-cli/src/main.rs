@@ -77,8 +77,8 @@ struct CertArgs {
     #[command(flatten)]
     controller_args: cluster::ControllerArgs,
 
-    /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV]. Sealing
-    /// (`seal` without a command) takes several: `dev,prod` or `all`, with `{env}` in -w.
+    /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV]. `seal` and
+    /// `seal verify` take several, `dev,prod` or `all`, with `{env}` in -w or FILE.
     #[arg(long, value_name = "NAME")]
     env: Option<String>,
 
@@ -283,6 +283,7 @@ Examples:
     #[command(after_help = "\
 Examples:
   seal verify --env prod deploy/prod/*.sealed.yaml
+  seal verify --env all 'deploy/{env}/ml-api.sealed.yaml'     # each with its own certificate
   seal verify --cert prod.crt --key backup/prod.key ml-api.sealed.yaml")]
     Verify(commands::verify::Args),
 

@@ -13,14 +13,11 @@ use k8s_openapi::api::core::v1::Secret;
 use seal_api::manifest::{self, Format, Object};
 use seal_api::sealing::{self, SealOptions};
 
-use crate::certsource::{self, Loaded, Selection};
+use crate::certsource::{self, ENV_PLACEHOLDER, Loaded, Selection, expand};
 use crate::failure::{Failure, Outcome};
 use crate::io::{self, Input};
 use crate::manifests::{Flavor, SealedFile, render, sealed_value};
 use crate::{OutputFormat, SealArgs, kubeseal_flag};
-
-/// What `{env}` in `-w` is replaced with.
-const ENV_PLACEHOLDER: &str = "{env}";
 
 /// Runs the default command.
 pub fn run(args: SealArgs) -> Outcome {
@@ -33,13 +30,7 @@ pub fn run(args: SealArgs) -> Outcome {
         });
     }
     let source = args.cert.source();
-    // `--env` (not overridden by --cert or --controller): one or several environments.
-    let selection = match &source.env {
-        Some(spec) if source.cert.is_none() && source.controller.is_none() => {
-            Some(certsource::select(spec)?)
-        }
-        _ => None,
-    };
+    let selection = certsource::selection(&source)?;
     let envs = selection.as_ref().map(Selection::names);
     if let (Some(target), Some(names @ [_, _, ..])) = (&args.merge_into, envs) {
         return Err(Failure::input(format!(
@@ -125,7 +116,7 @@ enum Destination {
 /// one file or one stdout stream they would overwrite each other when applied, and a reader could
 /// not tell which document is for which cluster. `{env}` without `--env` is refused likewise.
 fn destination(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Destination> {
-    let pattern = write.filter(|w| w.to_string_lossy().contains(ENV_PLACEHOLDER));
+    let pattern = write.filter(|w| certsource::has_placeholder(w));
     match (envs, write, pattern) {
         (None, _, Some(pattern)) => Err(Failure::input(format!(
             "-w {}: {ENV_PLACEHOLDER} needs --env",
@@ -157,23 +148,6 @@ fn destination(write: Option<&Path>, envs: Option<&[String]>) -> Outcome<Destina
             .collect::<Outcome<_>>()
             .map(Destination::Files),
     }
-}
-
-/// `pattern` with every `{env}` replaced by `env`, which must be usable as one path component (a
-/// `.seal.yaml` name such as `../x` must not write outside the intended directory).
-fn expand(pattern: &Path, env: &str) -> Outcome<PathBuf> {
-    if env.is_empty() || env == "." || env == ".." || env.contains(['/', '\0']) {
-        return Err(Failure::input(format!(
-            "environment name {env:?} cannot stand for {ENV_PLACEHOLDER} in -w: it is not a plain file name"
-        )));
-    }
-    let text = pattern.to_str().ok_or_else(|| {
-        Failure::input(format!(
-            "-w {}: not UTF-8, so {ENV_PLACEHOLDER} cannot be replaced in it",
-            pattern.display()
-        ))
-    })?;
-    Ok(PathBuf::from(text.replace(ENV_PLACEHOLDER, env)))
 }
 
 /// Every Secret sealed with one certificate, rendered in `format`. YAML is rendered document by
@@ -360,18 +334,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(no_env, "-w deploy/{env}.yaml: {env} needs --env");
-    }
-
-    #[test]
-    fn environment_names_that_are_not_file_names_are_refused_in_paths() {
-        let pattern = Path::new("deploy/{env}/x.yaml");
-        for bad in ["..", ".", "a/b", "../../etc", "a\0b"] {
-            let got = expand(pattern, bad).unwrap_err().to_string();
-            assert!(got.contains("is not a plain file name"), "{bad:?}: {got}");
-        }
-        assert_eq!(
-            expand(pattern, "prod-eu.1").unwrap(),
-            PathBuf::from("deploy/prod-eu.1/x.yaml")
-        );
     }
 }

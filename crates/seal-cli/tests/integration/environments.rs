@@ -211,7 +211,7 @@ fn a_failure_in_any_environment_leaves_every_file_as_it_was() {
 fn bad_multi_environment_usage_is_refused_before_anything_is_written() {
     let s = repository("");
     s.write(&output("dev"), "previous dev content\n");
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (
             &["--env", "dev,prod", "secret.yaml"],
             "error: --env selects 2 environments (dev, prod) and they cannot share stdout",
@@ -252,12 +252,23 @@ fn bad_multi_environment_usage_is_refused_before_anything_is_written() {
         ),
         (
             &[
-                "verify",
+                "re-encrypt",
+                "--key",
+                "certs/dev/tls.key",
                 "--env",
                 "dev,prod",
                 "deploy/dev/ml-api.sealed.yaml",
             ],
             "error: --env dev,prod selects 2 environments (dev, prod); this command takes one",
+        ),
+        (
+            &[
+                "verify",
+                "--env",
+                "dev,prod",
+                "deploy/dev/ml-api.sealed.yaml",
+            ],
+            "deploy/dev/ml-api.sealed.yaml: --env selects 2 environments (dev, prod), so each FILE needs {env}",
         ),
         (
             &["raw", "--env", "all", "-n", "ml", "--name", "x"],
@@ -281,5 +292,51 @@ fn bad_multi_environment_usage_is_refused_before_anything_is_written() {
         unknown.stderr.contains("(known: dev, prod, staging)"),
         "{}",
         unknown.stderr
+    );
+}
+
+#[test]
+fn verify_checks_each_environment_file_with_its_own_certificate() {
+    let s = repository("");
+    seal(
+        &["--env", "all", "-w", PATTERN, "secret.yaml"],
+        b"",
+        s.path(),
+    )
+    .ok();
+    let run = seal(&["verify", "--env", "prod,dev", PATTERN], b"", s.path());
+    let lines: Vec<_> = run.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    for (line, env) in lines.iter().zip(["prod", "dev"]) {
+        assert!(
+            line.starts_with(&format!("ok    {}:1 ml/ml-api", output(env))),
+            "{line}"
+        );
+        assert!(line.contains(&fingerprint(&s, env)[..12]), "{line}");
+    }
+    let keys = "certs/dev/tls.key,certs/staging/tls.key,certs/prod/tls.key";
+    let run = seal(
+        &["verify", "--env", "all", "--key", keys, PATTERN],
+        b"",
+        s.path(),
+    );
+    assert_eq!(run.ok().matches(", all open").count(), 3, "{}", run.stdout);
+
+    // dev's file where prod's belongs: prod's check fails, dev's passes.
+    std::fs::copy(s.file(&output("dev")), s.file(&output("prod"))).unwrap();
+    let run = seal(&["verify", "--env", "dev,prod", PATTERN], b"", s.path());
+    run.fails(1, "1 of 2 checks failed");
+    assert!(
+        run.stdout.contains(&format!("ok    {}", output("dev"))),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "FAIL  {}:1 ml/ml-api: sealed with certificate",
+            output("prod")
+        )),
+        "{}",
+        run.stdout
     );
 }
