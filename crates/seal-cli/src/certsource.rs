@@ -16,10 +16,10 @@
 //! ```
 //!
 //! `--env` may select several environments (`dev,staging,prod`, or `all` for every one of the
-//! file, sorted by name): [`select`] resolves the names before any certificate is read, and
-//! [`Selection::load_all`] reads each environment's own certificate, and [`expand`] turns `{env}`
-//! in a path into each name. Commands that work with one certificate go through [`load`], which
-//! refuses a selection of several.
+//! file, sorted by name). [`select`] resolves the names before any certificate is read;
+//! [`Selection::load_all`] then reads each environment's own certificate, and [`expand`] turns
+//! `{env}` in a path into each name. Commands that work with one certificate go through [`load`],
+//! which refuses a selection of several.
 //!
 //! Every certificate is refused once expired, as kubeseal does.
 
@@ -118,7 +118,7 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
 
 /// What `--env` asks for: every environment of `.seal.yaml`, or these names in this order.
 #[derive(Debug, PartialEq, Eq)]
-pub enum EnvSpec {
+enum EnvSpec {
     /// `all`.
     All,
     /// `dev` or `dev,staging,prod`.
@@ -126,13 +126,13 @@ pub enum EnvSpec {
 }
 
 /// The word that selects every environment.
-pub const ALL: &str = "all";
+const ALL: &str = "all";
 
 impl EnvSpec {
     /// Parses `--env`: one name, a comma-separated list (spaces around names are ignored), or
     /// `all`. An empty name, `all` mixed with names, and a name listed twice are refused: a repeated
     /// name is most likely a typo for another environment, which deduplicating would silently skip.
-    pub fn parse(spec: &str) -> Outcome<Self> {
+    fn parse(spec: &str) -> Outcome<Self> {
         let names: Vec<&str> = spec.split(',').map(str::trim).collect();
         if names.iter().any(|n| n.is_empty()) {
             return Err(
@@ -213,7 +213,7 @@ pub struct Selection {
 
 /// Parses `--env` and resolves it against the nearest `.seal.yaml`; reads no certificate, so a bad
 /// name or a bad combination of flags is refused before anything reaches the network.
-pub fn select(spec: &str) -> Outcome<Selection> {
+fn select(spec: &str) -> Outcome<Selection> {
     let parsed = EnvSpec::parse(spec)?;
     let (path, config) = find_config()?;
     let names = config.resolve(&parsed, &path)?;
