@@ -15,6 +15,12 @@
 //!     fingerprint: 5e6264b79f61bd4504183f548076a5c5bd72ab07a00d1332fb85e7b4ec1f9dcc
 //! ```
 //!
+//! `--env` may select several environments (`dev,staging,prod`, or `all` for every one of the
+//! file, sorted by name). [`select`] resolves the names before any certificate is read;
+//! [`Selection::load_all`] then reads each environment's own certificate, and [`expand`] turns
+//! `{env}` in a path into each name. Commands that work with one certificate go through [`load`],
+//! which refuses a selection of several.
+//!
 //! Every certificate is refused once expired, as kubeseal does.
 
 use std::collections::BTreeMap;
@@ -57,7 +63,7 @@ struct Environment {
 pub struct CertSource {
     /// `--cert` or `SEAL_CERT`.
     pub cert: Option<String>,
-    /// `--env` or `SEAL_ENV`.
+    /// `--env` or `SEAL_ENV`: a name, a comma-separated list, or `all` (see [`EnvSpec`]).
     pub env: Option<String>,
     /// `--controller`: fetch it from the controller.
     pub controller: Option<ControllerArgs>,
@@ -73,7 +79,9 @@ pub struct Loaded {
     pub origin: String,
 }
 
-/// Finds, reads and checks the certificate.
+/// Finds, reads and checks the one certificate a command seals or checks with. An `--env` that
+/// selects several environments is refused here: `seal` and `seal verify` take several, through
+/// [`selection`].
 pub fn load(source: &CertSource) -> Outcome<Loaded> {
     if let Some(controller) = &source.controller {
         let bytes = fetch_from_controller(controller, source.timeout)?;
@@ -88,52 +96,222 @@ pub fn load(source: &CertSource) -> Outcome<Loaded> {
             origin,
         });
     }
-    let (location, base, pin, origin) = match (source.cert.as_deref(), source.env.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(Failure::input("--cert and --env both given; pass one"));
-        }
-        (Some(cert), None) => (cert.to_owned(), None, None, cert.to_owned()),
-        (None, Some(env)) => {
-            let (config_path, config) = find_config()?;
-            let entry = config.environments.get(env).ok_or_else(|| {
-                let known: Vec<_> = config.environments.keys().map(String::as_str).collect();
-                Failure::input(format!(
-                    "environment {env:?} is not in {} (known: {})",
-                    config_path.display(),
-                    known.join(", ")
+    match (source.cert.as_deref(), source.env.as_deref()) {
+        (Some(_), Some(_)) => Err(Failure::input("--cert and --env both given; pass one")),
+        (Some(cert), None) => read_checked(cert, None, cert.to_owned(), source.timeout),
+        (None, Some(spec)) => {
+            let selection = select(spec)?;
+            let [name] = selection.names() else {
+                return Err(Failure::input(format!(
+                    "--env {spec} selects {} environments ({}); this command takes one",
+                    selection.names().len(),
+                    selection.names().join(", ")
                 ))
-            })?;
-            let pin = entry
-                .fingerprint
-                .as_deref()
-                .map(|f| {
-                    f.parse::<Fingerprint>().map_err(|e| {
-                        Failure::input(format!("{}: environment {env}: {e}", config_path.display()))
-                    })
+                .hint("seal and seal verify take several, with {env} in -w or FILE"));
+            };
+            selection.load(name, source.timeout)
+        }
+        (None, None) => Err(Failure::input("no certificate to seal with")
+            .hint("pass --cert FILE|URL, set SEAL_CERT, or pass --env NAME with a .seal.yaml")),
+    }
+}
+
+/// What `--env` asks for: every environment of `.seal.yaml`, or these names in this order.
+#[derive(Debug, PartialEq, Eq)]
+enum EnvSpec {
+    /// `all`.
+    All,
+    /// `dev` or `dev,staging,prod`.
+    Names(Vec<String>),
+}
+
+/// The word that selects every environment.
+const ALL: &str = "all";
+
+impl EnvSpec {
+    /// Parses `--env`: one name, a comma-separated list (spaces around names are ignored), or
+    /// `all`. An empty name, `all` mixed with names, and a name listed twice are refused: a repeated
+    /// name is most likely a typo for another environment, which deduplicating would silently skip.
+    fn parse(spec: &str) -> Outcome<Self> {
+        let names: Vec<&str> = spec.split(',').map(str::trim).collect();
+        if names.iter().any(|n| n.is_empty()) {
+            return Err(
+                Failure::input(format!("--env {spec:?}: an environment name is empty"))
+                    .hint("separate names with commas: --env dev,staging,prod"),
+            );
+        }
+        if names == [ALL] {
+            return Ok(Self::All);
+        }
+        if names.contains(&ALL) {
+            return Err(Failure::input(format!(
+                "--env {spec}: `{ALL}` selects every environment and takes no other names"
+            )));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(Failure::input(format!(
+                    "--env {spec}: environment {name} is listed twice"
+                )));
+            }
+        }
+        Ok(Self::Names(names.into_iter().map(str::to_owned).collect()))
+    }
+}
+
+impl Config {
+    /// The environment names `spec` selects, checked against this file (`path`, for messages):
+    /// listed names in their order, or for `all` every environment sorted by name (the file's
+    /// order is not kept by the parser, and sorted is stable however the file is edited).
+    fn resolve(&self, spec: &EnvSpec, path: &Path) -> Outcome<Vec<String>> {
+        let known = || {
+            let names: Vec<_> = self.environments.keys().map(String::as_str).collect();
+            names.join(", ")
+        };
+        match spec {
+            EnvSpec::All if self.environments.contains_key(ALL) => Err(Failure::input(format!(
+                "{}: an environment is named {ALL:?}, which --env {ALL} cannot select alone",
+                path.display()
+            ))
+            .hint("rename that environment")),
+            EnvSpec::All if self.environments.is_empty() => Err(Failure::input(format!(
+                "{}: no environments defined",
+                path.display()
+            ))),
+            EnvSpec::All => Ok(self.environments.keys().cloned().collect()),
+            EnvSpec::Names(names) => {
+                let unknown: Vec<_> = names
+                    .iter()
+                    .filter(|n| !self.environments.contains_key(*n))
+                    .map(|n| format!("{n:?}"))
+                    .collect();
+                match unknown.as_slice() {
+                    [] => Ok(names.clone()),
+                    [one] => Err(Failure::input(format!(
+                        "environment {one} is not in {} (known: {})",
+                        path.display(),
+                        known()
+                    ))),
+                    several => Err(Failure::input(format!(
+                        "environments {} are not in {} (known: {})",
+                        several.join(", "),
+                        path.display(),
+                        known()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The environments `--env` selected from `.seal.yaml`, before any certificate is read.
+pub struct Selection {
+    path: PathBuf,
+    config: Config,
+    names: Vec<String>,
+}
+
+/// Parses `--env` and resolves it against the nearest `.seal.yaml`; reads no certificate, so a bad
+/// name or a bad combination of flags is refused before anything reaches the network.
+fn select(spec: &str) -> Outcome<Selection> {
+    let parsed = EnvSpec::parse(spec)?;
+    let (path, config) = find_config()?;
+    let names = config.resolve(&parsed, &path)?;
+    Ok(Selection {
+        path,
+        config,
+        names,
+    })
+}
+
+impl Selection {
+    /// The selected environment names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Reads and checks every selected environment's certificate, in order; the first failure
+    /// (unreachable, pin mismatch, expired) stops, so a caller has all of them or none.
+    pub fn load_all(&self, timeout: Duration) -> Outcome<Vec<Loaded>> {
+        self.names
+            .iter()
+            .map(|name| self.load(name, timeout))
+            .collect()
+    }
+
+    /// Reads and checks one selected environment's certificate (fetched, pinned, unexpired).
+    fn load(&self, name: &str, timeout: Duration) -> Outcome<Loaded> {
+        let path = &self.path;
+        let entry = self
+            .config
+            .environments
+            .get(name)
+            .expect("invariant: selected names are in the config");
+        let pin = entry
+            .fingerprint
+            .as_deref()
+            .map(|f| {
+                f.parse::<Fingerprint>().map_err(|e| {
+                    Failure::input(format!("{}: environment {name}: {e}", path.display()))
                 })
-                .transpose()?;
-            let base = config_path.parent().map(Path::to_owned);
-            (
-                entry.cert.clone(),
-                base,
-                pin,
-                format!("environment {env} ({})", entry.cert),
-            )
+            })
+            .transpose()?;
+        let location = match path.parent() {
+            Some(base) if !is_url(&entry.cert) && Path::new(&entry.cert).is_relative() => {
+                base.join(&entry.cert).display().to_string()
+            }
+            _ => entry.cert.clone(),
+        };
+        let origin = format!("environment {name} ({})", entry.cert);
+        read_checked(&location, pin, origin, timeout)
+    }
+}
+
+/// The environments `--env` selects, unless `--cert` or `--controller` names the certificate
+/// instead (then `None`, and [`load`] reads it).
+pub fn selection(source: &CertSource) -> Outcome<Option<Selection>> {
+    match &source.env {
+        Some(spec) if source.cert.is_none() && source.controller.is_none() => {
+            select(spec).map(Some)
         }
-        (None, None) => {
-            return Err(Failure::input("no certificate to seal with").hint(
-                "pass --cert FILE|URL, set SEAL_CERT, or pass --env NAME with a .seal.yaml",
-            ));
-        }
-    };
-    let location = match &base {
-        Some(base) if !is_url(&location) && Path::new(&location).is_relative() => {
-            base.join(&location).display().to_string()
-        }
-        _ => location,
-    };
-    check_transport(&location, pin.is_some(), &origin)?;
-    let bytes = read_location(&location, source.timeout)?;
+        _ => Ok(None),
+    }
+}
+
+/// What `{env}` in a path (`-w`, a `seal verify` FILE) is replaced with: the environment's name.
+pub const ENV_PLACEHOLDER: &str = "{env}";
+
+/// Whether `path` contains `{env}`.
+pub fn has_placeholder(path: &Path) -> bool {
+    path.to_string_lossy().contains(ENV_PLACEHOLDER)
+}
+
+/// `pattern` with every `{env}` replaced by `env`, which must be usable as one path component (a
+/// `.seal.yaml` name such as `../x` must not reach outside the intended directory).
+pub fn expand(pattern: &Path, env: &str) -> Outcome<PathBuf> {
+    if env.is_empty() || env == "." || env == ".." || env.contains(['/', '\0']) {
+        return Err(Failure::input(format!(
+            "environment name {env:?} cannot stand for {ENV_PLACEHOLDER} in a path: it is not a plain file name"
+        )));
+    }
+    let text = pattern.to_str().ok_or_else(|| {
+        Failure::input(format!(
+            "{}: not UTF-8, so {ENV_PLACEHOLDER} cannot be replaced in it",
+            pattern.display()
+        ))
+    })?;
+    Ok(PathBuf::from(text.replace(ENV_PLACEHOLDER, env)))
+}
+
+/// Reads a certificate file or URL and checks it: transport, PEM, validity, pin.
+fn read_checked(
+    location: &str,
+    pin: Option<Fingerprint>,
+    origin: String,
+    timeout: Duration,
+) -> Outcome<Loaded> {
+    check_transport(location, pin.is_some(), &origin)?;
+    let bytes = read_location(location, timeout)?;
     let certificate =
         Certificate::from_pem(&bytes).map_err(|e| Failure::input(format!("{origin}: {e}")))?;
     certificate.check_valid_at(SystemTime::now()).map_err(|e| {
@@ -249,4 +427,120 @@ fn fetch(url: &str, timeout: Duration) -> Outcome<Vec<u8>> {
         .limit(MAX_CERT_BYTES)
         .read_to_vec()
         .map_err(|e| failed(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> EnvSpec {
+        EnvSpec::Names(list.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    fn config(names: &[&str]) -> Config {
+        let environments = names
+            .iter()
+            .map(|n| {
+                let entry = Environment {
+                    cert: format!("{n}.pem"),
+                    fingerprint: None,
+                };
+                ((*n).to_owned(), entry)
+            })
+            .collect();
+        Config { environments }
+    }
+
+    #[test]
+    fn env_lists_parse_in_order_with_spaces_trimmed() {
+        assert_eq!(EnvSpec::parse("prod").unwrap(), names(&["prod"]));
+        assert_eq!(
+            EnvSpec::parse("prod, dev ,staging").unwrap(),
+            names(&["prod", "dev", "staging"])
+        );
+        assert_eq!(EnvSpec::parse("all").unwrap(), EnvSpec::All);
+        assert_eq!(EnvSpec::parse(" all ").unwrap(), EnvSpec::All);
+    }
+
+    #[test]
+    fn env_lists_refuse_empty_names_duplicates_and_all_with_names() {
+        for (spec, expected) in [
+            ("", "an environment name is empty"),
+            ("dev,", "an environment name is empty"),
+            ("dev,,prod", "an environment name is empty"),
+            ("dev,prod,dev", "environment dev is listed twice"),
+            ("dev, dev", "environment dev is listed twice"),
+            (
+                "all,dev",
+                "`all` selects every environment and takes no other names",
+            ),
+        ] {
+            let got = EnvSpec::parse(spec).unwrap_err().to_string();
+            assert!(got.contains(expected), "{spec:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn all_resolves_to_every_environment_sorted_and_names_keep_their_order() {
+        let path = Path::new("/repo/.seal.yaml");
+        let config = config(&["staging", "prod", "dev"]);
+        assert_eq!(
+            config.resolve(&EnvSpec::All, path).unwrap(),
+            ["dev", "prod", "staging"]
+        );
+        assert_eq!(
+            config.resolve(&names(&["prod", "dev"]), path).unwrap(),
+            ["prod", "dev"]
+        );
+    }
+
+    #[test]
+    fn unknown_environments_are_named_with_the_known_ones() {
+        let path = Path::new("/repo/.seal.yaml");
+        let config = config(&["dev", "prod"]);
+        let one = config
+            .resolve(&names(&["dev", "qa"]), path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            one,
+            "environment \"qa\" is not in /repo/.seal.yaml (known: dev, prod)"
+        );
+        let two = config
+            .resolve(&names(&["qa", "dev", "uat"]), path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            two,
+            "environments \"qa\", \"uat\" are not in /repo/.seal.yaml (known: dev, prod)"
+        );
+    }
+
+    #[test]
+    fn all_is_refused_when_ambiguous_or_empty() {
+        let path = Path::new("/repo/.seal.yaml");
+        let got = config(&["all", "dev"])
+            .resolve(&EnvSpec::All, path)
+            .unwrap_err()
+            .to_string();
+        assert!(got.contains("an environment is named \"all\""), "{got}");
+        let got = config(&[])
+            .resolve(&EnvSpec::All, path)
+            .unwrap_err()
+            .to_string();
+        assert!(got.contains("no environments defined"), "{got}");
+    }
+
+    #[test]
+    fn environment_names_that_are_not_file_names_are_refused_in_paths() {
+        let pattern = Path::new("deploy/{env}/x.yaml");
+        for bad in ["..", ".", "a/b", "../../etc", "a\0b"] {
+            let got = expand(pattern, bad).unwrap_err().to_string();
+            assert!(got.contains("is not a plain file name"), "{bad:?}: {got}");
+        }
+        assert_eq!(
+            expand(pattern, "prod-eu.1").unwrap(),
+            PathBuf::from("deploy/prod-eu.1/x.yaml")
+        );
+    }
 }

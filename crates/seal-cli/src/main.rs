@@ -26,6 +26,10 @@ Examples:
   # Seal a Secret for staging (certificate from .seal.yaml) into a file
   seal --env staging -w ml-api-db.sealed.yaml secret.yaml
 
+  # Seal it for several environments at once, one file each ({env} is the name), all or none
+  seal --env dev,staging,prod -w 'deploy/{env}/ml-api.sealed.yaml' secret.yaml
+  seal --env all -w 'deploy/{env}/ml-api.sealed.yaml' secret.yaml
+
   # Seal with a certificate file, from stdin, as JSON
   kubectl create secret generic db --from-literal=password=s3cret --dry-run=client -o yaml \\
     | seal --cert keys.example/tls.crt -n ml-prod -o json
@@ -73,7 +77,8 @@ struct CertArgs {
     #[command(flatten)]
     controller_args: cluster::ControllerArgs,
 
-    /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV].
+    /// Environment whose certificate to use, as named in .seal.yaml [env: SEAL_ENV]. `seal` and
+    /// `seal verify` take several, `dev,prod` or `all`, with `{env}` in -w or FILE.
     #[arg(long, value_name = "NAME")]
     env: Option<String>,
 
@@ -193,7 +198,8 @@ struct SealArgs {
     #[arg(long)]
     bitnami: bool,
 
-    /// Write the output to FILE atomically instead of stdout (kubeseal: --sealed-secret-file).
+    /// Write the output to FILE atomically instead of stdout (kubeseal: --sealed-secret-file);
+    /// `{env}` in FILE is the --env name, one file per environment.
     #[arg(
         short = 'w',
         long = "write",
@@ -277,6 +283,7 @@ Examples:
     #[command(after_help = "\
 Examples:
   seal verify --env prod deploy/prod/*.sealed.yaml
+  seal verify --env all 'deploy/{env}/ml-api.sealed.yaml'     # each with its own certificate
   seal verify --cert prod.crt --key backup/prod.key ml-api.sealed.yaml")]
     Verify(commands::verify::Args),
 

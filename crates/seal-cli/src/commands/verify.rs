@@ -2,6 +2,10 @@
 //! certificate, which catches "sealed for the wrong environment" before a deploy does. With private
 //! keys it also proves that every item opens with the certificate's key, printing no values.
 //!
+//! With `--env a,b` (or `all`) each environment's files are checked with its own certificate:
+//! `{env}` in a FILE stands for the environment's name, as in `seal -w` (`seal verify --env all
+//! 'deploy/{env}/ml-api.sealed.yaml'` checks what `seal --env all -w` of the same pattern wrote).
+//!
 //! With `--online` the controller itself answers (`POST /v1/verify`): every item opens with one of
 //! the keys the cluster holds. No certificate or key is needed on the workstation, and nothing is
 //! ever decrypted outside the cluster.
@@ -13,11 +17,12 @@ use seal_api::SealedSecret;
 use seal_api::unsealing;
 use seal_core::{Certificate, PrivateKey, envelope};
 
+use crate::CertArgs;
+use crate::certsource::{self, ENV_PLACEHOLDER, Selection};
 use crate::cluster::Controller;
 use crate::failure::{Failure, Outcome};
 use crate::io;
 use crate::manifests::{Doc, SealedFile};
-use crate::{CertArgs, certsource};
 
 /// `seal verify` arguments.
 #[derive(clap::Args, Debug)]
@@ -34,7 +39,7 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["keys", "cert", "env"])]
     pub online: bool,
 
-    /// SealedSecret manifests to check.
+    /// SealedSecret manifests to check; with --env, `{env}` in FILE is each environment's name.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -44,7 +49,13 @@ pub fn run(args: &Args) -> Outcome {
     if args.online {
         return run_online(args);
     }
-    let loaded = certsource::load(&args.cert.source())?;
+    let source = args.cert.source();
+    let selection = certsource::selection(&source)?;
+    let plan = files_per_environment(&args.files, selection.as_ref().map(Selection::names))?;
+    let certs = match &selection {
+        Some(selection) => selection.load_all(source.timeout)?,
+        None => vec![certsource::load(&source)?],
+    };
     // With keys, only the certificate's own key may open the items: that proves both "sealed with
     // this certificate" and "opens", where any key of the ring would prove only the latter.
     let ring = if args.keys.is_empty() {
@@ -52,60 +63,125 @@ pub fn run(args: &Args) -> Outcome {
     } else {
         Some(super::unseal::load_key_ring(&args.keys)?)
     };
-    let fingerprint = loaded.certificate.fingerprint();
-    let key = match &ring {
-        None => None,
-        Some(ring) => Some(ring.get(fingerprint).ok_or_else(|| {
-            Failure::input(format!(
-                "none of the --key files is the private key of {} (fingerprint {})",
-                loaded.origin,
-                fingerprint.short()
-            ))
-        })?),
-    };
-
-    let mut report = String::new();
-    let (mut checked, mut failed) = (0usize, 0usize);
-    for path in &args.files {
-        let input = io::read_input(path)?;
-        let file = SealedFile::parse(&input)?;
-        let mut found = false;
-        for doc in &file.docs {
-            let Doc::Sealed { line, sealed, .. } = doc else {
-                continue;
-            };
-            found = true;
-            checked += 1;
-            let place = format!("{}:{line} {}", input.name, object_name(sealed));
-            let problems = check(sealed, &loaded.certificate, key);
-            if problems.is_empty() {
-                let _ = writeln!(
-                    report,
-                    "ok    {place}: {} items, certificate {}{}",
-                    sealed.spec.encrypted_data.len(),
-                    loaded.certificate.fingerprint().short(),
-                    if key.is_some() { ", all open" } else { "" }
-                );
-            } else {
-                failed += 1;
-                for problem in problems {
-                    let _ = writeln!(report, "FAIL  {place}: {problem}");
-                }
-            }
-        }
-        if !found {
-            failed += 1;
-            let _ = writeln!(report, "FAIL  {}: no SealedSecret in this file", input.name);
-        }
+    let mut tally = Tally::default();
+    for (loaded, files) in certs.iter().zip(&plan) {
+        let fingerprint = loaded.certificate.fingerprint();
+        let key = match &ring {
+            None => None,
+            Some(ring) => Some(ring.get(fingerprint).ok_or_else(|| {
+                Failure::input(format!(
+                    "none of the --key files is the private key of {} (fingerprint {})",
+                    loaded.origin,
+                    fingerprint.short()
+                ))
+            })?),
+        };
+        tally.verify(files, &loaded.certificate, key)?;
     }
-    io::print(&report)?;
-    if failed > 0 {
+    io::print(&tally.report)?;
+    if tally.failed > 0 {
         return Err(Failure::found(format!(
-            "{failed} of {} checks failed",
-            checked.max(failed)
+            "{} of {} checks failed",
+            tally.failed,
+            tally.checked.max(tally.failed)
         )));
     }
     Ok(())
+}
+
+/// The files to check with each certificate, in order: with `--env`, `{env}` in a FILE is replaced
+/// by each environment's name, and with several environments every FILE needs it (a file can be
+/// sealed for one environment only, so checking it against all of them would always fail).
+fn files_per_environment(files: &[PathBuf], envs: Option<&[String]>) -> Outcome<Vec<Vec<PathBuf>>> {
+    let pattern = files.iter().find(|f| certsource::has_placeholder(f));
+    let plain = files.iter().find(|f| !certsource::has_placeholder(f));
+    match (envs, pattern, plain) {
+        (None, Some(pattern), _) => Err(Failure::input(format!(
+            "{}: {ENV_PLACEHOLDER} needs --env",
+            pattern.display()
+        ))),
+        (None, None, _) => Ok(vec![files.to_vec()]),
+        (Some(names @ [_, _, ..]), _, Some(plain)) => Err(Failure::input(format!(
+            "{}: --env selects {} environments ({}), so each FILE needs {ENV_PLACEHOLDER}",
+            plain.display(),
+            names.len(),
+            names.join(", ")
+        ))
+        .hint(format!(
+            "for example: seal verify --env all 'deploy/{ENV_PLACEHOLDER}/NAME.sealed.yaml'"
+        ))),
+        (Some(names), _, _) => names
+            .iter()
+            .map(|name| {
+                files
+                    .iter()
+                    .map(|file| {
+                        if certsource::has_placeholder(file) {
+                            certsource::expand(file, name)
+                        } else {
+                            Ok(file.clone())
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// What the offline checks found so far: the report lines and the counts.
+#[derive(Default)]
+struct Tally {
+    report: String,
+    checked: usize,
+    failed: usize,
+}
+
+impl Tally {
+    /// Checks every SealedSecret of `files` against `certificate` (and `key`, if given).
+    fn verify(
+        &mut self,
+        files: &[PathBuf],
+        certificate: &Certificate,
+        key: Option<&PrivateKey>,
+    ) -> Outcome {
+        for path in files {
+            let input = io::read_input(path)?;
+            let file = SealedFile::parse(&input)?;
+            let mut found = false;
+            for doc in &file.docs {
+                let Doc::Sealed { line, sealed, .. } = doc else {
+                    continue;
+                };
+                found = true;
+                self.checked += 1;
+                let place = format!("{}:{line} {}", input.name, object_name(sealed));
+                let problems = check(sealed, certificate, key);
+                if problems.is_empty() {
+                    let _ = writeln!(
+                        self.report,
+                        "ok    {place}: {} items, certificate {}{}",
+                        sealed.spec.encrypted_data.len(),
+                        certificate.fingerprint().short(),
+                        if key.is_some() { ", all open" } else { "" }
+                    );
+                } else {
+                    self.failed += 1;
+                    for problem in problems {
+                        let _ = writeln!(self.report, "FAIL  {place}: {problem}");
+                    }
+                }
+            }
+            if !found {
+                self.failed += 1;
+                let _ = writeln!(
+                    self.report,
+                    "FAIL  {}: no SealedSecret in this file",
+                    input.name
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 fn run_online(args: &Args) -> Outcome {
@@ -230,4 +306,48 @@ fn object_name(sealed: &SealedSecret) -> String {
             .unwrap_or("<no namespace>"),
         sealed.metadata.name.as_deref().unwrap_or("<no name>")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn each_environment_checks_its_own_expansion_of_the_files() {
+        let envs = ["dev".to_owned(), "prod".to_owned()];
+        let got = files_per_environment(&paths(&["d/{env}/a.yaml", "{env}.yaml"]), Some(&envs));
+        assert_eq!(
+            got.unwrap(),
+            [
+                paths(&["d/dev/a.yaml", "dev.yaml"]),
+                paths(&["d/prod/a.yaml", "prod.yaml"])
+            ]
+        );
+        // One environment: files without {env} are checked as given.
+        let one = ["prod".to_owned()];
+        let got = files_per_environment(&paths(&["a.yaml", "{env}.yaml"]), Some(&one));
+        assert_eq!(got.unwrap(), [paths(&["a.yaml", "prod.yaml"])]);
+        let got = files_per_environment(&paths(&["a.yaml"]), None);
+        assert_eq!(got.unwrap(), [paths(&["a.yaml"])]);
+    }
+
+    #[test]
+    fn several_environments_need_the_placeholder_in_every_file() {
+        let envs = ["dev".to_owned(), "prod".to_owned()];
+        let got = files_per_environment(&paths(&["{env}.yaml", "shared.yaml"]), Some(&envs))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            got,
+            "shared.yaml: --env selects 2 environments (dev, prod), so each FILE needs {env}"
+        );
+        let got = files_per_environment(&paths(&["{env}.yaml"]), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, "{env}.yaml: {env} needs --env");
+    }
 }

@@ -110,3 +110,39 @@ fn no_flow_prints_or_writes_the_plaintext_outside_its_intended_output() {
         );
     }
 }
+
+#[test]
+fn sealing_for_several_environments_leaks_nothing_when_it_works_or_fails() {
+    let s = Scratch::with_keys("keys");
+    s.keygen("other");
+    s.write(
+        ".seal.yaml",
+        "environments:\n  a: {cert: keys/tls.crt}\n  b: {cert: other/tls.crt}\n  broken: {cert: missing.crt}\n",
+    );
+    std::fs::create_dir(s.file("out")).unwrap();
+    let secret = secret_yaml("ml", "db", &[("password", MARKER)]);
+    let runs = [
+        // Works: a file per environment.
+        &["--env", "a,b", "-w", "out/{env}.yaml"][..],
+        // The Secret's namespace is not the one asked for.
+        &["--env", "a,b", "-w", "out/{env}.yaml", "-n", "other"],
+        // The second certificate is missing.
+        &["--env", "a,broken", "-w", "out/{env}.yaml"],
+        // The directory is missing.
+        &["--env", "b,a", "-w", "nodir/{env}.yaml"],
+        // Several environments to stdout.
+        &["--env", "all"],
+    ];
+    for args in runs {
+        let run = seal(args, secret.as_bytes(), s.path());
+        assert_clean("stdout", &run.stdout);
+        assert_clean("stderr", &run.stderr);
+    }
+    assert!(s.file("out/b.yaml").exists(), "the first run wrote");
+    for (path, bytes) in s.snapshot() {
+        assert_clean(
+            &path.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
+    }
+}
