@@ -201,6 +201,35 @@ impl StoreStatus for ClusterSecretStore {
     }
 }
 
+/// A Deployment or StatefulSet (`kind`) `name` with one container and the label `app: name`. Its
+/// pods are never scheduled (a scheduling gate nobody lifts): only the pod template matters here,
+/// and the node would otherwise try to pull the image.
+pub(crate) fn workload(kind: &str, name: &str) -> serde_json::Value {
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {
+                "containers": [{"name": "app", "image": "example.invalid/app"}],
+                "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
+            },
+        },
+    });
+    if kind == "StatefulSet" {
+        spec["serviceName"] = json!(name);
+    }
+    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+/// Creates the [`workload`] Deployment `name` in `ns`.
+pub(crate) async fn unscheduled_deployment(ns: &TestNamespace, name: &str) -> Result<()> {
+    let deployment: Deployment = serde_json::from_value(workload("Deployment", name))?;
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await?;
+    Ok(())
+}
+
 /// A SecretStore `name` for moto at `endpoint`, with the keys of [`aws_credentials`].
 pub(crate) fn aws_store(env: &TestEnv, name: &str, endpoint: &str) -> serde_json::Value {
     json!({
@@ -251,23 +280,7 @@ async fn aws_sync_refresh_force_sync_and_rollout_never_leak_the_value() -> Resul
         .await?;
     aws_credentials(env, &app).await?;
     create::<SecretStore>(&app, aws_store(env, "aws", env.var("AWS_ENDPOINT_URL"))).await?;
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                // Never scheduled: only the pod template matters, and the node would pull.
-                "spec": {
-                    "containers": [{"name": "web", "image": "example.invalid/web"}],
-                    "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
-                },
-            },
-        },
-    }))?;
-    app.api::<Deployment>()
-        .create(&PostParams::default(), &deployment)
-        .await?;
+    unscheduled_deployment(&app, "web").await?;
     let es = |name: &str, interval: &str| {
         json!({
             "apiVersion": "seal.dev/v1alpha1", "kind": "ExternalSecret",

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::external::{
     aws_credentials, aws_store, create, external_secret, install_all_crds, wait_item, wait_reason,
-    wait_refreshes, wait_secret,
+    wait_refreshes, wait_secret, workload,
 };
 use crate::external_auth::kv2_put;
 use crate::support::{ControllerProcess, first_key, item, sealed};
@@ -90,26 +90,6 @@ fn checksum(template: &PodTemplateSpec, secret: &str) -> Option<String> {
         .as_ref()?
         .get(&checksum_annotation(secret))
         .cloned()
-}
-
-/// A Deployment or StatefulSet (`kind`) `name` with one container and the label `app: name`. Its
-/// pods are never scheduled (a scheduling gate nobody lifts): only the pod template matters here,
-/// and the node would otherwise try to pull the image.
-fn workload(kind: &str, name: &str) -> serde_json::Value {
-    let mut spec = json!({
-        "selector": {"matchLabels": {"app": name}},
-        "template": {
-            "metadata": {"labels": {"app": name}},
-            "spec": {
-                "containers": [{"name": "app", "image": "example.invalid/app"}],
-                "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
-            },
-        },
-    });
-    if kind == "StatefulSet" {
-        spec["serviceName"] = json!(name);
-    }
-    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec})
 }
 
 #[tokio::test]

@@ -23,7 +23,9 @@ use seal_controller::protocols::rollout::checksum_annotation;
 use seal_testenv::{eventually, testenv, unique_name};
 use serde_json::json;
 
-use crate::external::{aws_credentials, aws_store, create, install_all_crds, wait_reason};
+use crate::external::{
+    aws_credentials, aws_store, create, install_all_crds, unscheduled_deployment, wait_reason,
+};
 use crate::support::ControllerProcess;
 
 /// ESO's ExternalSecret kind with any content: enough to own a Secret.
@@ -133,23 +135,7 @@ async fn a_secret_eso_made_is_taken_over_by_the_converted_external_secret() -> R
         .await?;
 
     // A workload that rolls when the values change; they will not.
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                // Never scheduled: only the pod template matters.
-                "spec": {
-                    "containers": [{"name": "web", "image": "example.invalid/web"}],
-                    "schedulingGates": [{"name": "seal.dev/not-a-real-pod"}],
-                },
-            },
-        },
-    }))?;
-    app.api::<Deployment>()
-        .create(&PostParams::default(), &deployment)
-        .await?;
+    unscheduled_deployment(&app, "web").await?;
 
     // `seal convert`'s output, with a rollout target added, applied beside ESO's: the controller
     // takes the Secret over.
