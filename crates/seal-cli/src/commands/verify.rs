@@ -76,17 +76,12 @@ pub fn run(args: &Args) -> Outcome {
                 ))
             })?),
         };
-        tally.verify(files, &loaded.certificate, key)?;
+        tally.each_sealed(files, |tally, place, sealed| {
+            tally.offline(place, sealed, &loaded.certificate, key);
+            Ok(())
+        })?;
     }
-    io::print(&tally.report)?;
-    if tally.failed > 0 {
-        return Err(Failure::found(format!(
-            "{} of {} checks failed",
-            tally.failed,
-            tally.checked.max(tally.failed)
-        )));
-    }
-    Ok(())
+    tally.finish()
 }
 
 /// The files to check with each certificate, in order: with `--env`, `{env}` in a FILE is replaced
@@ -137,12 +132,12 @@ struct Tally {
 }
 
 impl Tally {
-    /// Checks every SealedSecret of `files` against `certificate` (and `key`, if given).
-    fn verify(
+    /// Runs `check` on every SealedSecret of `files`, named by file, line and object; a file with
+    /// none fails.
+    fn each_sealed(
         &mut self,
         files: &[PathBuf],
-        certificate: &Certificate,
-        key: Option<&PrivateKey>,
+        mut check: impl FnMut(&mut Self, &str, &SealedSecret) -> Outcome,
     ) -> Outcome {
         for path in files {
             let input = io::read_input(path)?;
@@ -155,30 +150,53 @@ impl Tally {
                 found = true;
                 self.checked += 1;
                 let place = format!("{}:{line} {}", input.name, object_name(sealed));
-                let problems = check(sealed, certificate, key);
-                if problems.is_empty() {
-                    let _ = writeln!(
-                        self.report,
-                        "ok    {place}: {} items, certificate {}{}",
-                        sealed.spec.encrypted_data.len(),
-                        certificate.fingerprint().short(),
-                        if key.is_some() { ", all open" } else { "" }
-                    );
-                } else {
-                    self.failed += 1;
-                    for problem in problems {
-                        let _ = writeln!(self.report, "FAIL  {place}: {problem}");
-                    }
-                }
+                check(self, &place, sealed)?;
             }
             if !found {
-                self.failed += 1;
-                let _ = writeln!(
-                    self.report,
-                    "FAIL  {}: no SealedSecret in this file",
-                    input.name
-                );
+                self.fail(&input.name, "no SealedSecret in this file");
             }
+        }
+        Ok(())
+    }
+
+    /// Checks `sealed` against `certificate` (and `key`, if given).
+    fn offline(
+        &mut self,
+        place: &str,
+        sealed: &SealedSecret,
+        certificate: &Certificate,
+        key: Option<&PrivateKey>,
+    ) {
+        let problems = check(sealed, certificate, key);
+        if problems.is_empty() {
+            let _ = writeln!(
+                self.report,
+                "ok    {place}: {} items, certificate {}{}",
+                sealed.spec.encrypted_data.len(),
+                certificate.fingerprint().short(),
+                if key.is_some() { ", all open" } else { "" }
+            );
+        }
+        for problem in &problems {
+            let _ = writeln!(self.report, "FAIL  {place}: {problem}");
+        }
+        self.failed += usize::from(!problems.is_empty());
+    }
+
+    fn fail(&mut self, place: &str, problem: &str) {
+        self.failed += 1;
+        let _ = writeln!(self.report, "FAIL  {place}: {problem}");
+    }
+
+    /// Prints the report; any failure is the exit status's.
+    fn finish(self) -> Outcome {
+        io::print(&self.report)?;
+        if self.failed > 0 {
+            return Err(Failure::found(format!(
+                "{} of {} checks failed",
+                self.failed,
+                self.checked.max(self.failed)
+            )));
         }
         Ok(())
     }
@@ -186,57 +204,32 @@ impl Tally {
 
 fn run_online(args: &Args) -> Outcome {
     let controller = Controller::new(&args.cert.controller_args, args.cert.request_timeout)?;
-    let mut report = String::new();
-    let (mut checked, mut failed) = (0usize, 0usize);
-    for path in &args.files {
-        let input = io::read_input(path)?;
-        let file = SealedFile::parse(&input)?;
-        let mut found = false;
-        for doc in &file.docs {
-            let Doc::Sealed { line, sealed, .. } = doc else {
-                continue;
-            };
-            found = true;
-            checked += 1;
-            let place = format!("{}:{line} {}", input.name, object_name(sealed));
-            let body =
-                serde_json::to_vec(sealed.as_ref()).map_err(|e| Failure::input(e).at(&place))?;
-            let answer = post_within_rate_limit(&controller, "/v1/verify", &body)?;
-            match answer.status {
-                200 => {
-                    let _ = writeln!(
-                        report,
-                        "ok    {place}: {} items open in {}",
-                        sealed.spec.encrypted_data.len(),
-                        controller.describe()
-                    );
-                }
-                400 | 409 => {
-                    failed += 1;
-                    let _ = writeln!(report, "FAIL  {place}: {}", answer.text());
-                }
-                status => {
-                    return Err(Failure::io(format!(
-                        "{}: /v1/verify answered {status}: {}",
-                        controller.describe(),
-                        answer.text()
-                    )));
-                }
+    let mut tally = Tally::default();
+    tally.each_sealed(&args.files, |tally, place, sealed| {
+        let body = serde_json::to_vec(sealed).map_err(|e| Failure::input(e).at(place))?;
+        let answer = post_within_rate_limit(&controller, "/v1/verify", &body)?;
+        match answer.status {
+            200 => {
+                let _ = writeln!(
+                    tally.report,
+                    "ok    {place}: {} items open in {}",
+                    sealed.spec.encrypted_data.len(),
+                    controller.describe()
+                );
+                Ok(())
             }
+            400 | 409 => {
+                tally.fail(place, &answer.text());
+                Ok(())
+            }
+            status => Err(Failure::io(format!(
+                "{}: /v1/verify answered {status}: {}",
+                controller.describe(),
+                answer.text()
+            ))),
         }
-        if !found {
-            failed += 1;
-            let _ = writeln!(report, "FAIL  {}: no SealedSecret in this file", input.name);
-        }
-    }
-    io::print(&report)?;
-    if failed > 0 {
-        return Err(Failure::found(format!(
-            "{failed} of {} checks failed",
-            checked.max(failed)
-        )));
-    }
-    Ok(())
+    })?;
+    tally.finish()
 }
 
 /// POSTs to the controller, waiting out its rate limit (429 with Retry-After) for up to a minute.
