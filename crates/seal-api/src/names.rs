@@ -47,9 +47,11 @@ pub const EXTERNAL_SECRET_UID_LABEL: &str = "seal.dev/external-secret-uid";
 /// Annotation on a Secret produced from an ExternalSecret: the ExternalSecret's name (the Secret's
 /// own name may differ), which maps a change of the Secret back to the ExternalSecret.
 pub const EXTERNAL_SECRET_ANNOTATION: &str = "seal.dev/external-secret";
-/// Annotation on a Secret produced from an ExternalSecret: SHA-256 (hex) of everything the
-/// controller applied.
-pub const DATA_HASH_ANNOTATION: &str = "seal.dev/data-hash";
+/// Annotation that versions before 2026-12-04 wrote on a Secret produced from an ExternalSecret:
+/// a plain SHA-256 of everything applied, values included. No longer written; the controller's
+/// next write of such a Secret removes it, since anyone who reads the metadata could test guesses
+/// of a low-entropy value against it.
+pub const LEGACY_DATA_HASH_ANNOTATION: &str = "seal.dev/data-hash";
 /// Annotation on a Secret produced from a SealedSecret: what it was unsealed from, as a keyed
 /// digest (HMAC-SHA256 under a key derived from a sealing key) over the SealedSecret's uid and spec
 /// and the produced items. A restarted controller that finds it valid skips the decryption; an

@@ -77,6 +77,8 @@ struct Context {
     /// Metadata of the Secrets ExternalSecrets produced, as last seen by the watch.
     produced: ProducedSecrets,
     memory: BoundedMemory<Memory>,
+    /// The key of [`render::content_digest`], made at start.
+    digest_key: aws_lc_rs::hmac::Key,
 }
 
 /// What the controller remembers of one ExternalSecret (by uid) between reconciles.
@@ -86,6 +88,8 @@ struct Memory {
     force_sync: Option<String>,
     /// The produced Secret's resourceVersion after the last sync.
     secret_version: Option<String>,
+    /// The digest of what the last sync left in the Secret ([`render::content_digest`]).
+    written: Option<render::ContentDigest>,
     /// Failed syncs in a row, for the backoff.
     failures: u32,
     /// When the values were last read, and the generation last synced: what the status says
@@ -159,6 +163,7 @@ pub async fn run(
         Some(selector) => config.fields(selector),
         None => config,
     };
+    let digest_key = render::digest_key();
     let loops = scopes.into_iter().map(|namespace| {
         let externals: Api<ExternalSecret> = match &namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
@@ -178,6 +183,7 @@ pub async fn run(
             policy: config.produced_policy.clone(),
             produced,
             memory: BoundedMemory::default(),
+            digest_key: digest_key.clone(),
         });
         let mut stopped = stopped.clone();
         Controller::new(externals, watch_config(watcher::Config::default()))

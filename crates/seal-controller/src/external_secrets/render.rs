@@ -1,14 +1,13 @@
 //! What an ExternalSecret's Secret holds: the fetched values through `target.template`
 //! ([`render`]: ESO's `Replace` and `Merge` merge policies, template metadata and type), and the
-//! digest of everything applied ([`content_hash`]) that lets a refresh producing the same content
-//! write nothing.
+//! digest of everything applied ([`content_digest`]) that lets a refresh producing the same content
+//! write nothing without reading the Secret.
 
 use std::collections::BTreeMap;
 
+use aws_lc_rs::hmac;
 use seal_api::external_secret::{ExternalSecretTemplate, TemplateMergePolicy};
 use seal_core::SecretBytes;
-
-use crate::protocols::rollout;
 
 /// What the Secret should hold: items, type and template metadata.
 pub(super) struct Produced {
@@ -61,9 +60,17 @@ pub(super) fn render(
     })
 }
 
-/// SHA-256 (hex) of everything applied, length-prefixed so no two contents hash alike.
-pub(super) fn content_hash(produced: &Produced, immutable: bool, owner: bool) -> String {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+/// The digest of everything applied, length-prefixed so that no two contents meet: HMAC-SHA256
+/// under `key`, which the process makes at start and never writes anywhere. It is kept in memory
+/// only ([`super::Memory`]), so not even a digest of the values leaves the process, and a restart
+/// compares the Secret itself once ([`crate::protocols::applied`]).
+pub(super) fn content_digest(
+    key: &hmac::Key,
+    produced: &Produced,
+    immutable: bool,
+    owner: bool,
+) -> ContentDigest {
+    let mut ctx = hmac::Context::with_key(key);
     let mut field = |bytes: &[u8]| {
         ctx.update(&(bytes.len() as u64).to_be_bytes());
         ctx.update(bytes);
@@ -82,7 +89,19 @@ pub(super) fn content_hash(produced: &Produced, immutable: bool, owner: bool) ->
         field(k.as_bytes());
         field(v.expose());
     }
-    rollout::hex(ctx.finish().as_ref())
+    let mut digest = [0; 32];
+    digest.copy_from_slice(ctx.sign().as_ref());
+    ContentDigest(digest)
+}
+
+/// What [`content_digest`] gives: equal for equal contents under one key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct ContentDigest([u8; 32]);
+
+/// A fresh key for [`content_digest`].
+pub(super) fn digest_key() -> hmac::Key {
+    hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
+        .expect("invariant: the system's random source works")
 }
 
 #[cfg(test)]
@@ -124,18 +143,20 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_changes_with_any_applied_content_and_only_then() {
+    fn the_digest_changes_with_any_applied_content_and_only_then() {
         let produced = |value: &[u8]| Produced {
             data: BTreeMap::from([("k".to_owned(), SecretBytes::new(value.to_vec()))]),
             type_: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
         };
-        let base = content_hash(&produced(b"v"), false, true);
-        assert_eq!(base, content_hash(&produced(b"v"), false, true));
-        assert_ne!(base, content_hash(&produced(b"w"), false, true));
-        assert_ne!(base, content_hash(&produced(b"v"), true, true));
-        assert_ne!(base, content_hash(&produced(b"v"), false, false));
-        assert_eq!(base.len(), 64);
+        let key = digest_key();
+        let base = content_digest(&key, &produced(b"v"), false, true);
+        assert!(base == content_digest(&key, &produced(b"v"), false, true));
+        assert!(base != content_digest(&key, &produced(b"w"), false, true));
+        assert!(base != content_digest(&key, &produced(b"v"), true, true));
+        assert!(base != content_digest(&key, &produced(b"v"), false, false));
+        // Another process's key: the same content gives another digest.
+        assert!(base != content_digest(&digest_key(), &produced(b"v"), false, true));
     }
 }

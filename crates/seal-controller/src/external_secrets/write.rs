@@ -8,9 +8,11 @@
 //!   made for its ExternalSecret of the same name is taken over (ESO's owner reference removed
 //!   first), its values rewritten only if they differ.
 //! - The write is a server-side apply under [`field_manager`] (one per merging ExternalSecret),
-//!   labelled [`EXTERNAL_SECRET_UID_LABEL`] and annotated with [`DATA_HASH_ANNOTATION`], the digest
-//!   of everything applied ([`super::render::content_hash`]): a refresh producing the same digest
-//!   writes nothing. An immutable Secret, or one of another type, that must change is replaced.
+//!   labelled [`EXTERNAL_SECRET_UID_LABEL`]. A refresh that would change nothing writes nothing:
+//!   known from memory when this process's last write left the same content
+//!   ([`super::render::content_digest`]) and the Secret is as it left it, else from the Secret
+//!   itself ([`crate::protocols::applied`]). No digest of the values is written anywhere. An
+//!   immutable Secret, or one of another type, that must change is replaced.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,13 +24,14 @@ use seal_api::ExternalSecret;
 use seal_api::eso::ESO_GROUP;
 use seal_api::external_secret::{CreationPolicy, reason};
 use seal_api::names::{
-    DATA_HASH_ANNOTATION, EXTERNAL_SECRET_ANNOTATION, EXTERNAL_SECRET_UID_LABEL,
+    EXTERNAL_SECRET_ANNOTATION, EXTERNAL_SECRET_UID_LABEL, LEGACY_DATA_HASH_ANNOTATION,
     MANAGED_ANNOTATION, PATCH_ANNOTATION,
 };
 use tracing::info;
 
-use super::render::{Produced, content_hash};
+use super::render::{Produced, content_digest};
 use super::{Context, Memory, Outcome};
+use crate::protocols::applied::{Items, already_applied};
 use crate::protocols::ownership::{self, Decision, Predecessor, Producer, Request, field_manager};
 use crate::protocols::redaction::api_refusal;
 
@@ -113,18 +116,20 @@ pub(super) async fn write(
     let merge = policy == CreationPolicy::Merge;
     let owner = policy == CreationPolicy::Owner;
     let immutable = target.immutable == Some(true);
-    let hash = content_hash(&produced, immutable, owner);
+    let digest = content_digest(&ctx.digest_key, &produced, immutable, owner);
+    let in_sync = || synced(None, format!("Secret {namespace}/{secret_name} is in sync"));
+    // This process's last write left exactly this, and nobody wrote the Secret since.
     if let Some(meta) = existing
-        && meta.annotations().get(DATA_HASH_ANNOTATION) == Some(&hash)
         && (ours || merge)
+        && memory.written == Some(digest)
+        && meta.resource_version().is_some()
+        && meta.resource_version() == memory.secret_version
     {
-        memory.secret_version = meta.resource_version();
-        return synced(None, format!("Secret {namespace}/{secret_name} is in sync"));
+        return in_sync();
     }
     let mut labels = produced.labels;
     labels.insert(EXTERNAL_SECRET_UID_LABEL.into(), uid.clone());
     let mut annotations = produced.annotations;
-    annotations.insert(DATA_HASH_ANNOTATION.into(), hash);
     annotations.insert(EXTERNAL_SECRET_ANNOTATION.into(), es.name_any());
     let desired = Secret {
         metadata: ObjectMeta {
@@ -147,6 +152,28 @@ pub(super) async fn write(
         ..Secret::default()
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    // No memory of it (a restart, a failover, new values): the Secret itself says whether a write
+    // would change anything. A Secret still carrying the digest annotation of older versions is
+    // written, which removes it.
+    if let Some(meta) = existing
+        && (ours || merge)
+        && !meta.annotations().contains_key(LEGACY_DATA_HASH_ANNOTATION)
+    {
+        let items = if merge {
+            Items::AtLeast
+        } else {
+            Items::Exactly
+        };
+        match api.get_opt(secret_name).await {
+            Ok(Some(live)) if already_applied(&live, &desired, items) => {
+                memory.secret_version = live.resource_version();
+                memory.written = Some(digest);
+                return in_sync();
+            }
+            Ok(_) => {}
+            Err(error) => return Outcome::failed("kube", api_refusal(&error)),
+        }
+    }
     // Whether this write takes over, from ESO, a Secret that already holds these values: then it
     // changes metadata only, and nothing rolls.
     let mut values_kept = false;
@@ -195,6 +222,7 @@ pub(super) async fn write(
     match result {
         Ok(written) => {
             memory.secret_version = written.resource_version();
+            memory.written = Some(digest);
             info!(%namespace, name = %es.name_any(), secret = %secret_name, "synced the Secret");
             synced(
                 (!values_kept).then_some(existing.is_none()),

@@ -4,6 +4,7 @@
 //! | protocol | home |
 //! |---|---|
 //! | whose a Secret is; whether the controller may take it over or add items to it | [`ownership`] |
+//! | whether a Secret already holds what a write would give it | [`applied`] |
 //! | the `Ready` condition, its transition time, and "the status already says this" | [`ready_condition`] |
 //! | what of an API error may reach a status, an Event or a log | [`redaction`] |
 //! | watching the Secrets a reconciler produced, as metadata only | [`produced_watch`] |
@@ -15,6 +16,7 @@
 //! Nothing here knows a reconciler: the reconcilers ([`crate::sealed_secrets`],
 //! [`crate::external_secrets`], [`crate::stores`]) depend on these modules, never the other way.
 
+pub mod applied;
 pub mod bounded_memory;
 pub mod contained;
 pub mod events;

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
@@ -31,6 +30,7 @@ pub use seal_api::sealed_secret::Reason;
 use seal_api::unsealing::{KeyRing, UnsealError, produced_skeleton, unseal_to_secret};
 
 use super::provenance::RecordKeys;
+use crate::protocols::applied::{Items, already_applied};
 use crate::protocols::ownership::{self, Decision, Producer, Request, field_manager};
 use crate::protocols::redaction::api_refusal;
 
@@ -140,7 +140,7 @@ pub fn already_unsealed(
     let mut skeleton = produced_skeleton(sealed);
     shape(sealed, &mut skeleton, items_only);
     let empty = BTreeMap::new();
-    let proven = already_applied(existing, &skeleton)
+    let proven = already_applied(existing, &skeleton, Items::AtLeast)
         && records.verify_secret(
             sealed,
             existing.annotations(),
@@ -165,7 +165,7 @@ pub async fn write_unsealed(
     shape(sealed, &mut desired, items_only);
     let record = records.record(sealed, desired.data.as_ref().unwrap_or(&BTreeMap::new()));
     if let Some(existing) = existing
-        && already_applied(existing, &desired)
+        && already_applied(existing, &desired, Items::AtLeast)
     {
         let empty = BTreeMap::new();
         let recorded = records.verify_secret(
@@ -327,40 +327,6 @@ async fn write_secret(
 /// The status message of an unsealed SealedSecret.
 fn unsealed(namespace: &str, name: &str) -> String {
     format!("Secret {namespace}/{name} holds the unsealed items")
-}
-
-/// Whether `existing` already has everything `desired` sets, so an apply would change nothing.
-/// A `desired` without items compares the rest only.
-fn already_applied(existing: &Secret, desired: &Secret) -> bool {
-    let contains = |have: Option<&BTreeMap<String, String>>,
-                    want: Option<&BTreeMap<String, String>>| {
-        want.into_iter()
-            .flatten()
-            .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
-    };
-    let data_matches = desired.data.iter().flatten().all(|(item, value)| {
-        existing.data.as_ref().and_then(|d| d.get(item)) == Some::<&ByteString>(value)
-    });
-    let owners_match = desired
-        .metadata
-        .owner_references
-        .as_ref()
-        .is_none_or(|want| {
-            want.iter()
-                .all(|w| existing.owner_references().iter().any(|o| o.uid == w.uid))
-        });
-    data_matches
-        && owners_match
-        && contains(
-            existing.metadata.labels.as_ref(),
-            desired.metadata.labels.as_ref(),
-        )
-        && contains(
-            existing.metadata.annotations.as_ref(),
-            desired.metadata.annotations.as_ref(),
-        )
-        && (desired.type_.is_none() || desired.type_ == existing.type_)
-        && (desired.immutable.is_none() || desired.immutable == existing.immutable)
 }
 
 /// Records `outcome` in the SealedSecret's status: `observedGeneration` and the `Ready` condition

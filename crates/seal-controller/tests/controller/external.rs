@@ -420,6 +420,34 @@ async fn aws_sync_refresh_force_sync_and_rollout_never_leak_the_value() -> Resul
             assert!(!text.contains(value.as_str()), "the value is in the {what}");
         }
     }
+
+    // A restarted controller knows nothing of its last writes: it compares the Secrets
+    // themselves and writes nothing. No digest of the values is in their metadata.
+    let before = app.api::<Secret>().get("db").await?;
+    assert!(
+        !before.annotations().contains_key("seal.dev/data-hash"),
+        "{:?}",
+        before.annotations()
+    );
+    // Every write of a Secret is an `Updated` Event; a write that changes nothing leaves the
+    // resourceVersion as it was, but not the Events.
+    let updates = |events: &str| events.matches("\"reason\":\"Updated\"").count();
+    let updated_before = updates(&events_text(&app).await?);
+    drop(controller);
+    let _restarted = ControllerProcess::start(
+        env,
+        keys.name(),
+        &["--namespaces", app.name(), "--leader-elect=false"],
+    )
+    .await?;
+    wait_refreshes(&app, "db", 2).await?;
+    let after = app.api::<Secret>().get("db").await?;
+    assert_eq!(after.resource_version(), before.resource_version());
+    assert_eq!(
+        updates(&events_text(&app).await?),
+        updated_before,
+        "the restarted controller wrote a Secret that already held its values"
+    );
     Ok(())
 }
 
