@@ -15,6 +15,8 @@
 //! When neither exists the test fails under `CI=true` or `SEAL_REQUIRE_TESTENV=1`; on a developer's
 //! machine it prints `SKIPPED` with the command that starts the environment, and returns.
 
+mod in_cluster;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -28,6 +30,8 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+pub use in_cluster::{InCluster, SERVICE_ACCOUNT_DIR};
 
 /// The running environment, or `return Ok(())` from the calling test after [`TestEnv::get`] printed
 /// `SKIPPED` (it panics instead under `CI=true`). For tests returning `Result<(), _>`:

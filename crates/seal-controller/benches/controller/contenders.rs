@@ -1,25 +1,19 @@
 //! The two contenders and how each runs: seal-controller as shipped, and Bitnami's controller
-//! v0.40.0 as in a cluster (in-cluster configuration written for the run), both holding the same
-//! three RSA-4096 keys.
+//! v0.40.0 as in a cluster (in-cluster configuration in a mount namespace of its own:
+//! [`seal_testenv::InCluster`]), both holding the same three RSA-4096 keys.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::Api;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
 use seal_core::{Certificate, KeySize, PrivateKey};
-use seal_testenv::{TestEnv, TestNamespace};
+use seal_testenv::{InCluster, TestEnv, TestNamespace};
 
 use crate::common::{Running, free_port, seal_controller};
-
-const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// One contender.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,67 +99,6 @@ impl Keys {
     }
 }
 
-/// In-cluster configuration for Bitnami's controller: a cluster-admin ServiceAccount's token and
-/// the API server's CA where client-go looks for them.
-pub struct InCluster {
-    host: String,
-    port: String,
-}
-
-impl InCluster {
-    pub async fn prepare(env: &TestEnv, ns: &TestNamespace) -> Result<Self> {
-        if Path::new(SERVICE_ACCOUNT_DIR).exists() {
-            bail!("{SERVICE_ACCOUNT_DIR} exists; the benchmark will not overwrite it");
-        }
-        let client = env.kube_client().await?;
-        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "bitnami-bench"}
-        }))?;
-        ns.api::<ServiceAccount>()
-            .create(&PostParams::default(), &account)
-            .await?;
-        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("bitnami-bench-{}", ns.name())},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": "bitnami-bench", "namespace": ns.name()}]
-        }))?;
-        Api::<ClusterRoleBinding>::all(client.clone())
-            .patch(
-                &format!("bitnami-bench-{}", ns.name()),
-                &PatchParams::apply("bench").force(),
-                &Patch::Apply(&binding),
-            )
-            .await?;
-        let request: TokenRequest = serde_json::from_value(serde_json::json!({
-            "spec": {"expirationSeconds": 7200}
-        }))?;
-        let token: TokenRequest = ns
-            .api::<ServiceAccount>()
-            .create_subresource("token", "bitnami-bench", &PostParams::default(), &request)
-            .await?;
-        let token = token.status.and_then(|s| s.token).context("no token")?;
-        std::fs::create_dir_all(SERVICE_ACCOUNT_DIR)?;
-        std::fs::write(format!("{SERVICE_ACCOUNT_DIR}/token"), token)?;
-        std::fs::copy(
-            Path::new(env.var("SEAL_TESTENV_DIR")).join("ca.crt"),
-            format!("{SERVICE_ACCOUNT_DIR}/ca.crt"),
-        )?;
-        std::fs::write(format!("{SERVICE_ACCOUNT_DIR}/namespace"), ns.name())?;
-        let server = kube::Config::infer().await?.cluster_url;
-        Ok(Self {
-            host: server.host().context("no host")?.to_owned(),
-            port: server.port_u16().context("no port")?.to_string(),
-        })
-    }
-}
-
-impl Drop for InCluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all("/var/run/secrets/kubernetes.io");
-        let _ = std::fs::remove_dir("/var/run/secrets");
-    }
-}
-
 /// A running contender and the port of its metrics.
 pub struct Controller {
     pub running: Running,
@@ -193,13 +126,13 @@ pub async fn start(
         }
         Contender::Bitnami => {
             let in_cluster = in_cluster.context("Bitnami needs in-cluster configuration")?;
-            let mut command = Command::new(&binaries.bitnami);
+            // In-cluster configuration only: a cluster-admin ServiceAccount's credentials at the
+            // in-cluster path, in a mount namespace of the process's own.
+            let mut command = in_cluster.command(&binaries.bitnami);
             command
                 .args(["--kubeclient-qps=-1", "--log-level", "ERROR"])
                 .args(["--listen-addr", &format!("127.0.0.1:{port}")])
                 .args(["--listen-metrics-addr", &format!("127.0.0.1:{metrics}")])
-                .env("KUBERNETES_SERVICE_HOST", &in_cluster.host)
-                .env("KUBERNETES_SERVICE_PORT", &in_cluster.port)
                 .env("POD_NAMESPACE", keys_ns);
             let running = Running::start(command, port, "/healthz").await?;
             Ok(Controller {

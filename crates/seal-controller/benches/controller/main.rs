@@ -39,8 +39,9 @@ use kube::core::PartialObjectMeta;
 use seal_testenv::TestEnv;
 
 use common::{cpu_sample, cpu_spent};
-use contenders::{Binaries, Contender, InCluster, Keys, start};
+use contenders::{Binaries, Contender, Keys, start};
 use recovery::Recovery;
+use seal_testenv::InCluster;
 use workload::{
     clear, count_ready, count_secrets, create, sealed_api, sealed_objects, unrelated_secrets,
 };
@@ -96,7 +97,10 @@ where
     let app = env.namespace(&format!("bench-app-{label}")).await?;
     keys.store(contender, &keys_ns).await?;
     let in_cluster = match contender {
-        Contender::Bitnami => Some(InCluster::prepare(env, &keys_ns).await?),
+        Contender::Bitnami => Some(
+            env.in_cluster(&keys_ns, "bitnami-bench", "cluster-admin")
+                .await?,
+        ),
         Contender::Seal => None,
     };
     let controller = start(

@@ -356,3 +356,81 @@ async fn rbac_refuses_a_service_account_until_a_role_binding_allows_it() -> Resu
     );
     Ok(())
 }
+
+/// A program that knows only in-cluster configuration runs as a ServiceAccount, reading the
+/// credentials at the in-cluster path in a mount namespace of its own; the host's `/var/run` is
+/// not touched.
+#[tokio::test]
+async fn a_program_runs_with_in_cluster_credentials_and_the_host_is_untouched() -> Result<()> {
+    let env = testenv!();
+    let host_secrets = std::path::Path::new("/var/run/secrets");
+    let host_had_secrets = host_secrets.exists();
+    let ns = env.namespace("in-cluster").await?;
+    // A ClusterRole that may read ConfigMaps and nothing else.
+    let role: k8s_openapi::api::rbac::v1::ClusterRole =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "seal-testenv-read-configmaps"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        }))?;
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(env.kube_client().await?)
+        .patch(
+            "seal-testenv-read-configmaps",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&role),
+        )
+        .await?;
+    let in_cluster = env
+        .in_cluster(&ns, "probe", "seal-testenv-read-configmaps")
+        .await?;
+    let readable: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "readable"}}))?;
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &readable)
+        .await?;
+    let home = std::env::temp_dir().join(seal_testenv::unique_name("in-cluster-home"));
+    std::fs::create_dir_all(&home)?;
+    // kubectl without a kubeconfig falls back to in-cluster configuration, as client-go does.
+    let kubectl = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(in_cluster
+            .command(std::path::Path::new(env.var("SEAL_TESTENV_KUBECTL")))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", &home)
+            .output()?)
+    };
+    let read = kubectl(&[
+        "get",
+        "configmap",
+        "readable",
+        "-n",
+        ns.name(),
+        "-o",
+        "name",
+    ])?;
+    let stdout = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success() && stdout.trim() == "configmap/readable",
+        "{stdout} {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    // The identity is the ServiceAccount's ("view"), not the test's administrator.
+    let can = kubectl(&["auth", "can-i", "create", "secrets", "-n", ns.name()])?;
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
+    let whoami = kubectl(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ])?;
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout).trim(),
+        format!("system:serviceaccount:{}:probe", ns.name())
+    );
+    let _ = std::fs::remove_dir_all(&home);
+    assert_eq!(
+        host_secrets.exists(),
+        host_had_secrets,
+        "the host's /var/run/secrets changed"
+    );
+    Ok(())
+}
