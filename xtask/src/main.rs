@@ -11,7 +11,7 @@
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests, vals for
 //!   the CLI's differential tests) and print where the peers are, as the variables the tests read
-//!   (`SEAL_KUBESEAL`, `SEAL_PYTHON`, `SEAL_AWS_AGENT`, `SEAL_VALS`).
+//!   (`SEAL_KUBESEAL`, `SEAL_PYTHON`, `SEAL_AWS_AGENT`, `SEAL_VALS`, `SEAL_BITNAMI_CONTROLLER`).
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench external`: 1,000 ExternalSecrets synced from moto (see `benches/external.rs`).
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             println!("SEAL_PYTHON={}", p.python.display());
             println!("SEAL_AWS_AGENT={}", p.aws_agent.display());
             println!("SEAL_VALS={}", p.vals.display());
+            println!("SEAL_BITNAMI_CONTROLLER={}", p.bitnami_controller.display());
             ExitCode::SUCCESS
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
@@ -169,6 +170,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             .env("SEAL_PYTHON", &peers.python)
             .env("SEAL_AWS_AGENT", &peers.aws_agent)
             .env("SEAL_VALS", &peers.vals)
+            .env("SEAL_BITNAMI_CONTROLLER", &peers.bitnami_controller)
             .env("SEAL_REQUIRE_PEERS", "1");
         if name == "tests" {
             command.args(extra);

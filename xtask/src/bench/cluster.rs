@@ -36,7 +36,7 @@ pub fn controller(args: &[String]) -> Result<std::process::ExitCode> {
             bail!("--scale needs a number of SealedSecrets");
         }
     }
-    let bitnami = super::peers::ensure_sealed_secrets_controller(&cache_dir()?)?;
+    let bitnami = crate::peers::bitnami::ensure_sealed_secrets_controller(&cache_dir()?)?;
     let mut bench = seal_controller_bench("controller")?;
     bench.env("SEAL_BENCH_BITNAMI", bitnami);
     if seal_only {

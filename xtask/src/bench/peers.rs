@@ -1,26 +1,16 @@
-//! The peers the benchmarks run: the Bitnami sealed-secrets controller v0.40.0 (the server side
-//! kubeseal talks to), built from the Go module proxy through the wrapper module in
-//! `xtask/go/sealed-secrets-controller` (its go.mod and go.sum are committed), exactly as kubeseal
-//! is built in [`crate::peers`], and the AWS Secrets Manager Agent, which is also an interop peer
-//! of the tests and is built by [`crate::peers::aws_agent`].
-//!
-//! The controller is installed only by `cargo xtask bench peers` and the bench commands, never by
-//! `cargo xtask test`: it takes minutes to build and nothing but a benchmark needs it. Like the
-//! interop peers, it is built once into the cache, keyed by version, and reused.
+//! The peers the benchmarks run: Bitnami's sealed-secrets controller v0.40.0 and the AWS Secrets
+//! Manager Agent, both interop peers of the tests too, built by [`crate::peers::bitnami`] and
+//! [`crate::peers::aws_agent`].
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
-use crate::go::GoBuild;
 use crate::peers::aws_agent::{
     SECRETSMANAGER_AGENT_CRATE, ensure_secretsmanager_agent, install_root, installed_crate_version,
 };
+use crate::peers::bitnami::{controller_version, ensure_sealed_secrets_controller};
 use crate::peers::cache_dir;
-
-/// The sealed-secrets controller's version, also the wrapper module's requirement.
-pub const SEALED_SECRETS_CONTROLLER_VERSION: &str = "v0.40.0";
 
 /// Where the benchmarks' peers are.
 pub struct BenchPeers {
@@ -55,44 +45,5 @@ impl BenchPeers {
             self.secretsmanager_agent.display()
         );
         Ok(())
-    }
-}
-
-/// Builds the sealed-secrets controller unless the cache has it.
-pub fn ensure_sealed_secrets_controller(cache: &Path) -> Result<PathBuf> {
-    GoBuild {
-        output: &cache.join(format!(
-            "sealed-secrets-controller-{SEALED_SECRETS_CONTROLLER_VERSION}/controller"
-        )),
-        package: "github.com/bitnami/sealed-secrets/cmd/controller",
-        module: "sealed-secrets-controller",
-        ldflags: "",
-        expected: "about 3 minutes",
-    }
-    .ensure(|binary| {
-        let version = controller_version(binary)?;
-        if version != SEALED_SECRETS_CONTROLLER_VERSION {
-            bail!(
-                "built sealed-secrets controller reports {version:?}, expected {SEALED_SECRETS_CONTROLLER_VERSION}"
-            );
-        }
-        Ok(())
-    })
-}
-
-/// The version the controller binary reports (`controller version: v0.40.0`).
-fn controller_version(binary: &Path) -> Result<String> {
-    let output = Command::new(binary)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {}", binary.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    match stdout.trim().strip_prefix("controller version: ") {
-        Some(version) if output.status.success() => Ok(version.to_owned()),
-        _ => bail!(
-            "{} --version printed {stdout:?} ({})",
-            binary.display(),
-            output.status
-        ),
     }
 }
