@@ -26,7 +26,7 @@ use tracing::info;
 
 use super::render::{Produced, content_hash};
 use super::{Context, Memory, Outcome};
-use crate::protocols::ownership::{self, Decision, Producer, Request, field_manager};
+use crate::protocols::ownership::{self, Decision, OptIns, Producer, Request, field_manager};
 use crate::protocols::redaction::api_refusal;
 
 /// Writes `produced` as the creation policy says, unless the Secret already holds it.
@@ -61,6 +61,8 @@ pub(super) async fn write(
     let this = Producer {
         uid_label: EXTERNAL_SECRET_UID_LABEL,
         uid: &uid,
+        opt_ins: OptIns::SEAL,
+        heir_of: None,
     };
     let request = if policy == CreationPolicy::Merge {
         Request::Items
@@ -200,6 +202,8 @@ pub(super) async fn delete_secret(
     let this = Producer {
         uid_label: EXTERNAL_SECRET_UID_LABEL,
         uid: &uid,
+        opt_ins: OptIns::SEAL,
+        heir_of: None,
     };
     let Some(meta) = existing.filter(|m| ownership::made_by(&m.metadata, &this)) else {
         memory.secret_version = None;

@@ -14,24 +14,64 @@
 //! `patch` gets items only even when the SealedSecret made it (Bitnami's `patch`), while an
 //! ExternalSecret chooses by its `creationPolicy`.
 //!
+//! The opt-in annotations are the producer's kind's ([`OptIns`]): `seal.dev/managed` and
+//! `seal.dev/patch` for seal's kinds, Bitnami's `sealedsecrets.bitnami.com/managed` and `patch` for
+//! a `bitnami.com` SealedSecret, which keep the meaning Bitnami's controller gives them.
+//!
+//! One takeover needs no opt-in ([`inherits`]): a Secret whose controlling owner is the
+//! `bitnami.com/v1alpha1` SealedSecret of the same name is the seal.dev SealedSecret of that name's
+//! to take, since that object is what `seal convert` made of the Bitnami one. A Bitnami object
+//! never inherits a seal.dev object's Secret, so when both exist the seal.dev one wins and the
+//! Bitnami one reports `NotManaged`: the two never take a Secret from each other in turn.
+//!
 //! Writes go through server-side apply under [`field_manager`]: one manager for Secrets the
 //! controller owns, one per merging object for items added to someone else's Secret.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
-use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION};
+use seal_api::bitnami::BITNAMI_API_VERSION;
+use seal_api::names::{
+    BITNAMI_MANAGED_ANNOTATION, BITNAMI_PATCH_ANNOTATION, MANAGED_ANNOTATION, PATCH_ANNOTATION,
+};
 
 /// The field manager of the writes the controller makes to objects it owns.
 pub const FIELD_MANAGER: &str = "seal-controller";
 
-/// The object a Secret is produced from: the label its kind marks produced Secrets with, and its
-/// uid.
+/// The annotations by which a Secret's owner lets a kind's objects write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptIns {
+    /// Take the whole Secret over.
+    pub managed: &'static str,
+    /// Add items only.
+    pub patch: &'static str,
+}
+
+impl OptIns {
+    /// seal's: `seal.dev/managed`, `seal.dev/patch`.
+    pub const SEAL: OptIns = OptIns {
+        managed: MANAGED_ANNOTATION,
+        patch: PATCH_ANNOTATION,
+    };
+    /// Bitnami's: `sealedsecrets.bitnami.com/managed`, `sealedsecrets.bitnami.com/patch`.
+    pub const BITNAMI: OptIns = OptIns {
+        managed: BITNAMI_MANAGED_ANNOTATION,
+        patch: BITNAMI_PATCH_ANNOTATION,
+    };
+}
+
+/// The object a Secret is produced from: the label its kind marks produced Secrets with, its
+/// uid, the opt-ins its kind honours, and the Bitnami SealedSecret whose Secret it inherits.
 #[derive(Debug, Clone, Copy)]
 pub struct Producer<'a> {
     /// The kind's uid label.
     pub uid_label: &'static str,
     /// The object's uid.
     pub uid: &'a str,
+    /// The annotations by which a Secret's owner opts in.
+    pub opt_ins: OptIns,
+    /// The name of the `bitnami.com` SealedSecret whose Secret this object may take without an
+    /// opt-in (a seal.dev SealedSecret: its own name), if any.
+    pub heir_of: Option<&'a str>,
 }
 
 /// What a reconciler asks to do with the Secret its object names.
@@ -76,6 +116,20 @@ pub fn made_by(secret: &ObjectMeta, producer: &Producer<'_>) -> bool {
                 .any(|owner| owner.uid == producer.uid))
 }
 
+/// Whether the controlling owner of `secret` is the `bitnami.com/v1alpha1` SealedSecret whose
+/// Secret `producer` inherits ([`Producer::heir_of`]).
+pub fn inherits(secret: &ObjectMeta, producer: &Producer<'_>) -> bool {
+    let Some(heir_of) = producer.heir_of else {
+        return false;
+    };
+    secret.owner_references.iter().flatten().any(|owner| {
+        owner.controller == Some(true)
+            && owner.api_version == BITNAMI_API_VERSION
+            && owner.kind == "SealedSecret"
+            && owner.name == heir_of
+    })
+}
+
 /// Whether the Secret's owner set `annotation` to exactly `"true"`.
 pub fn opted_in(secret: &ObjectMeta, annotation: &str) -> bool {
     secret
@@ -97,9 +151,9 @@ pub fn decide(
             Request::Whole | Request::WholeUnlessPatch => Decision::Create,
         };
     };
-    let ours = made_by(secret, producer);
-    let managed = opted_in(secret, MANAGED_ANNOTATION);
-    let patch = opted_in(secret, PATCH_ANNOTATION);
+    let ours = made_by(secret, producer) || inherits(secret, producer);
+    let managed = opted_in(secret, producer.opt_ins.managed);
+    let patch = opted_in(secret, producer.opt_ins.patch);
     match request {
         Request::WholeUnlessPatch if patch => Decision::ItemsOnly,
         Request::WholeUnlessPatch | Request::Whole if ours || managed => Decision::Whole,
@@ -120,6 +174,16 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(object: &K) -> OwnerRefere
         uid: object.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// The owner reference Bitnami's controller gives the Secrets it makes: controlling, without
+/// `blockOwnerDeletion`. seal writes exactly this for a `bitnami.com` SealedSecret, since Bitnami's
+/// controller replaces owner references that differ from it, and the two would rewrite each other.
+pub fn bitnami_owner_reference<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
+    OwnerReference {
+        block_owner_deletion: None,
+        ..owner_reference(object)
     }
 }
 
@@ -146,6 +210,8 @@ mod tests {
     const PRODUCER: Producer<'static> = Producer {
         uid_label: LABEL,
         uid: "u1",
+        opt_ins: OptIns::SEAL,
+        heir_of: None,
     };
 
     /// A Secret's metadata: made by `uid` through the label or an owner reference, and annotated.
@@ -184,8 +250,8 @@ mod tests {
         assert!(!made_by(&other_kind, &PRODUCER));
         // An object without a uid (never the case for a stored object) owns nothing.
         let nobody = Producer {
-            uid_label: LABEL,
             uid: "",
+            ..PRODUCER
         };
         assert!(!made_by(&secret(Some(""), Some(""), &[]), &nobody));
     }
@@ -286,5 +352,115 @@ mod tests {
         assert_eq!(field_manager(true, ""), FIELD_MANAGER);
         // A uid is 36 characters: the name stays far below the API server's limit of 128.
         assert!(field_manager(true, &"u".repeat(36)).len() <= 128);
+    }
+
+    /// An owner reference to the `bitnami.com` SealedSecret `name`.
+    fn bitnami_owned(name: &str, controller: Option<bool>, annotations: &[&str]) -> ObjectMeta {
+        let mut meta = secret(None, None, annotations);
+        meta.owner_references = Some(vec![OwnerReference {
+            api_version: BITNAMI_API_VERSION.into(),
+            kind: "SealedSecret".into(),
+            name: name.into(),
+            uid: "bitnami-uid".into(),
+            controller,
+            block_owner_deletion: None,
+        }]);
+        meta
+    }
+
+    /// The cross-flavour takeover: only the seal.dev object of the same name, only from a
+    /// controlling `bitnami.com` SealedSecret reference.
+    #[test]
+    fn a_seal_object_inherits_only_the_secret_of_the_bitnami_object_of_its_name() {
+        let heir = Producer {
+            heir_of: Some("db"),
+            ..PRODUCER
+        };
+        let cases = [
+            (bitnami_owned("db", Some(true), &[]), true),
+            (bitnami_owned("other", Some(true), &[]), false),
+            (bitnami_owned("db", Some(false), &[]), false),
+            (bitnami_owned("db", None, &[]), false),
+            (secret(None, None, &[]), false),
+        ];
+        for (meta, inherited) in &cases {
+            assert_eq!(inherits(meta, &heir), *inherited, "{meta:?}");
+            assert_eq!(
+                decide(Some(meta), &heir, Request::WholeUnlessPatch),
+                if *inherited {
+                    Decision::Whole
+                } else {
+                    Decision::Refuse
+                },
+                "{meta:?}"
+            );
+            // A producer that inherits nothing (a Bitnami object, an ExternalSecret) never does.
+            assert!(!inherits(meta, &PRODUCER));
+        }
+        // Another kind or group under the same name is not Bitnami's SealedSecret.
+        let mut other_group = bitnami_owned("db", Some(true), &[]);
+        other_group.owner_references.as_mut().unwrap()[0].api_version = "seal.dev/v1alpha1".into();
+        assert!(!inherits(&other_group, &heir));
+        let mut other_kind = bitnami_owned("db", Some(true), &[]);
+        other_kind.owner_references.as_mut().unwrap()[0].kind = "ExternalSecret".into();
+        assert!(!inherits(&other_kind, &heir));
+        // Bitnami's patch still means items only.
+        assert_eq!(
+            decide(
+                Some(&bitnami_owned("db", Some(true), &[PATCH_ANNOTATION])),
+                &heir,
+                Request::WholeUnlessPatch
+            ),
+            Decision::ItemsOnly
+        );
+    }
+
+    /// Each kind honours its own opt-in annotations and not the other's.
+    #[test]
+    fn the_opt_ins_are_the_producers_kinds() {
+        let bitnami = Producer {
+            opt_ins: OptIns::BITNAMI,
+            ..PRODUCER
+        };
+        let foreign = |annotations: &[&str]| secret(Some("u2"), Some("u2"), annotations);
+        let cases: [(&[&str], Decision, Decision); 5] = [
+            (&[], Decision::Refuse, Decision::Refuse),
+            (&[MANAGED_ANNOTATION], Decision::Whole, Decision::Refuse),
+            (&[PATCH_ANNOTATION], Decision::ItemsOnly, Decision::Refuse),
+            (
+                &[BITNAMI_MANAGED_ANNOTATION],
+                Decision::Refuse,
+                Decision::Whole,
+            ),
+            (
+                &[BITNAMI_PATCH_ANNOTATION],
+                Decision::Refuse,
+                Decision::ItemsOnly,
+            ),
+        ];
+        for (annotations, seal_decision, bitnami_decision) in cases {
+            let meta = foreign(annotations);
+            assert_eq!(
+                decide(Some(&meta), &PRODUCER, Request::WholeUnlessPatch),
+                seal_decision,
+                "{annotations:?}"
+            );
+            assert_eq!(
+                decide(Some(&meta), &bitnami, Request::WholeUnlessPatch),
+                bitnami_decision,
+                "{annotations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bitnamis_owner_reference_controls_without_blocking_deletion() {
+        let mut object = k8s_openapi::api::core::v1::ConfigMap::default();
+        object.metadata.name = Some("db".into());
+        object.metadata.uid = Some("u1".into());
+        let reference = bitnami_owner_reference(&object);
+        assert_eq!(reference.controller, Some(true));
+        assert_eq!(reference.block_owner_deletion, None);
+        assert_eq!(reference.uid, "u1");
     }
 }

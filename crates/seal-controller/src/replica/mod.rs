@@ -84,6 +84,8 @@ pub struct Settings {
     pub renewal: RenewalPolicy,
     /// Whether Bitnami's key Secrets (in `key_namespace`) decrypt too.
     pub import_bitnami_keys: bool,
+    /// Whether `bitnami.com/v1alpha1` SealedSecrets are reconciled too.
+    pub bitnami_sealed_secrets: bool,
     /// How many objects of one kind are reconciled at once.
     pub concurrency: u16,
     /// Address of the certificate API.
@@ -240,6 +242,7 @@ impl Leader<'_> {
                     namespaces: settings.watch_namespaces.clone(),
                     concurrency: settings.concurrency,
                     produced_policy: settings.produced_policy.clone(),
+                    bitnami: settings.bitnami_sealed_secrets,
                 };
                 crate::sealed_secrets::run(
                     self.client.clone(),
