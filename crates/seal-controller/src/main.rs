@@ -57,6 +57,12 @@ struct Args {
     /// Bitnami's CRD; without it the controller says so and unseals the rest.
     #[arg(long)]
     bitnami_sealed_secrets: bool,
+    /// Seal with the newest imported Bitnami key too: /v1/cert.pem serves its certificate, so
+    /// `kubeseal --fetch-cert` users keep one certificate during the move. seal's own keys are
+    /// still made and renewed on schedule (they decrypt); the certificate becomes seal's newest
+    /// when this flag is removed. Needs --import-bitnami-keys.
+    #[arg(long, requires = "import_bitnami_keys")]
+    seal_with_bitnami_key: bool,
     /// How many SealedSecrets are unsealed at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -170,6 +176,7 @@ async fn serve(args: Args) -> Result<()> {
         },
         import_bitnami_keys: args.import_bitnami_keys,
         bitnami_sealed_secrets: args.bitnami_sealed_secrets,
+        seal_with_bitnami_key: args.seal_with_bitnami_key,
         concurrency: args.concurrency,
         listen_addr: args.listen_addr,
         metrics_addr: args.listen_metrics_addr,

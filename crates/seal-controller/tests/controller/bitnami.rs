@@ -451,3 +451,63 @@ async fn the_seal_object_of_the_same_name_takes_a_bitnami_secret_over_without_re
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn with_seal_with_bitnami_key_the_imported_key_seals_and_seal_still_makes_its_own()
+-> Result<()> {
+    use seal_api::names::{BITNAMI_KEY_LABEL, KEY_ACTIVE};
+    let env = testenv!();
+    let (keys, app) = namespaces(env, "bitnami-cert").await?;
+    let bitnami_key = crate::keys::tls_secret(
+        "sealed-secrets-keyabcde",
+        &[(BITNAMI_KEY_LABEL, KEY_ACTIVE)],
+    )?;
+    keys.api::<Secret>()
+        .create(&PostParams::default(), &bitnami_key)
+        .await?;
+    let bitnami_certificate = Certificate::from_pem(
+        bitnami_key
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get("tls.crt"))
+            .context("tls.crt")?
+            .as_bytes(),
+    )?;
+    let process = ControllerProcess::start(
+        env,
+        keys.name(),
+        &[
+            "--namespaces",
+            app.name(),
+            "--role",
+            "unsealer",
+            "--import-bitnami-keys",
+            "--seal-with-bitnami-key",
+            "--bitnami-sealed-secrets",
+        ],
+    )
+    .await?;
+    // seal's own key is still made (renewal follows seal's keys) ...
+    let own = first_key(&keys).await?;
+    ensure!(own.fingerprint() != bitnami_certificate.fingerprint());
+    // ... and the certificate served is the Bitnami key's, the one kubeseal users have.
+    let (code, pem) = crate::support::get(&format!("{}/v1/cert.pem", process.api))?;
+    assert_eq!(code, 200);
+    assert_eq!(
+        Certificate::from_pem(pem.as_bytes())?.fingerprint(),
+        bitnami_certificate.fingerprint()
+    );
+    create(
+        &app,
+        &bitnami_object(
+            &Certificate::from_pem(pem.as_bytes())?,
+            &app,
+            "db",
+            &[("k", "v")],
+            &[],
+        )?,
+    )
+    .await?;
+    synced(&app, "db", "True").await?;
+    Ok(())
+}
