@@ -395,6 +395,9 @@ async fn write_secret(
 /// Writes `desired`, the decrypted Secret of the `bitnami.com` SealedSecret `object` (converted
 /// to `sealed`), over `existing` as Bitnami's controller would, if it may and must: nothing is
 /// written when the Secret already is what Bitnami's controller would leave.
+///
+/// # Panics
+/// Never: the JSON patch it sends is built here from `add` and `test` operations.
 pub async fn write_bitnami(
     api: &Api<Secret>,
     object: &BitnamiSealedSecret,
@@ -447,7 +450,25 @@ pub async fn write_bitnami(
             fresh.metadata.uid = None;
             api.create(&params, &fresh).await
         }
-        Some(_) => api.replace(&name, &params, &target).await,
+        Some(existing) => {
+            // Bitnami's controller replaces these wholesale with an update; a JSON patch does the
+            // same under the `patch` right the controller already has, and only if the Secret is
+            // still the one read.
+            let patch = serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": existing.resource_version()},
+                {"op": "add", "path": "/metadata/labels", "value": target.labels()},
+                {"op": "add", "path": "/metadata/annotations", "value": target.annotations()},
+                {"op": "add", "path": "/metadata/ownerReferences", "value": target.owner_references()},
+                {"op": "add", "path": "/data", "value": target.data.clone().unwrap_or_default()},
+            ]);
+            let patch = serde_json::from_value(patch)
+                .expect("invariant: a JSON patch of add and test operations");
+            let params = PatchParams {
+                field_manager: Some(ownership::FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
+            api.patch(&name, &params, &Patch::<()>::Json(patch)).await
+        }
         None => api.create(&params, &target).await,
     };
     match written {

@@ -511,3 +511,50 @@ async fn with_seal_with_bitnami_key_the_imported_key_seals_and_seal_still_makes_
     synced(&app, "db", "True").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_shipped_rbac_is_enough_for_bitnami_objects() -> Result<()> {
+    let env = testenv!();
+    let (keys, app) = namespaces(env, "bitnami-rbac").await?;
+    crate::rbac::apply_shipped_rbac(
+        env,
+        keys.name(),
+        &seal_testenv::unique_name("seal-bitnami-rbac"),
+    )
+    .await?;
+    let work = tempfile::tempdir()?;
+    let kubeconfig = work.path().join("kubeconfig");
+    env.service_account_kubeconfig(keys.name(), "seal-controller", &kubeconfig)?;
+    let controller = ControllerProcess::start_with(
+        &kubeconfig,
+        keys.name(),
+        "seal-controller-0",
+        &["--role", "unsealer", "--bitnami-sealed-secrets"],
+    )
+    .await?;
+    let certificate = first_key(&keys).await?;
+    create(
+        &app,
+        &bitnami_object(&certificate, &app, "db", &[("password", "rbac")], &[])?,
+    )
+    .await?;
+    synced(&app, "db", "True").await?;
+    // The put-back of an edited Secret is a patch too.
+    app.api::<Secret>()
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "edited"}})),
+        )
+        .await?;
+    secret_when(&app, "db", "the edited value is put back", |s| {
+        text(s, "password").as_deref() == Some("rbac")
+    })
+    .await?;
+    let log = controller.log();
+    ensure!(
+        !log.contains("forbidden") && !log.contains("cannot be listed"),
+        "{log}"
+    );
+    Ok(())
+}
