@@ -3,10 +3,10 @@
 //!
 //! | protocol | home |
 //! |---|---|
-//! | whose a Secret is; whether the controller may take it over or add items to it | [`ownership`] |
-//! | the `Ready` condition, its transition time, and "the status already says this" | [`ready_condition`] |
+//! | whose a Secret is; whether the controller may take it over (also from Bitnami's object of the same name) or add items to it | [`ownership`] |
+//! | the `Ready` condition (and Bitnami's `Synced`), its transition time, and "the status already says this" | [`ready_condition`] |
 //! | what of an API error may reach a status, an Event or a log | [`redaction`] |
-//! | watching the Secrets a reconciler produced, as metadata only | [`produced_watch`] |
+//! | watching the Secrets a reconciler produced, as metadata only (by label, or by owner kind) | [`produced_watch`] |
 //! | what the leader remembers of each object, in bounded memory | [`bounded_memory`] |
 //! | one object's panic fails that object only | [`contained`] |
 //! | publishing an Event, remembering none | [`events`] |
