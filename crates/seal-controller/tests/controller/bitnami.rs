@@ -162,8 +162,8 @@ async fn secret_when(
     .await
 }
 
-/// The notes of the Events about the Bitnami object `name`, once there is one.
-async fn event_notes(ns: &TestNamespace, name: &str) -> Result<Vec<String>> {
+/// The notes of the Events about the object `name` of `api_version`, once there is one.
+async fn event_notes(ns: &TestNamespace, name: &str, api_version: &str) -> Result<Vec<String>> {
     use k8s_openapi::api::events::v1::Event;
     let api = ns.api::<Event>();
     eventually(&format!("an Event about {name}"), LIMIT, || async {
@@ -174,8 +174,7 @@ async fn event_notes(ns: &TestNamespace, name: &str) -> Result<Vec<String>> {
             .into_iter()
             .filter(|e| {
                 e.regarding.as_ref().is_some_and(|r| {
-                    r.name.as_deref() == Some(name)
-                        && r.api_version.as_deref() == Some(BITNAMI_API_VERSION)
+                    r.name.as_deref() == Some(name) && r.api_version.as_deref() == Some(api_version)
                 })
             })
             .filter_map(|e| e.note)
@@ -295,7 +294,7 @@ async fn without_the_flag_bitnami_objects_are_left_alone_and_with_it_bitnamis_se
         "a Secret that already is what Bitnami's controller writes is not written"
     );
     // A no-op update would keep the resourceVersion too: the Event says what the reconcile did.
-    let notes = event_notes(&app, "db").await?;
+    let notes = event_notes(&app, "db", BITNAMI_API_VERSION).await?;
     ensure!(
         notes.iter().any(|n| n.ends_with("is up to date"))
             && !notes.iter().any(|n| n.ends_with("written")),
@@ -449,6 +448,16 @@ async fn the_seal_object_of_the_same_name_takes_a_bitnami_secret_over_without_re
             "seal-controller wrote the data: {fields}"
         );
     }
+    // Only metadata was written, which is no rollout (a rollout follows a write of the items).
+    let notes = event_notes(&app, "db", "seal.dev/v1alpha1").await?;
+    ensure!(
+        notes.iter().all(|n| !n.ends_with("/db written")),
+        "{notes:?}"
+    );
+    ensure!(
+        notes.iter().any(|n| n.ends_with("its record was written")),
+        "{notes:?}"
+    );
     Ok(())
 }
 
@@ -508,7 +517,9 @@ async fn with_seal_with_bitnami_key_the_imported_key_seals_and_seal_still_makes_
         )?,
     )
     .await?;
-    synced(&app, "db", "True").await?;
+    synced(&app, "db", "True")
+        .await
+        .with_context(|| process.log())?;
     Ok(())
 }
 
@@ -529,7 +540,13 @@ async fn the_shipped_rbac_is_enough_for_bitnami_objects() -> Result<()> {
         &kubeconfig,
         keys.name(),
         "seal-controller-0",
-        &["--role", "unsealer", "--bitnami-sealed-secrets"],
+        &[
+            "--namespaces",
+            app.name(),
+            "--role",
+            "unsealer",
+            "--bitnami-sealed-secrets",
+        ],
     )
     .await?;
     let certificate = first_key(&keys).await?;
@@ -554,6 +571,66 @@ async fn the_shipped_rbac_is_enough_for_bitnami_objects() -> Result<()> {
     let log = controller.log();
     ensure!(
         !log.contains("forbidden") && !log.contains("cannot be listed"),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_right_to_list_bitnami_objects_the_controller_says_so_and_unseals_the_rest()
+-> Result<()> {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let env = testenv!();
+    let (keys, app) = namespaces(env, "bitnami-norights").await?;
+    let cluster_name = seal_testenv::unique_name("seal-bitnami-norights");
+    crate::rbac::apply_shipped_rbac(env, keys.name(), &cluster_name).await?;
+    // The shipped role without its bitnami.com rules: as if Bitnami's CRD were not there to read.
+    let roles = kube::Api::<ClusterRole>::all(env.kube_client().await?);
+    let role_name = format!("{cluster_name}-seal-controller");
+    let mut role = roles.get(&role_name).await?;
+    let granted = role.rules.get_or_insert_with(Vec::new);
+    let before = granted.len();
+    granted.retain(|r| {
+        !r.api_groups
+            .iter()
+            .flatten()
+            .any(|group| group == "bitnami.com")
+    });
+    ensure!(
+        granted.len() < before,
+        "the shipped role has no bitnami.com rule"
+    );
+    role.metadata.managed_fields = None;
+    roles
+        .replace(&role_name, &PostParams::default(), &role)
+        .await?;
+    let work = tempfile::tempdir()?;
+    let kubeconfig = work.path().join("kubeconfig");
+    env.service_account_kubeconfig(keys.name(), "seal-controller", &kubeconfig)?;
+    let controller = ControllerProcess::start_with(
+        &kubeconfig,
+        keys.name(),
+        "seal-controller-0",
+        &[
+            "--namespaces",
+            app.name(),
+            "--role",
+            "unsealer",
+            "--bitnami-sealed-secrets",
+        ],
+    )
+    .await?;
+    let certificate = first_key(&keys).await?;
+    app.api::<SealedSecret>()
+        .create(
+            &PostParams::default(),
+            &sealed(&certificate, app.name(), "db", &[("v", "1")])?,
+        )
+        .await?;
+    secret_when(&app, "db", "the seal.dev object is unsealed", |_| true).await?;
+    let log = controller.log();
+    ensure!(
+        log.contains("bitnami.com/v1alpha1 SealedSecrets cannot be listed"),
         "{log}"
     );
     Ok(())
