@@ -635,3 +635,56 @@ async fn without_the_right_to_list_bitnami_objects_the_controller_says_so_and_un
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn when_both_flavours_claim_a_secret_the_seal_object_holds_it_and_the_bitnami_one_says_so()
+-> Result<()> {
+    let env = testenv!();
+    let (keys, app) = namespaces(env, "bitnami-both").await?;
+    let _controller = controller(env, &keys, &app, true).await?;
+    let certificate = first_key(&keys).await?;
+    let items = [("password", "p4ss")];
+    let object = create(
+        &app,
+        &bitnami_object(&certificate, &app, "db", &items, &[])?,
+    )
+    .await?;
+    synced(&app, "db", "True").await?;
+    let converted = app
+        .api::<SealedSecret>()
+        .create(
+            &PostParams::default(),
+            &sealed(&certificate, app.name(), "db", &items)?,
+        )
+        .await?;
+    let uid = converted.uid().unwrap_or_default();
+    secret_when(
+        &app,
+        "db",
+        "the seal.dev object takes the Secret over",
+        |s| s.owner_references().iter().any(|o| o.uid == uid),
+    )
+    .await?;
+    // Any change of the Bitnami object reconciles it: it is refused, and says why.
+    app.api::<BitnamiSealedSecret>()
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await?;
+    let status = synced(&app, "db", "False").await?;
+    let message = status.conditions[0].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("was not made by this SealedSecret"),
+        "{message}"
+    );
+    let secret = app.api::<Secret>().get("db").await?;
+    assert!(
+        secret.owner_references().iter().all(|o| o.uid == uid),
+        "the Bitnami object took the Secret back: {:?} (its uid {:?})",
+        secret.owner_references(),
+        object.uid()
+    );
+    Ok(())
+}
