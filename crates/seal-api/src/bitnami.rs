@@ -7,10 +7,15 @@
 //! (Bitnami's controller ignores it). The template annotation that suppresses owner references is
 //! renamed between `sealedsecrets.bitnami.com/skip-set-owner-references` and
 //! `seal.dev/skip-owner-references`.
+//!
+//! [`BitnamiSealedSecret`] is also a Kubernetes resource (`bitnami.com/v1alpha1`, `sealedsecrets`,
+//! namespaced) with Bitnami's status, so that seal-controller can watch and report on Bitnami's
+//! objects in place (`--bitnami-sealed-secrets`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::names::{
@@ -21,6 +26,8 @@ use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SealingScope, SecretT
 
 /// `apiVersion` of Bitnami's SealedSecret.
 pub const BITNAMI_API_VERSION: &str = "bitnami.com/v1alpha1";
+/// Bitnami's API group.
+pub const BITNAMI_GROUP: &str = "bitnami.com";
 
 /// A Bitnami SealedSecret, as kubeseal writes it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -35,6 +42,74 @@ pub struct BitnamiSealedSecret {
     pub metadata: ObjectMeta,
     /// The sealed items and the template.
     pub spec: BitnamiSpec,
+    /// What Bitnami's controller (or seal-controller in its place) last observed; absent in
+    /// manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BitnamiStatus>,
+}
+
+/// Bitnami's `SealedSecretStatus`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BitnamiStatus {
+    /// The `metadata.generation` last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The conditions; Bitnami's controller writes one, of type `Synced`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<BitnamiCondition>,
+}
+
+/// Bitnami's `SealedSecretCondition`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BitnamiCondition {
+    /// The condition's type (`Synced`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// When the condition was last evaluated and written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    /// When `status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// A machine-readable reason (Bitnami's controller leaves it empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Empty when synced; why not otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl kube::Resource for BitnamiSealedSecret {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind((): &()) -> Cow<'_, str> {
+        "SealedSecret".into()
+    }
+
+    fn group((): &()) -> Cow<'_, str> {
+        "bitnami.com".into()
+    }
+
+    fn version((): &()) -> Cow<'_, str> {
+        "v1alpha1".into()
+    }
+
+    fn plural((): &()) -> Cow<'_, str> {
+        "sealedsecrets".into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 /// Bitnami's spec.
@@ -98,6 +173,7 @@ pub fn to_bitnami(sealed: &SealedSecret) -> BitnamiSealedSecret {
             template,
             data: None,
         },
+        status: None,
     }
 }
 
@@ -257,6 +333,31 @@ mod tests {
         ]);
         assert_eq!(bitnami_scope(&annotations), SealingScope::ClusterWide);
         assert_eq!(bitnami_scope(&BTreeMap::new()), SealingScope::Strict);
+    }
+
+    #[test]
+    fn the_resource_is_bitnamis_and_an_absent_status_is_not_written() {
+        use kube::Resource;
+        assert_eq!(BitnamiSealedSecret::api_version(&()), BITNAMI_API_VERSION);
+        assert_eq!(
+            BitnamiSealedSecret::url_path(&(), Some("ml")),
+            "/apis/bitnami.com/v1alpha1/namespaces/ml/sealedsecrets"
+        );
+        let theirs = to_bitnami(&sample(SealingScope::Strict));
+        let yaml = serde_yaml::to_string(&theirs).unwrap();
+        assert!(!yaml.contains("status"), "{yaml}");
+        let read: BitnamiSealedSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+            "metadata": {"name": "db"}, "spec": {"encryptedData": {}},
+            "status": {"observedGeneration": 3, "conditions": [{
+                "type": "Synced", "status": "True",
+                "lastUpdateTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        }))
+        .unwrap();
+        let status = read.status.unwrap();
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions[0].type_, "Synced");
+        assert_eq!(status.conditions[0].message, None);
     }
 
     #[test]

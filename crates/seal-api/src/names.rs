@@ -69,6 +69,10 @@ pub const CONDITION_READY: &str = "Ready";
 pub const MANAGED_ANNOTATION: &str = "seal.dev/managed";
 /// The controller adds the sealed or synced items and keeps the others.
 pub const PATCH_ANNOTATION: &str = "seal.dev/patch";
+/// Bitnami's [`MANAGED_ANNOTATION`], honoured for `bitnami.com` SealedSecrets.
+pub const BITNAMI_MANAGED_ANNOTATION: &str = "sealedsecrets.bitnami.com/managed";
+/// Bitnami's [`PATCH_ANNOTATION`], honoured for `bitnami.com` SealedSecrets.
+pub const BITNAMI_PATCH_ANNOTATION: &str = "sealedsecrets.bitnami.com/patch";
 
 // On a workload's pod template (rollout on change).
 

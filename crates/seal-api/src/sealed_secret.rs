@@ -168,17 +168,21 @@ pub enum Reason {
     DeniedByPolicy,
     /// The reconcile panicked: a bug, contained to this object.
     InternalError,
+    /// The object uses a feature seal does not carry (Bitnami's deprecated whole-Secret
+    /// `spec.data`).
+    Unsupported,
 }
 
 impl Reason {
     /// Every reason that means the Secret was not written as asked.
-    pub const FAILURES: [Reason; 6] = [
+    pub const FAILURES: [Reason; 7] = [
         Self::DecryptionFailed,
         Self::NotManaged,
         Self::InvalidTemplate,
         Self::UpdateFailed,
         Self::DeniedByPolicy,
         Self::InternalError,
+        Self::Unsupported,
     ];
 
     /// The reason as the condition and the Event spell it.
@@ -191,6 +195,7 @@ impl Reason {
             Self::UpdateFailed => "UpdateFailed",
             Self::DeniedByPolicy => "DeniedByPolicy",
             Self::InternalError => "InternalError",
+            Self::Unsupported => "Unsupported",
         }
     }
 }

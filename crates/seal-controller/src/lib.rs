@@ -5,7 +5,7 @@
 //! |---|---|
 //! | one process: role, start, election, signals, HTTP serving | [`replica`] |
 //! | the sealing keys: load, follow, renew, back up | [`keys`] |
-//! | unsealing SealedSecrets into Secrets; the record of what a Secret was unsealed from | [`sealed_secrets`] |
+//! | unsealing SealedSecrets (seal.dev, and Bitnami's bitnami.com in place of its controller) into Secrets; the record of what a Secret was unsealed from | [`sealed_secrets`] |
 //! | syncing ExternalSecrets from AWS Secrets Manager and Vault | [`external_secrets`] |
 //! | SecretStores: trust, providers, their `Ready` condition | [`stores`] |
 //! | the certificate API (`/v1/cert.pem`, `verify`, `rotate`) and what clients may spend | [`certificate_api`] |

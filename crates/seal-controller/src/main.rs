@@ -22,6 +22,7 @@ use seal_core::KeySize;
 ///   seal-controller --key-namespace seal-system
 ///   seal-controller --namespaces ml-api,ml-batch --key-renew-period 720h
 ///   seal-controller --import-bitnami-keys --key-cutoff-time 2026-12-01T00:00:00Z
+///   seal-controller --import-bitnami-keys --bitnami-sealed-secrets   # in place of Bitnami's
 ///   seal-controller --leader-elect=false --listen-addr 127.0.0.1:8080
 ///   seal-controller --allow-controller-identity   # ClusterSecretStores may use IRSA / own token
 ///   seal-controller --role unsealer               # keys and SealedSecrets only, no ExternalSecrets
@@ -51,6 +52,17 @@ struct Args {
     /// namespace.
     #[arg(long)]
     import_bitnami_keys: bool,
+    /// Also unseal Bitnami's SealedSecrets (bitnami.com/v1alpha1) in place of Bitnami's controller:
+    /// Bitnami's Secret shape and Synced status, so the two never rewrite each other. Needs
+    /// Bitnami's CRD; without it the controller says so and unseals the rest.
+    #[arg(long)]
+    bitnami_sealed_secrets: bool,
+    /// Seal with the newest imported Bitnami key too: /v1/cert.pem serves its certificate, so
+    /// `kubeseal --fetch-cert` users keep one certificate during the move. seal's own keys are
+    /// still made and renewed on schedule (they decrypt); the certificate becomes seal's newest
+    /// when this flag is removed. Needs --import-bitnami-keys.
+    #[arg(long, requires = "import_bitnami_keys")]
+    seal_with_bitnami_key: bool,
     /// How many SealedSecrets are unsealed at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -163,6 +175,8 @@ async fn serve(args: Args) -> Result<()> {
             ..RenewalPolicy::default()
         },
         import_bitnami_keys: args.import_bitnami_keys,
+        bitnami_sealed_secrets: args.bitnami_sealed_secrets,
+        seal_with_bitnami_key: args.seal_with_bitnami_key,
         concurrency: args.concurrency,
         listen_addr: args.listen_addr,
         metrics_addr: args.listen_metrics_addr,

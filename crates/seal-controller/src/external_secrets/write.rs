@@ -21,7 +21,6 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::{Api, ResourceExt};
 use seal_api::ExternalSecret;
-use seal_api::eso::ESO_GROUP;
 use seal_api::external_secret::{CreationPolicy, reason};
 use seal_api::names::{
     EXTERNAL_SECRET_ANNOTATION, EXTERNAL_SECRET_UID_LABEL, LEGACY_DATA_HASH_ANNOTATION,
@@ -32,7 +31,9 @@ use tracing::info;
 use super::render::{Produced, content_digest};
 use super::{Context, Memory, Outcome};
 use crate::protocols::applied::{Items, already_applied};
-use crate::protocols::ownership::{self, Decision, Predecessor, Producer, Request, field_manager};
+use crate::protocols::ownership::{
+    self, Decision, OptIns, Predecessor, Producer, Request, field_manager,
+};
 use crate::protocols::redaction::api_refusal;
 
 /// Writes `produced` as the creation policy says, unless the Secret already holds it.
@@ -68,12 +69,9 @@ pub(super) async fn write(
     let this = Producer {
         uid_label: EXTERNAL_SECRET_UID_LABEL,
         uid: &uid,
+        opt_ins: OptIns::SEAL,
         // The ESO ExternalSecret that `seal convert` made this one from.
-        predecessor: Some(Predecessor {
-            api_group: ESO_GROUP,
-            kind: "ExternalSecret",
-            name: &es_name,
-        }),
+        predecessor: Some(Predecessor::eso_external_secret(&es_name)),
     };
     let request = if policy == CreationPolicy::Merge {
         Request::Items
@@ -258,6 +256,7 @@ pub(super) async fn delete_secret(
     let this = Producer {
         uid_label: EXTERNAL_SECRET_UID_LABEL,
         uid: &uid,
+        opt_ins: OptIns::SEAL,
         predecessor: None,
     };
     let Some(meta) = existing.filter(|m| ownership::made_by(&m.metadata, &this)) else {

@@ -5,6 +5,13 @@
 //! - `seal.dev/sealing-key: compromised` (or any other value): never used again.
 //! - Bitnami's key Secrets (`sealedsecrets.bitnami.com/sealed-secrets-key: active`) decrypt too when
 //!   importing is enabled, so a cluster moving from Bitnami keeps opening its SealedSecrets.
+//! - With `--seal-with-bitnami-key` too, the newest imported Bitnami key is also the sealing key
+//!   ([`sealing_key`]): the certificate at `/v1/cert.pem` stays the one `kubeseal --fetch-cert`
+//!   users already have, for as long as the move lasts. Renewal is unchanged by it: it follows
+//!   the age of seal's own newest key ([`KeySet::newest_own`]), so seal keeps making its own keys
+//!   on schedule (they decrypt, and are ready to seal) while the Bitnami key seals; the
+//!   certificate changes to seal's newest key when the flag is removed. seal never renews a
+//!   Bitnami key: once Bitnami's controller is stopped, no newer Bitnami key appears.
 //!
 //! A renewal is requested by annotating any active seal key Secret [`RENEW_REQUEST_ANNOTATION`] with
 //! an RFC 3339 time (`seal keys renew` does this with the user's own credentials, so Kubernetes RBAC
@@ -95,6 +102,22 @@ pub struct KeySet {
     keys: Vec<KeyInfo>,
     skipped: Vec<(String, &'static str)>,
     renewal_requested: Option<SystemTime>,
+    bitnami_seals: bool,
+}
+
+/// The key `seal` seals with among `keys`: with `bitnami_seals`, the imported Bitnami key whose
+/// certificate starts last, if any; otherwise, or without one, the seal key whose certificate
+/// starts last.
+pub fn sealing_key(keys: &[KeyInfo], bitnami_seals: bool) -> Option<&KeyInfo> {
+    let newest_of = |source| {
+        keys.iter()
+            .filter(move |k: &&KeyInfo| k.source == source)
+            .max_by_key(|k| k.certificate.not_before())
+    };
+    bitnami_seals
+        .then(|| newest_of(KeySource::Bitnami))
+        .flatten()
+        .or_else(|| newest_of(KeySource::Seal))
 }
 
 impl KeySet {
@@ -105,16 +128,19 @@ impl KeySet {
             keys: Vec::new(),
             skipped: Vec::new(),
             renewal_requested: None,
+            bitnami_seals: false,
         }
     }
 
-    /// The key `seal` seals with: the active seal key whose certificate starts last. Imported
-    /// Bitnami keys decrypt but never seal.
+    /// The key `seal` seals with ([`sealing_key`]): the active seal key whose certificate starts
+    /// last, or the newest imported Bitnami key with `--seal-with-bitnami-key`.
     pub fn newest(&self) -> Option<&KeyInfo> {
-        self.keys
-            .iter()
-            .filter(|k| k.source == KeySource::Seal)
-            .max_by_key(|k| k.certificate.not_before())
+        sealing_key(&self.keys, self.bitnami_seals)
+    }
+
+    /// seal's own newest key, whose age renewal follows.
+    pub fn newest_own(&self) -> Option<&KeyInfo> {
+        sealing_key(&self.keys, false)
     }
 
     /// Every active key, oldest first.
@@ -135,7 +161,7 @@ impl KeySet {
     /// Whether a new key is due at `now`: by `policy`, or because a renewal was requested after
     /// the newest key was made.
     pub fn renewal_due(&self, policy: &RenewalPolicy, now: SystemTime) -> bool {
-        let newest = self.newest().map(|k| &k.certificate);
+        let newest = self.newest_own().map(|k| &k.certificate);
         let requested = match (self.renewal_requested, newest) {
             // Certificates start on whole seconds, so requests count in whole seconds too; a
             // request from a clock ahead of this one waits until its time has come.
@@ -226,6 +252,7 @@ pub struct KeyStore {
     api: Api<Secret>,
     namespace: String,
     import_bitnami: bool,
+    bitnami_seals: bool,
 }
 
 impl KeyStore {
@@ -235,7 +262,16 @@ impl KeyStore {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
             import_bitnami,
+            bitnami_seals: false,
         }
+    }
+
+    /// The same store, whose newest imported Bitnami key also seals when `bitnami_seals` (and
+    /// importing is enabled): `--seal-with-bitnami-key`.
+    #[must_use]
+    pub fn sealing_with_bitnami_key(mut self, bitnami_seals: bool) -> Self {
+        self.bitnami_seals = bitnami_seals && self.import_bitnami;
+        self
     }
 
     /// Reads every active key from the API server.
@@ -300,6 +336,7 @@ impl KeyStore {
             keys,
             skipped,
             renewal_requested,
+            bitnami_seals: self.bitnami_seals,
         })
     }
 
@@ -429,6 +466,59 @@ mod tests {
             ])),
             ..Secret::default()
         }
+    }
+
+    #[test]
+    fn the_newest_bitnami_key_seals_only_when_asked_and_renewal_follows_seals_own() {
+        // One RSA key under certificates of several start times: only the times matter here.
+        let private = PrivateKey::generate(KeySize::Rsa2048).expect("a key");
+        let key = |name: &str, source, started: u64| KeyInfo {
+            secret_name: name.into(),
+            fingerprint: private.fingerprint(),
+            certificate: Certificate::self_signed(
+                &private,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(started),
+                Duration::from_secs(86_400),
+            )
+            .expect("a certificate"),
+            source,
+        };
+        let keys = [
+            key("seal-old", KeySource::Seal, 1_000_000),
+            key("bitnami-new", KeySource::Bitnami, 3_000_000),
+            key("seal-new", KeySource::Seal, 2_000_000),
+            key("bitnami-old", KeySource::Bitnami, 500_000),
+        ];
+        let name = |k: Option<&KeyInfo>| k.map(|k| k.secret_name.clone());
+        // Without the flag, Bitnami keys never seal, however new.
+        assert_eq!(name(sealing_key(&keys, false)).as_deref(), Some("seal-new"));
+        // With it, the newest Bitnami key seals, even when a seal key is newer.
+        assert_eq!(
+            name(sealing_key(&keys, true)).as_deref(),
+            Some("bitnami-new")
+        );
+        let mut renewed = keys.to_vec();
+        renewed.push(key("seal-newest", KeySource::Seal, 4_000_000));
+        assert_eq!(
+            name(sealing_key(&renewed, true)).as_deref(),
+            Some("bitnami-new")
+        );
+        // With no Bitnami key imported, seal's own key seals.
+        assert_eq!(
+            name(sealing_key(&keys[..1], true)).as_deref(),
+            Some("seal-old")
+        );
+        assert_eq!(name(sealing_key(&[], true)), None);
+        // Renewal looks at seal's own newest key, never at a Bitnami key.
+        let set = KeySet {
+            ring: KeyRing::new([]),
+            keys: keys.to_vec(),
+            skipped: Vec::new(),
+            renewal_requested: None,
+            bitnami_seals: true,
+        };
+        assert_eq!(name(set.newest()).as_deref(), Some("bitnami-new"));
+        assert_eq!(name(set.newest_own()).as_deref(), Some("seal-new"));
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub async fn renew(
 /// hour.
 fn next_check(keys: &KeySet, policy: &RenewalPolicy, now: SystemTime) -> Duration {
     let until = |at: SystemTime| at.duration_since(now).unwrap_or_default();
-    let by_age = match (keys.newest(), policy.period) {
+    let by_age = match (keys.newest_own(), policy.period) {
         (Some(newest), Some(period)) => {
             until(SystemTime::from(newest.certificate.not_before()) + period)
         }

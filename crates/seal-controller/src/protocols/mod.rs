@@ -3,11 +3,11 @@
 //!
 //! | protocol | home |
 //! |---|---|
-//! | whose a Secret is; whether the controller may take it over or add items to it | [`ownership`] |
+//! | whose a Secret is; whether the controller may take it over (also from the peer's object it replaces) or add items to it | [`ownership`] |
 //! | whether a Secret already holds what a write would give it | [`applied`] |
-//! | the `Ready` condition, its transition time, and "the status already says this" | [`ready_condition`] |
+//! | the `Ready` condition (and Bitnami's `Synced`), its transition time, and "the status already says this" | [`ready_condition`] |
 //! | what of an API error may reach a status, an Event or a log | [`redaction`] |
-//! | watching the Secrets a reconciler produced, as metadata only | [`produced_watch`] |
+//! | watching the Secrets a reconciler produced, as metadata only (by label, or by owner kind) | [`produced_watch`] |
 //! | what the leader remembers of each object, in bounded memory | [`bounded_memory`] |
 //! | one object's panic fails that object only | [`contained`] |
 //! | publishing an Event, remembering none | [`events`] |

@@ -9,35 +9,71 @@
 //! - [`PATCH_ANNOTATION`] `"true"`: the controller may add its items and must leave the Secret's
 //!   type, metadata and other items as they are.
 //!
-//! One more case needs no opt-in: a Secret controlled by a peer controller's object that the
-//! reconciled object replaces ([`Predecessor`]: the External Secrets Operator's ExternalSecret of
-//! the same name, which `seal convert` turned into this one). The user asked for the move by
-//! applying the converted object; the writer first removes the predecessor's controlling owner
-//! reference ([`without_predecessor`]), since a Secret has at most one controller.
-//!
 //! What a reconciler asks for is a [`Request`]; [`decide`] answers it. The answers are the same
 //! for both kinds except where their peers differ on purpose: a SealedSecret's target annotated
 //! `patch` gets items only even when the SealedSecret made it (Bitnami's `patch`), while an
 //! ExternalSecret chooses by its `creationPolicy`.
+//!
+//! The opt-in annotations are the producer's kind's ([`OptIns`]): `seal.dev/managed` and
+//! `seal.dev/patch` for seal's kinds, Bitnami's `sealedsecrets.bitnami.com/managed` and `patch` for
+//! a `bitnami.com` SealedSecret, which keep the meaning Bitnami's controller gives them.
+//!
+//! One takeover needs no opt-in: a Secret controlled by the peer's object that the reconciled
+//! object replaces ([`Predecessor`]: the `bitnami.com` SealedSecret, or the External Secrets
+//! Operator's ExternalSecret, of the same name, which `seal convert` turned into this one) is
+//! this object's to take. The user asked for the move by applying the converted object; the
+//! writer first removes the predecessor's controlling owner reference ([`without_predecessor`]),
+//! since a Secret has at most one controller. A Bitnami object never inherits a seal.dev object's
+//! Secret, so when both exist the seal.dev one wins and the Bitnami one reports `NotManaged`: the
+//! two never take a Secret from each other in turn.
 //!
 //! Writes go through server-side apply under [`field_manager`]: one manager for Secrets the
 //! controller owns, one per merging object for items added to someone else's Secret.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
-use seal_api::names::{MANAGED_ANNOTATION, PATCH_ANNOTATION};
+use seal_api::bitnami::BITNAMI_GROUP;
+use seal_api::eso::ESO_GROUP;
+use seal_api::names::{
+    BITNAMI_MANAGED_ANNOTATION, BITNAMI_PATCH_ANNOTATION, MANAGED_ANNOTATION, PATCH_ANNOTATION,
+};
 
 /// The field manager of the writes the controller makes to objects it owns.
 pub const FIELD_MANAGER: &str = "seal-controller";
 
+/// The annotations by which a Secret's owner lets a kind's objects write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptIns {
+    /// Take the whole Secret over.
+    pub managed: &'static str,
+    /// Add items only.
+    pub patch: &'static str,
+}
+
+impl OptIns {
+    /// seal's: `seal.dev/managed`, `seal.dev/patch`.
+    pub const SEAL: OptIns = OptIns {
+        managed: MANAGED_ANNOTATION,
+        patch: PATCH_ANNOTATION,
+    };
+    /// Bitnami's: `sealedsecrets.bitnami.com/managed`, `sealedsecrets.bitnami.com/patch`.
+    pub const BITNAMI: OptIns = OptIns {
+        managed: BITNAMI_MANAGED_ANNOTATION,
+        patch: BITNAMI_PATCH_ANNOTATION,
+    };
+}
+
 /// The object a Secret is produced from: the label its kind marks produced Secrets with, its
-/// uid, and the peer's object it replaces, if its kind replaces one.
+/// uid, the opt-ins its kind honours, and the peer's object whose Secret it inherits, if its kind
+/// replaces one.
 #[derive(Debug, Clone, Copy)]
 pub struct Producer<'a> {
     /// The kind's uid label.
     pub uid_label: &'static str,
     /// The object's uid.
     pub uid: &'a str,
+    /// The annotations by which a Secret's owner opts in.
+    pub opt_ins: OptIns,
     /// The peer controller's object of the same name this one replaces.
     pub predecessor: Option<Predecessor<'a>>,
 }
@@ -54,7 +90,26 @@ pub struct Predecessor<'a> {
     pub name: &'a str,
 }
 
-impl Predecessor<'_> {
+impl<'a> Predecessor<'a> {
+    /// Bitnami's `bitnami.com` SealedSecret `name`, which a seal.dev SealedSecret of that name
+    /// replaces.
+    pub fn bitnami_sealed_secret(name: &'a str) -> Self {
+        Self {
+            api_group: BITNAMI_GROUP,
+            kind: "SealedSecret",
+            name,
+        }
+    }
+
+    /// ESO's ExternalSecret `name`, which a seal.dev ExternalSecret of that name replaces.
+    pub fn eso_external_secret(name: &'a str) -> Self {
+        Self {
+            api_group: ESO_GROUP,
+            kind: "ExternalSecret",
+            name,
+        }
+    }
+
     /// Whether `owner` is this predecessor's controlling reference.
     fn controls(&self, owner: &OwnerReference) -> bool {
         owner.controller == Some(true)
@@ -158,15 +213,12 @@ pub fn decide(
             Request::Whole | Request::WholeUnlessPatch => Decision::Create,
         };
     };
-    let ours = made_by(secret, producer);
-    let managed = opted_in(secret, MANAGED_ANNOTATION);
-    let patch = opted_in(secret, PATCH_ANNOTATION);
-    let succeeded = controlled_by_predecessor(secret, producer);
+    let ours = made_by(secret, producer) || controlled_by_predecessor(secret, producer);
+    let managed = opted_in(secret, producer.opt_ins.managed);
+    let patch = opted_in(secret, producer.opt_ins.patch);
     match request {
         Request::WholeUnlessPatch if patch => Decision::ItemsOnly,
-        Request::WholeUnlessPatch | Request::Whole if ours || managed || succeeded => {
-            Decision::Whole
-        }
+        Request::WholeUnlessPatch | Request::Whole if ours || managed => Decision::Whole,
         // `managed` lets the controller do anything with the Secret, adding items included.
         Request::Items if ours || patch || managed => Decision::ItemsOnly,
         _ => Decision::Refuse,
@@ -187,6 +239,16 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(object: &K) -> OwnerRefere
     }
 }
 
+/// The owner reference Bitnami's controller gives the Secrets it makes: controlling, without
+/// `blockOwnerDeletion`. seal writes exactly this for a `bitnami.com` SealedSecret, since Bitnami's
+/// controller replaces owner references that differ from it, and the two would rewrite each other.
+pub fn bitnami_owner_reference<K: Resource<DynamicType = ()>>(object: &K) -> OwnerReference {
+    OwnerReference {
+        block_owner_deletion: None,
+        ..owner_reference(object)
+    }
+}
+
 /// The field manager of a write to a produced Secret: [`FIELD_MANAGER`] for a Secret the object
 /// owns; for items added to a Secret someone else owns, one per object (`seal-controller/<uid>`).
 /// Server-side apply removes the fields a manager applied before and no longer applies, so under
@@ -204,12 +266,14 @@ pub fn field_manager(items_only: bool, uid: &str) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use seal_api::bitnami::BITNAMI_API_VERSION;
     use std::collections::BTreeMap;
 
     const LABEL: &str = "seal.dev/sealed-secret-uid";
     const PRODUCER: Producer<'static> = Producer {
         uid_label: LABEL,
         uid: "u1",
+        opt_ins: OptIns::SEAL,
         predecessor: None,
     };
 
@@ -249,9 +313,8 @@ mod tests {
         assert!(!made_by(&other_kind, &PRODUCER));
         // An object without a uid (never the case for a stored object) owns nothing.
         let nobody = Producer {
-            uid_label: LABEL,
             uid: "",
-            predecessor: None,
+            ..PRODUCER
         };
         assert!(!made_by(&secret(Some(""), Some(""), &[]), &nobody));
     }
@@ -360,11 +423,7 @@ mod tests {
     #[test]
     fn a_predecessor_of_the_same_name_hands_its_secret_over() {
         let successor = Producer {
-            predecessor: Some(Predecessor {
-                api_group: "external-secrets.io",
-                kind: "ExternalSecret",
-                name: "db",
-            }),
+            predecessor: Some(Predecessor::eso_external_secret("db")),
             ..PRODUCER
         };
         let made_by_peer = |owners: Vec<OwnerReference>| ObjectMeta {
@@ -431,10 +490,15 @@ mod tests {
                 whole,
                 "{owners:?}"
             );
-            // Adding items is not a takeover: it still needs the owner's opt-in.
+            // The inherited Secret is the object's own, for adding items too.
+            let items = if taken {
+                Decision::ItemsOnly
+            } else {
+                Decision::Refuse
+            };
             assert_eq!(
                 decide(Some(&secret), &successor, Request::Items),
-                Decision::Refuse,
+                items,
                 "{owners:?}"
             );
             // A producer without a predecessor takes nothing over.
@@ -467,5 +531,119 @@ mod tests {
         assert_eq!(field_manager(true, ""), FIELD_MANAGER);
         // A uid is 36 characters: the name stays far below the API server's limit of 128.
         assert!(field_manager(true, &"u".repeat(36)).len() <= 128);
+    }
+
+    /// An owner reference to the `bitnami.com` SealedSecret `name`.
+    fn bitnami_owned(name: &str, controller: Option<bool>, annotations: &[&str]) -> ObjectMeta {
+        let mut meta = secret(None, None, annotations);
+        meta.owner_references = Some(vec![OwnerReference {
+            api_version: BITNAMI_API_VERSION.into(),
+            kind: "SealedSecret".into(),
+            name: name.into(),
+            uid: "bitnami-uid".into(),
+            controller,
+            block_owner_deletion: None,
+        }]);
+        meta
+    }
+
+    /// The cross-flavour takeover: only the seal.dev object of the same name, only from a
+    /// controlling `bitnami.com` SealedSecret reference.
+    #[test]
+    fn a_seal_object_inherits_only_the_secret_of_the_bitnami_object_of_its_name() {
+        let heir = Producer {
+            predecessor: Some(Predecessor::bitnami_sealed_secret("db")),
+            ..PRODUCER
+        };
+        let cases = [
+            (bitnami_owned("db", Some(true), &[]), true),
+            (bitnami_owned("other", Some(true), &[]), false),
+            (bitnami_owned("db", Some(false), &[]), false),
+            (bitnami_owned("db", None, &[]), false),
+            (secret(None, None, &[]), false),
+        ];
+        for (meta, inherited) in &cases {
+            assert_eq!(
+                controlled_by_predecessor(meta, &heir),
+                *inherited,
+                "{meta:?}"
+            );
+            assert_eq!(
+                decide(Some(meta), &heir, Request::WholeUnlessPatch),
+                if *inherited {
+                    Decision::Whole
+                } else {
+                    Decision::Refuse
+                },
+                "{meta:?}"
+            );
+            // A producer that inherits nothing (a Bitnami object, an ExternalSecret) never does.
+            assert!(!controlled_by_predecessor(meta, &PRODUCER));
+        }
+        // Another kind or group under the same name is not Bitnami's SealedSecret.
+        let mut other_group = bitnami_owned("db", Some(true), &[]);
+        other_group.owner_references.as_mut().unwrap()[0].api_version = "seal.dev/v1alpha1".into();
+        assert!(!controlled_by_predecessor(&other_group, &heir));
+        let mut other_kind = bitnami_owned("db", Some(true), &[]);
+        other_kind.owner_references.as_mut().unwrap()[0].kind = "ExternalSecret".into();
+        assert!(!controlled_by_predecessor(&other_kind, &heir));
+        // Bitnami's patch still means items only.
+        assert_eq!(
+            decide(
+                Some(&bitnami_owned("db", Some(true), &[PATCH_ANNOTATION])),
+                &heir,
+                Request::WholeUnlessPatch
+            ),
+            Decision::ItemsOnly
+        );
+    }
+
+    /// Each kind honours its own opt-in annotations and not the other's.
+    #[test]
+    fn the_opt_ins_are_the_producers_kinds() {
+        let bitnami = Producer {
+            opt_ins: OptIns::BITNAMI,
+            ..PRODUCER
+        };
+        let foreign = |annotations: &[&str]| secret(Some("u2"), Some("u2"), annotations);
+        let cases: [(&[&str], Decision, Decision); 5] = [
+            (&[], Decision::Refuse, Decision::Refuse),
+            (&[MANAGED_ANNOTATION], Decision::Whole, Decision::Refuse),
+            (&[PATCH_ANNOTATION], Decision::ItemsOnly, Decision::Refuse),
+            (
+                &[BITNAMI_MANAGED_ANNOTATION],
+                Decision::Refuse,
+                Decision::Whole,
+            ),
+            (
+                &[BITNAMI_PATCH_ANNOTATION],
+                Decision::Refuse,
+                Decision::ItemsOnly,
+            ),
+        ];
+        for (annotations, seal_decision, bitnami_decision) in cases {
+            let meta = foreign(annotations);
+            assert_eq!(
+                decide(Some(&meta), &PRODUCER, Request::WholeUnlessPatch),
+                seal_decision,
+                "{annotations:?}"
+            );
+            assert_eq!(
+                decide(Some(&meta), &bitnami, Request::WholeUnlessPatch),
+                bitnami_decision,
+                "{annotations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bitnamis_owner_reference_controls_without_blocking_deletion() {
+        let mut object = k8s_openapi::api::core::v1::ConfigMap::default();
+        object.metadata.name = Some("db".into());
+        object.metadata.uid = Some("u1".into());
+        let reference = bitnami_owner_reference(&object);
+        assert_eq!(reference.controller, Some(true));
+        assert_eq!(reference.block_owner_deletion, None);
+        assert_eq!(reference.uid, "u1");
     }
 }

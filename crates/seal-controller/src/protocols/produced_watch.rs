@@ -8,11 +8,18 @@
 //! - as metadata only (`PartialObjectMeta`): no value ever crosses the watch;
 //! - without `managedFields`, most of what is left of each object under server-side apply.
 //!
+//! A `bitnami.com` SealedSecret's Secret carries no seal label (Bitnami's shape has none, and
+//! Bitnami's controller would remove one), so [`watch_owned`] watches every Secret's metadata in
+//! the namespace and keeps only those whose owner references name the given kind: the API
+//! server still sends every Secret's metadata, as it does to Bitnami's own Secret informer, but
+//! the store holds only the kept ones. A Secret that loses its owner reference leaves the store and
+//! triggers nothing; its object is reconciled again at its next change or key reload.
+//!
 //! [`ProducedSecrets::metadata`] then answers "is the Secret still the one I wrote?" from the
 //! watch when it has caught up with that write, and from the API server when it has not, so a
 //! lagging watch is never taken for somebody else's change.
 
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -39,22 +46,80 @@ pub fn watch(
     ProducedSecrets,
     impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + use<>,
 ) {
-    let api: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
     let mut config = watcher::Config::default().labels(uid_label);
     if let Some(fields) = fields {
         config = config.fields(fields);
     }
+    reflect(client, namespace, config, |_| true)
+}
+
+/// The Secrets in `namespace` (every namespace when `None`) with an owner reference of
+/// `api_version` and `kind`, found by watching every Secret's metadata and keeping only those:
+/// their store, and the stream of their changes, as [`watch`].
+pub fn watch_owned(
+    client: &Client,
+    namespace: Option<&str>,
+    api_version: &'static str,
+    kind: &'static str,
+) -> (
+    ProducedSecrets,
+    impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + use<>,
+) {
+    reflect(
+        client,
+        namespace,
+        watcher::Config::default(),
+        move |secret: &PartialObjectMeta<Secret>| owned_by(secret, api_version, kind),
+    )
+}
+
+/// Whether `secret` has an owner reference of `api_version` and `kind`.
+fn owned_by(secret: &PartialObjectMeta<Secret>, api_version: &str, kind: &str) -> bool {
+    secret
+        .owner_references()
+        .iter()
+        .any(|owner| owner.api_version == api_version && owner.kind == kind)
+}
+
+/// The watch of the Secrets `config` selects in `namespace`, of which only those `keep` accepts
+/// are stored and reported.
+fn reflect<F>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    keep: F,
+) -> (
+    ProducedSecrets,
+    impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + use<F>,
+)
+where
+    F: Fn(&PartialObjectMeta<Secret>) -> bool + Clone + Send + 'static,
+{
+    let api: Api<PartialObjectMeta<Secret>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let kept = keep.clone();
     let (store, writer) = reflector::store();
     let changes = reflector(
         writer,
         watcher(api, config)
             .default_backoff()
-            .modify(|secret| secret.managed_fields_mut().clear()),
+            .modify(|secret| secret.managed_fields_mut().clear())
+            // A Secret not kept never enters the store; one that stops being kept leaves it.
+            .filter_map(move |event| {
+                let event = event.map(|event| match event {
+                    watcher::Event::InitApply(secret) if !kept(&secret) => None,
+                    watcher::Event::Apply(secret) if !kept(&secret) => {
+                        Some(watcher::Event::Delete(secret))
+                    }
+                    event => Some(event),
+                });
+                std::future::ready(event.transpose())
+            }),
     )
-    .touched_objects();
+    .touched_objects()
+    .try_filter(move |secret| std::future::ready(keep(secret)));
     let produced = ProducedSecrets {
         store,
         client: client.clone(),
@@ -119,5 +184,36 @@ mod tests {
         assert!(!at(None, Some("7")));
         assert!(at(Some("6"), None));
         assert!(at(None, None));
+    }
+
+    #[test]
+    fn only_secrets_owned_by_the_kind_are_kept() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let with_owner = |api_version: &str, kind: &str| {
+            let mut secret = PartialObjectMeta::<Secret>::default();
+            secret.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                ..OwnerReference::default()
+            }]);
+            secret
+        };
+        let wanted = ("bitnami.com/v1alpha1", "SealedSecret");
+        assert!(owned_by(
+            &with_owner(wanted.0, wanted.1),
+            wanted.0,
+            wanted.1
+        ));
+        assert!(!owned_by(
+            &with_owner("seal.dev/v1alpha1", wanted.1),
+            wanted.0,
+            wanted.1
+        ));
+        assert!(!owned_by(
+            &with_owner(wanted.0, "Other"),
+            wanted.0,
+            wanted.1
+        ));
+        assert!(!owned_by(&PartialObjectMeta::default(), wanted.0, wanted.1));
     }
 }

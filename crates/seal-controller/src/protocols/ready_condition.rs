@@ -12,10 +12,22 @@
 //!
 //! Each reconciler builds its own status object around the condition (an ExternalSecret's adds
 //! `refreshTime`, a store's its capabilities) and writes it with a merge patch of `status`.
+//!
+//! A `bitnami.com/v1alpha1` SealedSecret reports instead as Bitnami's controller does, so that
+//! Argo CD's health check and `kubectl get sealedsecrets` read it as before ([`synced`]): one
+//! condition of type [`CONDITION_SYNCED`], `True` with an empty message or `False` with the
+//! failure, `lastUpdateTime` and `lastTransitionTime`, and no reason. Its rule is Bitnami's
+//! (`updateSealedSecretStatus`): the status is written only when the condition's status changes or
+//! `observedGeneration` differs, so a failure that turns into another failure keeps its first
+//! message, and two controllers writing this status see each other's write as no change.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use seal_api::bitnami::{BitnamiCondition, BitnamiStatus};
 pub use seal_api::names::CONDITION_READY;
+
+/// The condition type of Bitnami's SealedSecret status.
+pub const CONDITION_SYNCED: &str = "Synced";
 
 /// The state a reconcile reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +92,44 @@ pub fn condition(conditions: &[Condition], observed: &Observed<'_>, now: Timesta
     }
 }
 
+/// The status a `bitnami.com` SealedSecret at `generation` should have after a reconcile that
+/// `failure` describes (`None`: synced), or `None` when `previous` needs no write: its `Synced`
+/// condition has the same status and its `observedGeneration` is `generation`. Other condition
+/// types are kept as they are.
+pub fn synced(
+    previous: Option<&BitnamiStatus>,
+    failure: Option<&str>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<BitnamiStatus> {
+    let status = if failure.is_none() { "True" } else { "False" };
+    let mut next = previous.cloned().unwrap_or_default();
+    let at = next
+        .conditions
+        .iter()
+        .position(|c| c.type_ == CONDITION_SYNCED)
+        .unwrap_or_else(|| {
+            next.conditions.push(BitnamiCondition {
+                type_: CONDITION_SYNCED.into(),
+                ..BitnamiCondition::default()
+            });
+            next.conditions.len() - 1
+        });
+    let condition = &mut next.conditions[at];
+    let changed = condition.status != status;
+    if !changed && next.observed_generation == generation {
+        return None;
+    }
+    condition.last_update_time = Some(Time(now));
+    if changed {
+        condition.status = status.into();
+        condition.last_transition_time = Some(Time(now));
+    }
+    condition.message = failure.map(str::to_owned);
+    next.observed_generation = generation;
+    Some(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +187,73 @@ mod tests {
         let third = condition(&[second], &observed(true, "Unsealed", "c"), at(300));
         assert_eq!(third.last_transition_time, Time(at(300)));
         assert_eq!(third.status, "True");
+    }
+
+    fn written(failure: Option<&str>, generation: i64, seconds: i64) -> BitnamiStatus {
+        synced(None, failure, Some(generation), at(seconds)).unwrap()
+    }
+
+    #[test]
+    fn synced_is_bitnamis_shape() {
+        let ok = written(None, 1, 100);
+        let condition = &ok.conditions[0];
+        assert_eq!(
+            (condition.type_.as_str(), condition.status.as_str()),
+            ("Synced", "True")
+        );
+        assert_eq!(condition.message, None, "empty on success");
+        assert_eq!(condition.reason, None, "Bitnami sets no reason");
+        assert_eq!(condition.last_update_time, Some(Time(at(100))));
+        assert_eq!(condition.last_transition_time, Some(Time(at(100))));
+        assert_eq!(ok.observed_generation, Some(1));
+        let failed = written(Some("item \"a\" cannot be decrypted"), 1, 100);
+        assert_eq!(failed.conditions[0].status, "False");
+        assert_eq!(
+            failed.conditions[0].message.as_deref(),
+            Some("item \"a\" cannot be decrypted")
+        );
+    }
+
+    /// Bitnami's rule: write when the status flips or the generation differs, and only then.
+    #[test]
+    fn synced_is_written_only_when_the_status_or_the_generation_changes() {
+        let ok = written(None, 1, 100);
+        // The same state, later: nothing to write.
+        assert_eq!(synced(Some(&ok), None, Some(1), at(200)), None);
+        // A new generation, same status: written, the transition time stays.
+        let next = synced(Some(&ok), None, Some(2), at(200)).unwrap();
+        assert_eq!(next.observed_generation, Some(2));
+        assert_eq!(next.conditions[0].last_update_time, Some(Time(at(200))));
+        assert_eq!(next.conditions[0].last_transition_time, Some(Time(at(100))));
+        // A failure: the status flips, both times move.
+        let failed = synced(Some(&next), Some("no"), Some(2), at(300)).unwrap();
+        assert_eq!(failed.conditions[0].status, "False");
+        assert_eq!(
+            failed.conditions[0].last_transition_time,
+            Some(Time(at(300)))
+        );
+        // Another failure at the same generation: not written, the first message stays.
+        assert_eq!(synced(Some(&failed), Some("other"), Some(2), at(400)), None);
+        // Back to synced: the message is emptied.
+        let healed = synced(Some(&failed), None, Some(2), at(500)).unwrap();
+        assert_eq!(healed.conditions[0].message, None);
+        assert_eq!(healed.conditions.len(), 1);
+    }
+
+    #[test]
+    fn other_condition_types_are_kept() {
+        let mut previous = written(None, 1, 100);
+        previous.conditions.insert(
+            0,
+            BitnamiCondition {
+                type_: "Other".into(),
+                status: "True".into(),
+                ..BitnamiCondition::default()
+            },
+        );
+        let next = synced(Some(&previous), Some("no"), Some(1), at(200)).unwrap();
+        assert_eq!(next.conditions.len(), 2);
+        assert_eq!(next.conditions[0].type_, "Other");
+        assert_eq!(next.conditions[1].status, "False");
     }
 }

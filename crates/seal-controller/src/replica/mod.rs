@@ -84,6 +84,10 @@ pub struct Settings {
     pub renewal: RenewalPolicy,
     /// Whether Bitnami's key Secrets (in `key_namespace`) decrypt too.
     pub import_bitnami_keys: bool,
+    /// Whether the newest imported Bitnami key also seals (needs `import_bitnami_keys`).
+    pub seal_with_bitnami_key: bool,
+    /// Whether `bitnami.com/v1alpha1` SealedSecrets are reconciled too.
+    pub bitnami_sealed_secrets: bool,
     /// How many objects of one kind are reconciled at once.
     pub concurrency: u16,
     /// Address of the certificate API.
@@ -115,7 +119,8 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         client.clone(),
         &settings.key_namespace,
         settings.import_bitnami_keys,
-    );
+    )
+    .sealing_with_bitnami_key(settings.seal_with_bitnami_key);
     // A syncer never reads the key namespace: it starts, and stays, with no keys.
     let keys = if settings.role.unseals() {
         let keys = store.load().await?;
@@ -240,6 +245,7 @@ impl Leader<'_> {
                     namespaces: settings.watch_namespaces.clone(),
                     concurrency: settings.concurrency,
                     produced_policy: settings.produced_policy.clone(),
+                    bitnami: settings.bitnami_sealed_secrets,
                 };
                 crate::sealed_secrets::run(
                     self.client.clone(),

@@ -1,6 +1,14 @@
 //! The SealedSecret reconciler: watch SealedSecrets, unseal each into its Secret ([`unseal`]),
 //! record the outcome in its status, and put back a produced Secret that was edited or deleted.
 //!
+//! With [`Config::bitnami`] it also reconciles Bitnami's `bitnami.com/v1alpha1` SealedSecrets in
+//! place of Bitnami's controller: the same reconcile, in their flavour ([`flavour`]: Bitnami's
+//! Secret shape and `Synced` status). Their produced Secrets carry no seal label, so they are
+//! watched by owner reference ([`crate::protocols::produced_watch::watch_owned`]). Without
+//! Bitnami's CRD in the cluster this is said once in the log and everything else goes on. A
+//! Bitnami object's Secret has no record, so the third step below is where a restart leaves it:
+//! converting it to seal.dev gives it RSA-free restarts.
+//!
 //! - SealedSecrets are watched in every namespace or in a configured list; produced Secrets
 //!   through [`crate::protocols::produced_watch`] (by label, metadata only), so no plaintext is
 //!   held between reconciles and memory does not grow with the cluster's other Secrets.
@@ -16,13 +24,14 @@
 //!   3. otherwise the decryption (an RSA private-key operation per item, off the async workers)
 //!      and, if anything differs, a write.
 
+pub mod flavour;
 pub mod provenance;
 pub mod unseal;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -31,13 +40,15 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use seal_api::SealedSecret;
+use seal_api::bitnami::{BITNAMI_API_VERSION, BitnamiSealedSecret};
 use seal_api::names::SEALED_SECRET_UID_LABEL;
 use seal_api::produced::ProducedPolicy;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use self::flavour::Object;
 use self::provenance::RecordKeys;
-use self::unseal::{Outcome, Reason, already_unsealed, decrypt, write_status, write_unsealed};
+use self::unseal::{Outcome, Reason, already_unsealed, decrypt, write_bitnami, write_unsealed};
 use crate::keys::{CurrentKeys, KeySet};
 use crate::metrics::Metrics;
 use crate::protocols::bounded_memory::BoundedMemory;
@@ -55,6 +66,9 @@ pub struct Config {
     pub concurrency: u16,
     /// What produced Secrets may carry (`--deny-secret-types`).
     pub produced_policy: ProducedPolicy,
+    /// Whether `bitnami.com/v1alpha1` SealedSecrets are reconciled too
+    /// (`--bitnami-sealed-secrets`).
+    pub bitnami: bool,
 }
 
 /// Why a reconcile must be retried.
@@ -115,7 +129,8 @@ impl Context {
 }
 
 /// Unseals the SealedSecrets `config` names until `stopped`: one loop per listed namespace, or
-/// one for all.
+/// one for all, and as many for Bitnami's SealedSecrets when [`Config::bitnami`] is set and their
+/// CRD is installed.
 pub async fn run(
     client: Client,
     config: &Config,
@@ -129,12 +144,11 @@ pub async fn run(
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    let bitnami = config.bitnami && bitnami_crd_installed(&client).await;
     let settled = Arc::new(BoundedMemory::default());
     let records = Arc::new(Mutex::new(None));
-    let loops = namespaces.into_iter().map(|namespace| {
-        let (produced, produced_changes) =
-            produced_watch::watch(&client, namespace.as_deref(), SEALED_SECRET_UID_LABEL, None);
-        let context = Arc::new(Context {
+    let context = |produced| {
+        Arc::new(Context {
             client: client.clone(),
             keys: keys.clone(),
             metrics: Arc::clone(&metrics),
@@ -143,72 +157,162 @@ pub async fn run(
             settled: Arc::clone(&settled),
             produced,
             records: Arc::clone(&records),
-        });
-        let sealed: Api<SealedSecret> = match &namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        // Every change of the keys re-runs every SealedSecret.
-        let mut key_changes = keys.follow();
-        key_changes.mark_unchanged();
-        let rerun = futures::stream::unfold(key_changes, |mut changes| async move {
-            changes.changed().await.ok().map(|()| ((), changes))
-        });
-        let mut stopped = stopped.clone();
-        // The controller's own cache of SealedSecrets, without managedFields: with server-side
-        // apply they list every item and are about a third of each object.
-        let (cached, writer) = reflector::store();
-        let sealed_changes = reflector(
-            writer,
-            watcher(sealed, watcher::Config::default())
-                .default_backoff()
-                .modify(|sealed| sealed.managed_fields_mut().clear()),
+        })
+    };
+    let mut loops = Vec::new();
+    for namespace in namespaces {
+        let (produced, produced_changes) =
+            produced_watch::watch(&client, namespace.as_deref(), SEALED_SECRET_UID_LABEL, None);
+        loops.push(
+            reconcile_loop(
+                api_in::<SealedSecret>(&client, namespace.as_deref()),
+                produced_changes,
+                &keys,
+                config.concurrency,
+                stopped.clone(),
+                |sealed, ctx| reconcile_contained(Object::Seal(sealed), ctx),
+                context(produced),
+            )
+            .boxed(),
         );
-        Controller::for_stream(sealed_changes.applied_objects(), cached)
-            .with_config(ControllerConfig::default().concurrency(config.concurrency))
-            // A produced Secret has its SealedSecret's name and namespace.
-            .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
-                secret
-                    .namespace()
-                    .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
-            })
-            .reconcile_all_on(rerun)
-            .graceful_shutdown_on(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .run(reconcile_contained, error_policy, context)
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    warn!(%error, "reconcile failed");
-                }
-            })
-    });
+        if bitnami {
+            let (produced, produced_changes) = produced_watch::watch_owned(
+                &client,
+                namespace.as_deref(),
+                BITNAMI_API_VERSION,
+                "SealedSecret",
+            );
+            loops.push(
+                reconcile_loop(
+                    api_in::<BitnamiSealedSecret>(&client, namespace.as_deref()),
+                    produced_changes,
+                    &keys,
+                    config.concurrency,
+                    stopped.clone(),
+                    |object, ctx| reconcile_contained(Object::Bitnami(object), ctx),
+                    context(produced),
+                )
+                .boxed(),
+            );
+        }
+    }
     futures::future::join_all(loops).await;
+}
+
+/// Whether Bitnami's SealedSecret CRD is served; says so in the log when it is not.
+async fn bitnami_crd_installed(client: &Client) -> bool {
+    let api: Api<BitnamiSealedSecret> = Api::all(client.clone());
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => {
+            info!("reconciling bitnami.com/v1alpha1 SealedSecrets too (--bitnami-sealed-secrets)");
+            true
+        }
+        Err(error) => {
+            warn!(
+                error = %api_refusal(&error),
+                "--bitnami-sealed-secrets is set but bitnami.com/v1alpha1 SealedSecrets cannot be listed (is Bitnami's CRD installed?); they are not reconciled until the controller restarts with the CRD in place, everything else goes on"
+            );
+            false
+        }
+    }
+}
+
+/// All `K` in `namespace`, or in every namespace.
+fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One kube-runtime controller over the objects of `api`, fed also by `produced_changes` (a
+/// produced Secret has its object's name and namespace) and by every change of the keys.
+fn reconcile_loop<K, F, Fut>(
+    api: Api<K>,
+    produced_changes: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>
+    + Send
+    + 'static,
+    keys: &CurrentKeys,
+    concurrency: u16,
+    mut stopped: watch::Receiver<bool>,
+    reconcile: F,
+    context: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
+{
+    // Every change of the keys re-runs every SealedSecret.
+    let mut key_changes = keys.follow();
+    key_changes.mark_unchanged();
+    let rerun = futures::stream::unfold(key_changes, |mut changes| async move {
+        changes.changed().await.ok().map(|()| ((), changes))
+    });
+    // The controller's own cache of SealedSecrets, without managedFields: with server-side
+    // apply they list every item and are about a third of each object.
+    let (cached, writer) = reflector::store();
+    let changes = reflector(
+        writer,
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|object| object.managed_fields_mut().clear()),
+    );
+    Controller::for_stream(changes.applied_objects(), cached)
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        // A produced Secret has its SealedSecret's name and namespace.
+        .watches_stream(produced_changes, |secret: PartialObjectMeta<Secret>| {
+            secret
+                .namespace()
+                .map(|ns| ObjectRef::new(&secret.name_any()).within(&ns))
+        })
+        .reconcile_all_on(rerun)
+        .graceful_shutdown_on(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .run(reconcile, |_, error, _| error_policy(error), context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+        })
 }
 
 /// [`reconcile`], with a panic contained ([`crate::protocols::contained`]) and said in the
 /// SealedSecret's status, so that the object's owner sees it failed and every other object goes on.
-async fn reconcile_contained(
-    sealed: Arc<SealedSecret>,
-    ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
-    let work = reconcile(Arc::clone(&sealed), Arc::clone(&ctx));
+async fn reconcile_contained(object: Object, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let work = reconcile(object.clone(), Arc::clone(&ctx));
     let report = |panicked: Panicked| async move {
         let outcome = Outcome::failed(Reason::InternalError, panicked.to_string());
-        write_status(ctx.client.clone(), &sealed, &outcome)
+        object
+            .write_status(ctx.client.clone(), &outcome)
             .await
             .map_err(|error| error.to_string())
     };
     contain_and_report(work, report).await
 }
 
-async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+async fn reconcile(object: Object, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
-    let uid = sealed.uid().unwrap_or_default();
-    let namespace = sealed.namespace().unwrap_or_default();
-    let name = sealed.name_any();
-    if let Some((generation, version)) = ctx.settled.get(&uid)
-        && generation == sealed.metadata.generation
+    let meta = object.meta();
+    let uid = meta.uid.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let generation = meta.generation;
+    if let Some((settled_generation, version)) = ctx.settled.get(&uid)
+        && settled_generation == generation
         && ctx
             .produced
             .is_at(&namespace, &name, &version)
@@ -218,17 +322,17 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         ctx.metrics.reconciled(Reason::Unsealed, started.elapsed());
         return Ok(Action::await_change());
     }
-    let outcome = unseal_or_prove(&ctx, &sealed).await?;
-    if outcome.reason == Reason::Unsealed {
-        if outcome.wrote {
-            info!(%namespace, %name, "unsealed");
-            if let Some(version) = &outcome.secret_version
+    let outcome = match object.sealed() {
+        Ok(sealed) => {
+            let outcome = unseal_or_prove(&ctx, &object, &sealed).await?;
+            if outcome.wrote
+                && let Some(version) = &outcome.secret_version
                 && !sealed.spec.rollout_restart_targets.is_empty()
             {
                 crate::protocols::rollout::restart(
                     &ctx.client,
                     &ctx.events,
-                    &sealed.object_ref(&()),
+                    &object.object_ref(),
                     &namespace,
                     &sealed.spec.rollout_restart_targets,
                     &name,
@@ -236,11 +340,19 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 )
                 .await;
             }
+            outcome
+        }
+        Err(refused) => refused,
+    };
+    if outcome.reason == Reason::Unsealed {
+        if outcome.wrote {
+            info!(%namespace, %name, flavour = ?object.flavour(), "unsealed");
         }
     } else {
-        warn!(%namespace, %name, reason = outcome.reason.as_str(), message = %outcome.note, "not unsealed");
+        warn!(%namespace, %name, flavour = ?object.flavour(), reason = outcome.reason.as_str(), message = %outcome.note, "not unsealed");
     }
-    let changed = write_status(ctx.client.clone(), &sealed, &outcome)
+    let changed = object
+        .write_status(ctx.client.clone(), &outcome)
         .await
         .map_err(ReconcileError::Status)?;
     // One Event per write or change of state, not one per reconcile.
@@ -256,14 +368,12 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
             action: "Unseal".into(),
             secondary: None,
         };
-        if let Err(error) = ctx.events.publish(&event, &sealed.object_ref(&())).await {
+        if let Err(error) = ctx.events.publish(&event, &object.object_ref()).await {
             warn!(%error, "cannot publish an Event");
         }
     }
     match (outcome.reason, outcome.secret_version) {
-        (Reason::Unsealed, Some(version)) => ctx
-            .settled
-            .remember(&uid, (sealed.metadata.generation, version)),
+        (Reason::Unsealed, Some(version)) => ctx.settled.remember(&uid, (generation, version)),
         _ => ctx.settled.forget(&uid),
     }
     ctx.metrics.set_settled(ctx.settled.len());
@@ -274,10 +384,12 @@ async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     })
 }
 
-/// Reads the produced Secret and either proves from its record that it is up to date, or
-/// decrypts and writes what differs.
+/// Reads the produced Secret of `object` (decrypted as `sealed`) and either proves from its record
+/// that it is up to date (a seal.dev object; a Bitnami object's Secret has no record), or
+/// decrypts and writes what differs, in the object's flavour.
 async fn unseal_or_prove(
     ctx: &Context,
+    object: &Object,
     sealed: &Arc<SealedSecret>,
 ) -> Result<Outcome, ReconcileError> {
     let secrets: Api<Secret> =
@@ -287,7 +399,9 @@ async fn unseal_or_prove(
         Err(error) => return Ok(Outcome::failed(Reason::UpdateFailed, api_refusal(&error))),
     };
     let (keys, records) = ctx.keys();
-    if let Some(proven) = already_unsealed(sealed, existing.as_ref(), &records) {
+    if let Object::Seal(_) = object
+        && let Some(proven) = already_unsealed(sealed, existing.as_ref(), &records)
+    {
         return Ok(proven);
     }
     let decrypted = {
@@ -297,13 +411,21 @@ async fn unseal_or_prove(
             .await
             .map_err(|_| ReconcileError::Decrypt)?
     };
-    Ok(match decrypted {
-        Ok(desired) => write_unsealed(&secrets, sealed, existing.as_ref(), desired, &records).await,
-        Err(failed) => failed,
+    let desired = match decrypted {
+        Ok(desired) => desired,
+        Err(failed) => return Ok(failed),
+    };
+    Ok(match object {
+        Object::Seal(_) => {
+            write_unsealed(&secrets, sealed, existing.as_ref(), desired, &records).await
+        }
+        Object::Bitnami(bitnami) => {
+            write_bitnami(&secrets, bitnami, sealed, existing.as_ref(), desired).await
+        }
     })
 }
 
-fn error_policy(_: Arc<SealedSecret>, error: &ReconcileError, _: Arc<Context>) -> Action {
+fn error_policy(error: &ReconcileError) -> Action {
     match error {
         // The same input panics again: do not spin on it.
         ReconcileError::Panicked(_) => Action::requeue(Duration::from_secs(300)),

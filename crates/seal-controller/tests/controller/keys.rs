@@ -159,7 +159,7 @@ fn names(set: &seal_controller::keys::KeySet) -> Vec<String> {
 }
 
 /// A TLS key Secret made outside the controller (an operator's own key, or Bitnami's).
-fn tls_secret(name: &str, labels: &[(&str, &str)]) -> Result<Secret> {
+pub(crate) fn tls_secret(name: &str, labels: &[(&str, &str)]) -> Result<Secret> {
     let key = seal_core::PrivateKey::generate(KeySize::Rsa2048)?;
     let cert =
         seal_core::Certificate::self_signed(&key, SystemTime::now(), Duration::from_secs(86_400))?;

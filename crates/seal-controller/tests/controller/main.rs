@@ -5,6 +5,7 @@
 // Each test is one scenario read top to bottom, as a user would live it.
 #![allow(clippy::too_many_lines)]
 
+mod bitnami;
 mod bulk;
 mod external;
 mod external_auth;
