@@ -36,7 +36,10 @@ async fn install_bitnami_crd(env: &TestEnv) -> Result<()> {
 }
 
 /// Both CRDs, a key namespace and an application namespace.
-async fn namespaces(env: &TestEnv, prefix: &str) -> Result<(TestNamespace, TestNamespace)> {
+pub(crate) async fn namespaces(
+    env: &TestEnv,
+    prefix: &str,
+) -> Result<(TestNamespace, TestNamespace)> {
     install_crds(env).await?;
     install_bitnami_crd(env).await?;
     Ok((

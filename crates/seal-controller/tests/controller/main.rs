@@ -10,6 +10,7 @@ mod bulk;
 mod external;
 mod external_auth;
 mod external_policies;
+mod from_bitnami;
 mod from_eso;
 mod ha;
 mod http;
