@@ -148,7 +148,17 @@ async fn example_sidecar_values_run_in_an_ml_api_pod() -> Result<()> {
         .values_mut()
     {
         let text = reference.as_str().context("a reference")?;
-        *reference = json!(text.replace("secret/data/ml/", &format!("secret/data/{prefix}/ml/")));
+        // The example reads `secret/ml/...` (KV v2, found from the mount as vals does); this
+        // test's copy lives under its own prefix.
+        let moved = text.replace(
+            "ref+vault://secret/ml/",
+            &format!("ref+vault://secret/{prefix}/ml/"),
+        );
+        anyhow::ensure!(
+            moved != text,
+            "the example's reference {text} is not under secret/ml/"
+        );
+        *reference = json!(moved);
     }
     let files: Vec<String> = config["files"]
         .as_array()
