@@ -329,6 +329,39 @@ async fn write_record(api: &Api<Secret>, existing: &Secret, record: &str) -> Out
     }
 }
 
+/// Deletes `existing`, which cannot be changed in place (immutable, or of another type), so that
+/// the Secret can be created again: the only way Kubernetes allows, and what a person would do
+/// (pods that mounted it keep the old values until they restart). Refused for a Secret the object
+/// may only add items to, which is someone else's to replace; the deletion is refused if the
+/// Secret was replaced meanwhile (its uid).
+async fn delete_to_replace(
+    api: &Api<Secret>,
+    existing: &Secret,
+    items_only: bool,
+) -> Result<(), Outcome> {
+    let namespace = existing.namespace().unwrap_or_default();
+    let name = existing.name_any();
+    if items_only {
+        return Err(Outcome::failed(
+            Reason::UpdateFailed,
+            format!(
+                "Secret {namespace}/{name} is immutable or of another type; items cannot be added to it"
+            ),
+        ));
+    }
+    let delete = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    api.delete(&name, &delete)
+        .await
+        .map(drop)
+        .map_err(|error| Outcome::failed(Reason::UpdateFailed, api_refusal(&error)))
+}
+
 /// Writes `desired` with server-side apply under `manager`, first deleting `existing` when it
 /// cannot be changed in place (immutable, or of another type).
 async fn write_secret(
@@ -340,30 +373,14 @@ async fn write_secret(
 ) -> Outcome {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
-    // An immutable Secret cannot change, nor can any Secret's type: the controller replaces one it
-    // may write, as a person would (pods that mounted it keep the old values until they restart).
+    // An immutable Secret cannot change, nor can any Secret's type: replaced ([`delete_to_replace`]).
     let mut replaced = false;
     let must_replace = |e: &&Secret| {
         e.immutable == Some(true) || (desired.type_.is_some() && desired.type_ != e.type_)
     };
     if let Some(existing) = existing.filter(must_replace) {
-        if items_only {
-            return Outcome::failed(
-                Reason::UpdateFailed,
-                format!(
-                    "Secret {namespace}/{name} is immutable or of another type; items cannot be added to it"
-                ),
-            );
-        }
-        let delete = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: existing.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        if let Err(error) = api.delete(&name, &delete).await {
-            return Outcome::failed(Reason::UpdateFailed, api_refusal(&error));
+        if let Err(refused) = delete_to_replace(api, existing, items_only).await {
+            return refused;
         }
         replaced = true;
     }
@@ -425,23 +442,8 @@ pub async fn write_bitnami(
             if (existing.immutable == Some(true) && existing.data != target.data)
                 || existing.type_ != target.type_ =>
         {
-            if items_only {
-                return Outcome::failed(
-                    Reason::UpdateFailed,
-                    format!(
-                        "Secret {namespace}/{name} is immutable or of another type; items cannot be added to it"
-                    ),
-                );
-            }
-            let delete = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: existing.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            if let Err(error) = api.delete(&name, &delete).await {
-                return Outcome::failed(Reason::UpdateFailed, api_refusal(&error));
+            if let Err(refused) = delete_to_replace(api, existing, items_only).await {
+                return refused;
             }
             let mut fresh = target;
             fresh.metadata.resource_version = None;
