@@ -24,7 +24,8 @@ use seal_testenv::{eventually, testenv, unique_name};
 use serde_json::json;
 
 use crate::external::{
-    aws_credentials, aws_store, create, install_all_crds, unscheduled_deployment, wait_reason,
+    aws_credentials, aws_store, create, events_text, install_all_crds, unscheduled_deployment,
+    wait_reason,
 };
 use crate::support::ControllerProcess;
 
@@ -142,7 +143,7 @@ async fn a_secret_eso_made_is_taken_over_by_the_converted_external_secret() -> R
     let mut converted = seal_api::eso::from_eso(&manifest)?;
     converted["spec"]["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "web"}]);
     create::<ExternalSecret>(&app, converted).await?;
-    let _controller = ControllerProcess::start(
+    let controller = ControllerProcess::start(
         env,
         keys.name(),
         &["--namespaces", app.name(), "--leader-elect=false"],
@@ -188,5 +189,16 @@ async fn a_secret_eso_made_is_taken_over_by_the_converted_external_secret() -> R
         bail!("the Secret went with ESO's ExternalSecret");
     };
     assert_eq!(kept.uid(), made.uid(), "the same Secret, never recreated");
+
+    // The value is in the Secret only: not in the log, the Events, the status or the metrics.
+    let status = serde_json::to_string(&app.api::<ExternalSecret>().get("db").await?.status)?;
+    for (what, text) in [
+        ("log", controller.log()),
+        ("Events", events_text(&app).await?),
+        ("status", status),
+        ("metrics", controller.scrape()?),
+    ] {
+        assert!(!text.contains(&password), "the value is in the {what}");
+    }
     Ok(())
 }
