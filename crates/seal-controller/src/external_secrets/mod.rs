@@ -174,6 +174,8 @@ pub async fn run(
             namespace.as_deref(),
             EXTERNAL_SECRET_UID_LABEL,
             outside_keys.as_deref(),
+            // Ownership is decided from the watched metadata.
+            produced_watch::Kept::Metadata,
         );
         let context = Arc::new(Context {
             client: client.clone(),

@@ -6,7 +6,10 @@
 //!   an optional field selector, such as the syncer's "not in the key namespace"), so memory does
 //!   not grow with the cluster's unrelated Secrets;
 //! - as metadata only (`PartialObjectMeta`): no value ever crosses the watch;
-//! - without `managedFields`, most of what is left of each object under server-side apply.
+//! - keeping only what its reconciler asks of the watch ([`Kept`]): the SealedSecret reconciler
+//!   only asks whether a Secret is still at the version it wrote, so it keeps name, namespace
+//!   and resourceVersion (a few hundred bytes a Secret); the ExternalSecret reconciler decides
+//!   ownership from the watched metadata, so it keeps all of it but `managedFields`.
 //!
 //! A `bitnami.com` SealedSecret's Secret carries no seal label (Bitnami's shape has none, and
 //! Bitnami's controller would remove one), so [`watch_owned`] watches every Secret's metadata in
@@ -21,6 +24,7 @@
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -31,17 +35,29 @@ use kube::{Api, Client, ResourceExt};
 #[derive(Clone)]
 pub struct ProducedSecrets {
     store: Store<PartialObjectMeta<Secret>>,
+    kept: Kept,
     client: Client,
 }
 
+/// How much of each produced Secret's metadata a watch keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// Name, namespace and resourceVersion: enough for [`ProducedSecrets::is_at`];
+    /// [`ProducedSecrets::metadata`] then always asks the API server.
+    Version,
+    /// All of it but `managedFields`: [`ProducedSecrets::metadata`] answers from the watch.
+    Metadata,
+}
+
 /// The Secrets labelled `uid_label` in `namespace` (every namespace when `None`), restricted by
-/// `fields` when given: their store, and the stream of their changes that drives the store (it
-/// must be polled, normally as a controller's `watches_stream`).
+/// `fields` when given, keeping `kept` of each: their store, and the stream of their changes that
+/// drives the store (it must be polled, normally as a controller's `watches_stream`).
 pub fn watch(
     client: &Client,
     namespace: Option<&str>,
     uid_label: &'static str,
     fields: Option<&str>,
+    kept: Kept,
 ) -> (
     ProducedSecrets,
     impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + use<>,
@@ -50,12 +66,13 @@ pub fn watch(
     if let Some(fields) = fields {
         config = config.fields(fields);
     }
-    reflect(client, namespace, config, |_| true)
+    reflect(client, namespace, config, kept, false, |_| true)
 }
 
 /// The Secrets in `namespace` (every namespace when `None`) with an owner reference of
-/// `api_version` and `kind`, found by watching every Secret's metadata and keeping only those:
-/// their store, and the stream of their changes, as [`watch`].
+/// `api_version` and `kind`, found by watching every Secret's metadata and keeping only those
+/// (with [`Kept::Version`] and their owner references): their store, and the stream of their
+/// changes, as [`watch`].
 pub fn watch_owned(
     client: &Client,
     namespace: Option<&str>,
@@ -69,6 +86,8 @@ pub fn watch_owned(
         client,
         namespace,
         watcher::Config::default(),
+        Kept::Version,
+        true,
         move |secret: &PartialObjectMeta<Secret>| owned_by(secret, api_version, kind),
     )
 }
@@ -82,11 +101,14 @@ fn owned_by(secret: &PartialObjectMeta<Secret>, api_version: &str, kind: &str) -
 }
 
 /// The watch of the Secrets `config` selects in `namespace`, of which only those `keep` accepts
-/// are stored and reported.
+/// are stored and reported, each reduced to `kept` ([`slim`]), with its owner references when
+/// `with_owners` (which `keep` then reads).
 fn reflect<F>(
     client: &Client,
     namespace: Option<&str>,
     config: watcher::Config,
+    kept: Kept,
+    with_owners: bool,
     keep: F,
 ) -> (
     ProducedSecrets,
@@ -99,18 +121,18 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let kept = keep.clone();
+    let keeps = keep.clone();
     let (store, writer) = reflector::store();
     let changes = reflector(
         writer,
         watcher(api, config)
             .default_backoff()
-            .modify(|secret| secret.managed_fields_mut().clear())
+            .modify(move |secret| slim(secret, kept, with_owners))
             // A Secret not kept never enters the store; one that stops being kept leaves it.
             .filter_map(move |event| {
                 let event = event.map(|event| match event {
-                    watcher::Event::InitApply(secret) if !kept(&secret) => None,
-                    watcher::Event::Apply(secret) if !kept(&secret) => {
+                    watcher::Event::InitApply(secret) if !keeps(&secret) => None,
+                    watcher::Event::Apply(secret) if !keeps(&secret) => {
                         Some(watcher::Event::Delete(secret))
                     }
                     event => Some(event),
@@ -122,15 +144,16 @@ where
     .try_filter(move |secret| std::future::ready(keep(secret)));
     let produced = ProducedSecrets {
         store,
+        kept,
         client: client.clone(),
     };
     (produced, changes)
 }
 
 impl ProducedSecrets {
-    /// The metadata of Secret `namespace/name`: from the watch when it has the Secret at
-    /// `expected` (the resourceVersion this reconciler last wrote), or has it at all when nothing
-    /// is expected; else from the API server.
+    /// The metadata of Secret `namespace/name`: from the watch when it keeps all of it
+    /// ([`Kept::Metadata`]) and has the Secret at `expected` (the resourceVersion this reconciler
+    /// last wrote), or has it at all when nothing is expected; else from the API server.
     ///
     /// # Errors
     /// The API server could not be asked.
@@ -140,14 +163,27 @@ impl ProducedSecrets {
         name: &str,
         expected: Option<&str>,
     ) -> Result<Option<PartialObjectMeta<Secret>>, kube::Error> {
-        if let Some(watched) = self.store.get(&ObjectRef::new(name).within(namespace))
-            && at(watched.metadata.resource_version.as_deref(), expected)
+        if self.kept == Kept::Metadata
+            && let Some(watched) = self.watched(namespace, name, expected)
         {
-            return Ok(Some((*watched).clone()));
+            return Ok(Some(watched));
         }
         Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_metadata_opt(name)
             .await
+    }
+
+    /// The watched Secret `namespace/name`, as kept, if the watch has it at `expected`.
+    fn watched(
+        &self,
+        namespace: &str,
+        name: &str,
+        expected: Option<&str>,
+    ) -> Option<PartialObjectMeta<Secret>> {
+        self.store
+            .get(&ObjectRef::new(name).within(namespace))
+            .filter(|watched| at(watched.metadata.resource_version.as_deref(), expected))
+            .map(|watched| (*watched).clone())
     }
 
     /// Whether Secret `namespace/name` is still at `version`, the one this reconciler wrote.
@@ -160,12 +196,38 @@ impl ProducedSecrets {
         name: &str,
         version: &str,
     ) -> Result<bool, kube::Error> {
-        let current = self.metadata(namespace, name, Some(version)).await?;
+        let current = match self.watched(namespace, name, Some(version)) {
+            Some(watched) => Some(watched),
+            None => {
+                Api::<Secret>::namespaced(self.client.clone(), namespace)
+                    .get_metadata_opt(name)
+                    .await?
+            }
+        };
         Ok(current
             .and_then(|secret| secret.metadata.resource_version)
             .as_deref()
             == Some(version))
     }
+}
+
+/// Reduces a watched Secret's metadata to `kept`: without `managedFields`, and for
+/// [`Kept::Version`] to its name, namespace and resourceVersion, and its owner references when
+/// `with_owners`.
+fn slim(secret: &mut PartialObjectMeta<Secret>, kept: Kept, with_owners: bool) {
+    secret.types = None;
+    if kept == Kept::Metadata {
+        secret.metadata.managed_fields = None;
+        return;
+    }
+    let meta = std::mem::take(&mut secret.metadata);
+    secret.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        resource_version: meta.resource_version,
+        owner_references: meta.owner_references.filter(|_| with_owners),
+        ..ObjectMeta::default()
+    };
 }
 
 /// Whether a watched Secret at `watched` can answer for one expected at `expected`.
@@ -184,6 +246,44 @@ mod tests {
         assert!(!at(None, Some("7")));
         assert!(at(Some("6"), None));
         assert!(at(None, None));
+    }
+
+    #[test]
+    fn only_what_the_reconciler_asks_is_kept() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        use kube::core::PartialObjectMetaExt;
+        use std::collections::BTreeMap;
+        let watched = || {
+            ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("ml".into()),
+                resource_version: Some("7".into()),
+                uid: Some("u".into()),
+                labels: Some(BTreeMap::from([("l".into(), "v".into())])),
+                annotations: Some(BTreeMap::from([("a".into(), "v".into())])),
+                owner_references: Some(vec![OwnerReference::default()]),
+                ..ObjectMeta::default()
+            }
+            .into_response_partial::<Secret>()
+        };
+        let mut secret = watched();
+        slim(&mut secret, Kept::Version, false);
+        let expected = ObjectMeta {
+            name: Some("db".into()),
+            namespace: Some("ml".into()),
+            resource_version: Some("7".into()),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(secret.metadata, expected);
+        let mut secret = watched();
+        slim(&mut secret, Kept::Version, true);
+        assert_eq!(secret.metadata.owner_references.map(|o| o.len()), Some(1));
+        assert!(secret.metadata.labels.is_none() && secret.metadata.annotations.is_none());
+        let mut secret = watched();
+        slim(&mut secret, Kept::Metadata, false);
+        let mut all = watched();
+        all.metadata.managed_fields = None;
+        assert_eq!(secret.metadata, all.metadata);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use seal_api::bitnami::{BitnamiSealedSecret, from_bitnami};
 use seal_api::names::SEALED_SECRET_UID_LABEL;
 
 use super::unseal::{Outcome, Reason, write_status};
+use super::watched::Watched;
 use crate::protocols::ownership::{OptIns, Predecessor, Producer};
 use crate::protocols::ready_condition;
 
@@ -63,11 +64,11 @@ impl Flavour {
     }
 }
 
-/// One object to reconcile, as it came.
+/// One object to reconcile, as the reconciler caches it.
 #[derive(Clone)]
 pub enum Object {
-    /// A seal.dev SealedSecret.
-    Seal(Arc<SealedSecret>),
+    /// A seal.dev SealedSecret, without its ciphertext ([`Watched`]).
+    Seal(Arc<Watched>),
     /// A bitnami.com SealedSecret.
     Bitnami(Arc<BitnamiSealedSecret>),
 }
@@ -97,12 +98,22 @@ impl Object {
         }
     }
 
-    /// The SealedSecret to decrypt, or why there is none.
-    pub fn sealed(&self) -> Result<Arc<SealedSecret>, Outcome> {
-        match self {
-            Object::Seal(sealed) => Ok(Arc::clone(sealed)),
-            Object::Bitnami(bitnami) => as_sealed(bitnami).map(Arc::new),
-        }
+    /// The object as it is now, with the SealedSecret to decrypt for it or why there is none;
+    /// `None` when it is gone. A seal.dev object is read afresh (the cache holds no ciphertext).
+    ///
+    /// # Errors
+    /// The API server could not be asked.
+    pub async fn whole(
+        &self,
+        client: Client,
+    ) -> Result<Option<(Object, Result<Arc<SealedSecret>, Outcome>)>, kube::Error> {
+        Ok(match self {
+            Object::Seal(watched) => watched.fetch(client).await?.map(|sealed| {
+                let cached = Object::Seal(Arc::new(Watched::from(sealed.clone())));
+                (cached, Ok(Arc::new(sealed)))
+            }),
+            Object::Bitnami(bitnami) => Some((self.clone(), as_sealed(bitnami).map(Arc::new))),
+        })
     }
 
     /// Records `outcome` in its status, in its flavour's shape. Returns whether it wrote.
@@ -115,7 +126,9 @@ impl Object {
         outcome: &Outcome,
     ) -> Result<bool, kube::Error> {
         match self {
-            Object::Seal(sealed) => write_status(client, sealed, outcome).await,
+            Object::Seal(watched) => {
+                write_status(client, watched.without_ciphertext(), outcome).await
+            }
             Object::Bitnami(bitnami) => write_synced(client, bitnami, outcome).await,
         }
     }
@@ -217,7 +230,7 @@ mod tests {
     fn bitnamis_whole_secret_data_is_unsupported_with_the_reason() {
         let mut object = bitnami();
         object.spec.data = Some("AgB".into());
-        let refused = Object::Bitnami(Arc::new(object)).sealed().unwrap_err();
+        let refused = as_sealed(&object).unwrap_err();
         assert_eq!(refused.reason, Reason::Unsupported);
         assert!(refused.message.contains("spec.data"), "{}", refused.message);
     }

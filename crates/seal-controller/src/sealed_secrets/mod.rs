@@ -9,9 +9,11 @@
 //! Bitnami object's Secret has no record, so the third step below is where a restart leaves it:
 //! converting it to seal.dev gives it RSA-free restarts.
 //!
-//! - SealedSecrets are watched in every namespace or in a configured list; produced Secrets
-//!   through [`crate::protocols::produced_watch`] (by label, metadata only), so no plaintext is
-//!   held between reconciles and memory does not grow with the cluster's other Secrets.
+//! - SealedSecrets are watched in every namespace or in a configured list, and a seal.dev object
+//!   is cached without its ciphertext ([`watched`]); produced Secrets through
+//!   [`crate::protocols::produced_watch`] (by label, metadata only), so no plaintext is held
+//!   between reconciles and memory grows by less than the objects' own size, not with the
+//!   cluster's other Secrets.
 //! - Every change of the keys re-runs every SealedSecret, so one that failed for want of a key
 //!   unseals as soon as the key is added.
 //! - What each reconcile costs, cheapest first:
@@ -21,12 +23,14 @@
 //!   2. otherwise (a restart, a failover, an edited Secret) one GET of the Secret, whose record
 //!      of what it was unsealed from ([`provenance`]) proves, with no RSA work, that it already
 //!      holds what the SealedSecret produces;
-//!   3. otherwise the decryption (an RSA private-key operation per item, off the async workers)
-//!      and, if anything differs, a write.
+//!   3. otherwise one GET of the SealedSecret (the cache holds no ciphertext), the decryption
+//!      (an RSA private-key operation per item, off the async workers) and, if anything differs,
+//!      a write.
 
 pub mod flavour;
 pub mod provenance;
 pub mod unseal;
+pub mod watched;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -39,7 +43,6 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use seal_api::SealedSecret;
 use seal_api::bitnami::{BITNAMI_API_VERSION, BitnamiSealedSecret};
 use seal_api::names::SEALED_SECRET_UID_LABEL;
 use seal_api::produced::ProducedPolicy;
@@ -49,12 +52,13 @@ use tracing::{info, warn};
 use self::flavour::Object;
 use self::provenance::RecordKeys;
 use self::unseal::{Outcome, Reason, already_unsealed, decrypt, write_bitnami, write_unsealed};
+use self::watched::Watched;
 use crate::keys::{CurrentKeys, KeySet};
 use crate::metrics::Metrics;
 use crate::protocols::bounded_memory::BoundedMemory;
 use crate::protocols::contained::{Panicked, contain_and_report};
 use crate::protocols::events::Events;
-use crate::protocols::produced_watch::{self, ProducedSecrets};
+use crate::protocols::produced_watch::{self, Kept, ProducedSecrets};
 use crate::protocols::redaction::api_refusal;
 
 /// What the SealedSecret reconciler is told.
@@ -81,6 +85,9 @@ pub enum ReconcileError {
     /// The produced Secret could not be read.
     #[error("cannot read the Secret: {0}")]
     Secret(#[source] kube::Error),
+    /// The SealedSecret could not be read whole (to decrypt it).
+    #[error("cannot read the SealedSecret: {0}")]
+    Object(#[source] kube::Error),
     /// The decryption task did not finish (it panicked or the runtime is stopping).
     #[error("the decryption task did not finish")]
     Decrypt,
@@ -161,11 +168,16 @@ pub async fn run(
     };
     let mut loops = Vec::new();
     for namespace in namespaces {
-        let (produced, produced_changes) =
-            produced_watch::watch(&client, namespace.as_deref(), SEALED_SECRET_UID_LABEL, None);
+        let (produced, produced_changes) = produced_watch::watch(
+            &client,
+            namespace.as_deref(),
+            SEALED_SECRET_UID_LABEL,
+            None,
+            Kept::Version,
+        );
         loops.push(
             reconcile_loop(
-                api_in::<SealedSecret>(&client, namespace.as_deref()),
+                api_in::<Watched>(&client, namespace.as_deref()),
                 produced_changes,
                 &keys,
                 config.concurrency,
@@ -308,42 +320,31 @@ async fn reconcile(object: Object, ctx: Arc<Context>) -> Result<Action, Reconcil
     let started = Instant::now();
     let meta = object.meta();
     let uid = meta.uid.clone().unwrap_or_default();
-    let namespace = meta.namespace.clone().unwrap_or_default();
-    let name = meta.name.clone().unwrap_or_default();
-    let generation = meta.generation;
     if let Some((settled_generation, version)) = ctx.settled.get(&uid)
-        && settled_generation == generation
+        && settled_generation == meta.generation
         && ctx
             .produced
-            .is_at(&namespace, &name, &version)
+            .is_at(
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+                &version,
+            )
             .await
             .map_err(ReconcileError::Secret)?
     {
         ctx.metrics.reconciled(Reason::Unsealed, started.elapsed());
         return Ok(Action::await_change());
     }
-    let outcome = match object.sealed() {
-        Ok(sealed) => {
-            let outcome = unseal_or_prove(&ctx, &object, &sealed).await?;
-            if outcome.wrote
-                && let Some(version) = &outcome.secret_version
-                && !sealed.spec.rollout_restart_targets.is_empty()
-            {
-                crate::protocols::rollout::restart(
-                    &ctx.client,
-                    &ctx.events,
-                    &object.object_ref(),
-                    &namespace,
-                    &sealed.spec.rollout_restart_targets,
-                    &name,
-                    version,
-                )
-                .await;
-            }
-            outcome
-        }
-        Err(refused) => refused,
+    let Some((object, outcome)) = unseal_or_prove(&ctx, object).await? else {
+        // Deleted since it was scheduled: garbage collection takes its Secret.
+        ctx.settled.forget(&uid);
+        return Ok(Action::await_change());
     };
+    // The outcome is about `object` as it was read, which may be newer than the one scheduled.
+    let meta = object.meta();
+    let uid = meta.uid.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
     if outcome.reason == Reason::Unsealed {
         if outcome.wrote {
             info!(%namespace, %name, flavour = ?object.flavour(), "unsealed");
@@ -373,7 +374,7 @@ async fn reconcile(object: Object, ctx: Arc<Context>) -> Result<Action, Reconcil
         }
     }
     match (outcome.reason, outcome.secret_version) {
-        (Reason::Unsealed, Some(version)) => ctx.settled.remember(&uid, (generation, version)),
+        (Reason::Unsealed, Some(version)) => ctx.settled.remember(&uid, (meta.generation, version)),
         _ => ctx.settled.forget(&uid),
     }
     ctx.metrics.set_settled(ctx.settled.len());
@@ -384,28 +385,45 @@ async fn reconcile(object: Object, ctx: Arc<Context>) -> Result<Action, Reconcil
     })
 }
 
-/// Reads the produced Secret of `object` (decrypted as `sealed`) and either proves from its record
-/// that it is up to date (a seal.dev object; a Bitnami object's Secret has no record), or
-/// decrypts and writes what differs, in the object's flavour.
+/// Reads the produced Secret of `object` and either proves from its record that it is up to
+/// date (a seal.dev object; a Bitnami object's Secret has no record), or reads the object whole,
+/// decrypts it, writes what differs in the object's flavour, and restarts its rollout targets
+/// after a write. Returns the outcome with the object it is about (as read), or `None` when the
+/// object is gone.
 async fn unseal_or_prove(
     ctx: &Context,
-    object: &Object,
-    sealed: &Arc<SealedSecret>,
-) -> Result<Outcome, ReconcileError> {
-    let secrets: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
-    let existing = match secrets.get_opt(&sealed.name_any()).await {
+    object: Object,
+) -> Result<Option<(Object, Outcome)>, ReconcileError> {
+    let meta = object.meta();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = match secrets.get_opt(&name).await {
         Ok(existing) => existing,
-        Err(error) => return Ok(Outcome::failed(Reason::UpdateFailed, api_refusal(&error))),
+        Err(error) => {
+            let failed = Outcome::failed(Reason::UpdateFailed, api_refusal(&error));
+            return Ok(Some((object, failed)));
+        }
     };
     let (keys, records) = ctx.keys();
-    if let Object::Seal(_) = object
-        && let Some(proven) = already_unsealed(sealed, existing.as_ref(), &records)
+    if let Object::Seal(watched) = &object
+        && let Some(proven) = already_unsealed(watched, existing.as_ref(), &records)
     {
-        return Ok(proven);
+        return Ok(Some((object, proven)));
     }
+    let Some((object, sealed)) = object
+        .whole(ctx.client.clone())
+        .await
+        .map_err(ReconcileError::Object)?
+    else {
+        return Ok(None);
+    };
+    let sealed = match sealed {
+        Ok(sealed) => sealed,
+        Err(refused) => return Ok(Some((object, refused))),
+    };
     let decrypted = {
-        let sealed = Arc::clone(sealed);
+        let sealed = Arc::clone(&sealed);
         let policy = ctx.policy.clone();
         tokio::task::spawn_blocking(move || decrypt(&sealed, keys.ring(), &policy))
             .await
@@ -413,16 +431,32 @@ async fn unseal_or_prove(
     };
     let desired = match decrypted {
         Ok(desired) => desired,
-        Err(failed) => return Ok(failed),
+        Err(failed) => return Ok(Some((object, failed))),
     };
-    Ok(match object {
+    let outcome = match &object {
         Object::Seal(_) => {
-            write_unsealed(&secrets, sealed, existing.as_ref(), desired, &records).await
+            write_unsealed(&secrets, &sealed, existing.as_ref(), desired, &records).await
         }
         Object::Bitnami(bitnami) => {
-            write_bitnami(&secrets, bitnami, sealed, existing.as_ref(), desired).await
+            write_bitnami(&secrets, bitnami, &sealed, existing.as_ref(), desired).await
         }
-    })
+    };
+    if outcome.wrote
+        && let Some(version) = &outcome.secret_version
+        && !sealed.spec.rollout_restart_targets.is_empty()
+    {
+        crate::protocols::rollout::restart(
+            &ctx.client,
+            &ctx.events,
+            &object.object_ref(),
+            &namespace,
+            &sealed.spec.rollout_restart_targets,
+            &name,
+            version,
+        )
+        .await;
+    }
+    Ok(Some((object, outcome)))
 }
 
 fn error_policy(error: &ReconcileError) -> Action {

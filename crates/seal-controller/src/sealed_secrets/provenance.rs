@@ -2,11 +2,13 @@
 //! controller, or a replica that has just become leader, can tell without decrypting that the
 //! Secret already is what its SealedSecret produces.
 //!
-//! The record is the annotation [`UNSEALED_FROM_ANNOTATION`]: `v1:<key>:<mac>`, where `<mac>` is
+//! The record is the annotation [`UNSEALED_FROM_ANNOTATION`]: `v2:<key>:<mac>`, where `<mac>` is
 //! HMAC-SHA256 over
 //! - the SealedSecret's uid (a record copied from another object's Secret does not verify),
 //! - the produced Secret's namespace and name,
-//! - the SealedSecret's whole `spec` (sealed items, template, scope, rollout targets),
+//! - the SHA-256 of the SealedSecret's whole `spec` (sealed items, template, scope, rollout
+//!   targets), its [`SpecDigest`], so that the record can be checked against a cached object
+//!   that no longer holds the ciphertext ([`super::watched`]),
 //! - the name and value of every item the SealedSecret produces
 //!   ([`seal_api::unsealing::produced_item_names`]; a Secret that the SealedSecret only adds items
 //!   to keeps its other items out of the record),
@@ -24,26 +26,69 @@
 //! A record made with an older key still verifies while that key is in the ring (a renewal
 //! rewrites nothing); when its key is gone (a compromised key removed), the next reconcile
 //! decrypts and records again with the newest key.
+//!
+//! `v1` records (which authenticated the spec itself rather than its digest) are not read: the
+//! first reconcile after an upgrade decrypts once and writes a `v2` record, no value changes.
 
 use std::collections::BTreeMap;
 
-use aws_lc_rs::{hkdf, hmac};
+use aws_lc_rs::{digest, hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::ByteString;
 use kube::ResourceExt;
 use seal_api::SealedSecret;
 use seal_api::names::UNSEALED_FROM_ANNOTATION;
+use seal_api::sealed_secret::SealedSecretSpec;
 use seal_api::unsealing::produced_item_names;
 use seal_core::{Fingerprint, PrivateKey};
 
 /// The record format this module writes and reads.
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
 /// HKDF salt of the record keys: says what they are for, so no other use of a sealing key can
 /// produce the same bytes.
 const SALT: &[u8] = b"seal.dev/unsealed-from";
 /// Hex digits of the key fingerprint a record names its key by.
 const KEY_ID_LEN: usize = 16;
+
+/// The SHA-256 of a SealedSecret's spec as the API server stored it, serialized in the field
+/// order of its Rust type and with sorted maps: the same spec always gives the same digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpecDigest([u8; 32]);
+
+impl SpecDigest {
+    /// The digest of `spec`.
+    ///
+    /// # Panics
+    /// Never: a spec is plain data and always serializes.
+    pub fn of(spec: &SealedSecretSpec) -> Self {
+        let bytes = serde_json::to_vec(spec).expect("invariant: a spec serializes");
+        let digest = digest::digest(&digest::SHA256, &bytes);
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+}
+
+/// What a Secret is unsealed from: a SealedSecret's identity and item names, and its spec's
+/// digest.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    sealed: &'a SealedSecret,
+    spec: SpecDigest,
+}
+
+impl<'a> Source<'a> {
+    /// `sealed`, whole.
+    pub fn of(sealed: &'a SealedSecret) -> Self {
+        Self::new(sealed, SpecDigest::of(&sealed.spec))
+    }
+
+    /// `sealed`, whose spec's digest is `spec` (it may hold the item names only).
+    pub(super) fn new(sealed: &'a SealedSecret, spec: SpecDigest) -> Self {
+        Self { sealed, spec }
+    }
+}
 
 /// The record keys of the controller's current sealing keys.
 pub struct RecordKeys {
@@ -71,27 +116,27 @@ impl RecordKeys {
         Self { keys, signing }
     }
 
-    /// The record for a Secret holding `data` as produced from `sealed`; `None` without a key.
+    /// The record for a Secret holding `data` as produced from `source`; `None` without a key.
     pub fn record(
         &self,
-        sealed: &SealedSecret,
+        source: Source<'_>,
         data: &BTreeMap<String, ByteString>,
     ) -> Option<String> {
         let id = self.signing.as_ref()?;
         let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
-        let tag = hmac::sign(key, &message(sealed, data));
+        let tag = hmac::sign(key, &message(source, data));
         Some(format!(
             "{VERSION}:{id}:{}",
             URL_SAFE_NO_PAD.encode(tag.as_ref())
         ))
     }
 
-    /// Whether `record` (the annotation's value) proves that `data` is what `sealed` produces.
+    /// Whether `record` (the annotation's value) proves that `data` is what `source` produces.
     /// Constant time in the tag; any failure (no record, another format, an unknown key, a
     /// mismatch) is the same `false`.
     pub fn verify(
         &self,
-        sealed: &SealedSecret,
+        source: Source<'_>,
         data: &BTreeMap<String, ByteString>,
         record: Option<&str>,
     ) -> bool {
@@ -101,18 +146,18 @@ impl RecordKeys {
         let Some((_, key)) = self.keys.iter().find(|(k, _)| k == id) else {
             return false;
         };
-        hmac::verify(key, &message(sealed, data), &tag).is_ok()
+        hmac::verify(key, &message(source, data), &tag).is_ok()
     }
 
-    /// Whether the Secret with these `annotations` and `data` carries a valid record for `sealed`.
+    /// Whether the Secret with these `annotations` and `data` carries a valid record for `source`.
     pub fn verify_secret(
         &self,
-        sealed: &SealedSecret,
+        source: Source<'_>,
         annotations: &BTreeMap<String, String>,
         data: &BTreeMap<String, ByteString>,
     ) -> bool {
         self.verify(
-            sealed,
+            source,
             data,
             annotations
                 .get(UNSEALED_FROM_ANNOTATION)
@@ -121,7 +166,7 @@ impl RecordKeys {
     }
 }
 
-/// `v1:<key id>:<tag>` split into the key id and the decoded tag.
+/// `v2:<key id>:<tag>` split into the key id and the decoded tag.
 fn parse(record: &str) -> Option<(&str, Vec<u8>)> {
     let mut parts = record.splitn(3, ':');
     if parts.next()? != VERSION {
@@ -146,7 +191,8 @@ fn record_key(key: &PrivateKey) -> hmac::Key {
 }
 
 /// The bytes a record authenticates, each field length-prefixed so that no two inputs meet.
-fn message(sealed: &SealedSecret, data: &BTreeMap<String, ByteString>) -> Vec<u8> {
+fn message(source: Source<'_>, data: &BTreeMap<String, ByteString>) -> Vec<u8> {
+    let sealed = source.sealed;
     let mut bytes = Vec::new();
     let mut field = |value: &[u8]| {
         bytes.extend_from_slice(&(value.len() as u64).to_be_bytes());
@@ -155,9 +201,7 @@ fn message(sealed: &SealedSecret, data: &BTreeMap<String, ByteString>) -> Vec<u8
     field(sealed.uid().unwrap_or_default().as_bytes());
     field(sealed.namespace().unwrap_or_default().as_bytes());
     field(sealed.name_any().as_bytes());
-    // The spec as the API server stored it, in the field order of its Rust type and with sorted
-    // maps: the same object always gives the same bytes.
-    field(&serde_json::to_vec(&sealed.spec).expect("invariant: a spec serializes"));
+    field(&source.spec.0);
     for name in produced_item_names(sealed) {
         field(name.as_bytes());
         match data.get(name) {
@@ -218,31 +262,35 @@ mod tests {
         let ring = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
         let object = sealed("u1", &[("password", "c1"), ("user", "c2")]);
         let made = data(&[("password", "p"), ("user", "u")]);
-        let record = ring.record(&object, &made).unwrap();
-        assert!(record.starts_with(&format!("v1:{}:", &new.fingerprint().to_string()[..16])));
-        assert!(ring.verify(&object, &made, Some(&record)));
+        let record = ring.record(Source::of(&object), &made).unwrap();
+        assert!(record.starts_with(&format!("v2:{}:", &new.fingerprint().to_string()[..16])));
+        assert!(ring.verify(Source::of(&object), &made, Some(&record)));
 
         // An edited value, a missing item, an added produced item: not what it was made from.
         assert!(!ring.verify(
-            &object,
+            Source::of(&object),
             &data(&[("password", "x"), ("user", "u")]),
             Some(&record)
         ));
-        assert!(!ring.verify(&object, &data(&[("password", "p")]), Some(&record)));
+        assert!(!ring.verify(
+            Source::of(&object),
+            &data(&[("password", "p")]),
+            Some(&record)
+        ));
         // Items the SealedSecret does not produce are not its business (a patched Secret's own).
         let with_foreign = data(&[("password", "p"), ("user", "u"), ("theirs", "t")]);
-        assert!(ring.verify(&object, &with_foreign, Some(&record)));
+        assert!(ring.verify(Source::of(&object), &with_foreign, Some(&record)));
         // Another spec, another object, another name.
         let respec = sealed("u1", &[("password", "c1-resealed"), ("user", "c2")]);
-        assert!(!ring.verify(&respec, &made, Some(&record)));
+        assert!(!ring.verify(Source::of(&respec), &made, Some(&record)));
         assert!(!ring.verify(
-            &sealed("u2", &[("password", "c1"), ("user", "c2")]),
+            Source::of(&sealed("u2", &[("password", "c1"), ("user", "c2")])),
             &made,
             Some(&record)
         ));
         let mut renamed = object.clone();
         renamed.metadata.name = Some("db2".into());
-        assert!(!ring.verify(&renamed, &made, Some(&record)));
+        assert!(!ring.verify(Source::of(&renamed), &made, Some(&record)));
     }
 
     #[test]
@@ -251,7 +299,7 @@ mod tests {
         let ring = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
         let object = sealed("u1", &[("password", "c1")]);
         let made = data(&[("password", "p")]);
-        let record = ring.record(&object, &made).unwrap();
+        let record = ring.record(Source::of(&object), &made).unwrap();
         let mut flipped = record.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
@@ -262,23 +310,46 @@ mod tests {
             Some("v1"),
             Some("v2:abc:def"),
             Some(flipped.as_str()),
-            Some(&record.replace("v1:", "v2:")),
+            Some(&record.replace("v2:", "v3:")),
             Some(&record[..record.len() - 4]),
         ] {
-            assert!(!ring.verify(&object, &made, bad), "{bad:?}");
+            assert!(!ring.verify(Source::of(&object), &made, bad), "{bad:?}");
         }
         // A plain SHA-256 of the inputs is not a record, whatever its format.
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &message(&object, &made));
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &message(Source::of(&object), &made),
+        );
         let plain = format!(
-            "v1:{}:{}",
+            "v2:{}:{}",
             &new.fingerprint().to_string()[..16],
             URL_SAFE_NO_PAD.encode(digest.as_ref())
         );
-        assert!(!ring.verify(&object, &made, Some(&plain)));
+        assert!(!ring.verify(Source::of(&object), &made, Some(&plain)));
         // A controller with other keys cannot verify (nor forge) this one's records.
         let (a, b) = keys();
-        assert!(!RecordKeys::derive([&a, &b], None).verify(&object, &made, Some(&record)));
+        assert!(!RecordKeys::derive([&a, &b], None).verify(
+            Source::of(&object),
+            &made,
+            Some(&record)
+        ));
+    }
+
+    #[test]
+    fn a_record_made_from_the_whole_object_verifies_against_the_cached_one() {
+        let (key, _) = keys();
+        let ring = RecordKeys::derive([&key], None);
+        let object = sealed("u1", &[("password", "c1"), ("user", "c2")]);
+        let made = data(&[("password", "p"), ("user", "u")]);
+        let record = ring.record(Source::of(&object), &made).unwrap();
+        let cached = super::super::watched::Watched::from(object.clone());
+        assert!(ring.verify(cached.source(), &made, Some(&record)));
+        // The cached object without its ciphertext is another spec: only its digest stands in.
+        assert!(!ring.verify(
+            Source::of(cached.without_ciphertext()),
+            &made,
+            Some(&record)
+        ));
     }
 
     #[test]
@@ -287,13 +358,16 @@ mod tests {
         let object = sealed("u1", &[("password", "c1")]);
         let made = data(&[("password", "p")]);
         let by_old = RecordKeys::derive([&old], Some(old.fingerprint()))
-            .record(&object, &made)
+            .record(Source::of(&object), &made)
             .unwrap();
         let renewed = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
-        assert!(renewed.verify(&object, &made, Some(&by_old)));
-        assert_ne!(renewed.record(&object, &made).unwrap(), by_old);
+        assert!(renewed.verify(Source::of(&object), &made, Some(&by_old)));
+        assert_ne!(renewed.record(Source::of(&object), &made).unwrap(), by_old);
         let old_removed = RecordKeys::derive([&new], Some(new.fingerprint()));
-        assert!(!old_removed.verify(&object, &made, Some(&by_old)));
-        assert_eq!(RecordKeys::derive([], None).record(&object, &made), None);
+        assert!(!old_removed.verify(Source::of(&object), &made, Some(&by_old)));
+        assert_eq!(
+            RecordKeys::derive([], None).record(Source::of(&object), &made),
+            None
+        );
     }
 }

@@ -38,7 +38,8 @@ pub use seal_api::sealed_secret::Reason;
 use seal_api::unsealing::{KeyRing, UnsealError, produced_skeleton, unseal_to_secret};
 
 use super::flavour::Flavour;
-use super::provenance::RecordKeys;
+use super::provenance::{RecordKeys, Source};
+use super::watched::Watched;
 use crate::protocols::applied::{Items, already_applied};
 use crate::protocols::ownership::{self, Decision, Request, field_manager};
 use crate::protocols::redaction::api_refusal;
@@ -136,22 +137,24 @@ pub fn decrypt(
     })
 }
 
-/// The outcome when `existing` already is what `sealed` produces, known without decrypting: it
-/// may be written by this SealedSecret, its metadata is what the template says, and its record
-/// ([`super::provenance`]) proves its items. `None` means "decrypt and see".
+/// The outcome when `existing` already is what the cached SealedSecret `watched` produces, known
+/// without its ciphertext and without decrypting: it may be written by this SealedSecret, its
+/// metadata is what the template says, and its record ([`super::provenance`]) proves its items.
+/// `None` means "read the object whole, decrypt and see".
 pub fn already_unsealed(
-    sealed: &SealedSecret,
+    watched: &Watched,
     existing: Option<&Secret>,
     records: &RecordKeys,
 ) -> Option<Outcome> {
     let existing = existing?;
+    let sealed = watched.without_ciphertext();
     let items_only = access(sealed, Some(existing), Flavour::Seal).ok()?;
     let mut skeleton = produced_skeleton(sealed);
     shape(sealed, &mut skeleton, items_only);
     let empty = BTreeMap::new();
     let proven = already_applied(existing, &skeleton, Items::AtLeast)
         && records.verify_secret(
-            sealed,
+            watched.source(),
             existing.annotations(),
             existing.data.as_ref().unwrap_or(&empty),
         );
@@ -189,13 +192,14 @@ pub async fn write_unsealed(
         }
         other => other,
     };
-    let record = records.record(sealed, desired.data.as_ref().unwrap_or(&BTreeMap::new()));
+    let source = Source::of(sealed);
+    let record = records.record(source, desired.data.as_ref().unwrap_or(&BTreeMap::new()));
     if let Some(existing) = existing
         && already_applied(existing, &desired, Items::AtLeast)
     {
         let empty = BTreeMap::new();
         let recorded = records.verify_secret(
-            sealed,
+            source,
             existing.annotations(),
             existing.data.as_ref().unwrap_or(&empty),
         );

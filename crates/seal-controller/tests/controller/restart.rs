@@ -86,7 +86,7 @@ async fn a_restart_proves_secrets_by_their_record_and_repairs_what_changed() -> 
     let before = eventually("every Secret is unsealed with a record", LIMIT, || async {
         let now = produced(&app_ns).await?;
         Ok(
-            (now.len() == OBJECTS && now.values().all(|(_, record, _)| record.starts_with("v1:")))
+            (now.len() == OBJECTS && now.values().all(|(_, record, _)| record.starts_with("v2:")))
                 .then_some(now),
         )
     })
@@ -110,7 +110,7 @@ async fn a_restart_proves_secrets_by_their_record_and_repairs_what_changed() -> 
             &merge(serde_json::json!({"stringData": {"a": "tampered"}})),
         )
         .await?;
-    let forged = format!("v1:0000000000000000:{}", "A".repeat(43));
+    let forged = format!("v2:0000000000000000:{}", "A".repeat(43));
     secrets
         .patch(
             "s1",
