@@ -50,6 +50,11 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
+/// The default log filter of the programs that fetch through these providers: `info`, without the
+/// Vault client libraries' own ERROR lines (one per refused request, a 404 included), which a
+/// provider turns into its [`Error`] and its caller reports once, in its own words.
+pub const DEFAULT_LOG_FILTER: &str = "info,rustify=off,vaultrs=off";
+
 pub use aws::{AwsAuth, AwsConfig, AwsGetError, AwsProvider, AwsSecret, AwsServiceError};
 pub use error::{Error, Location};
 pub use metrics::{Call, CallCount, CallCounter, CallStatus};
