@@ -16,10 +16,10 @@
 //! server-side apply about a third of each object), and the annotations, among them kubectl's
 //! `last-applied-configuration`, which holds the whole object, ciphertext included.
 //!
-//! A [`Watched`] deserializes from a SealedSecret (the watch reads it straight into this shape),
-//! and hands out its stripped object only as [`Watched::without_ciphertext`], which the type keeps
-//! apart from anything that decrypts: decrypting takes a SealedSecret read afresh from the API
-//! server.
+//! A [`Watched`] deserializes from a SealedSecret (the watch reads it straight into this shape).
+//! It hands out its stripped object only through [`Watched::without_ciphertext`], named so that no
+//! caller takes it for one to decrypt: decrypting takes the SealedSecret read afresh
+//! ([`Watched::fetch`]); a stripped one would fail every item.
 
 use std::borrow::Cow;
 
