@@ -1,10 +1,10 @@
 //! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
 //! `xtask/go/kubeseal` (its go.mod and go.sum are committed), kubesealpy from PyPI in a virtualenv,
-//! the AWS Secrets Manager Agent 2.1.0 from crates.io (see `aws_agent.rs`), and Bitnami's
-//! sealed-secrets controller v0.40.0 (see `bitnami.rs`). Each is installed
-//! once into the cache, keyed by version, and reused. Helm and helmfile, which the deploy tests
-//! drive, and vals, which the CLI's differential tests run, are installed the same way (see
-//! `helm.rs`).
+//! the AWS Secrets Manager Agent 2.1.0 from crates.io (see `aws_agent.rs`: the tests' build is
+//! unoptimised, the benchmark's is not), and Bitnami's sealed-secrets controller v0.40.0 (see
+//! `bitnami.rs`). Each is installed once into the cache, keyed by version, and reused. Helm and
+//! helmfile, which the deploy tests drive, and vals, which the CLI's differential tests run, are
+//! installed the same way (see `helm.rs`).
 
 pub mod aws_agent;
 pub mod bitnami;
@@ -15,6 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use self::aws_agent::AgentProfile;
 use crate::go::{GoBuild, reports_version};
 use crate::run;
 
@@ -29,7 +30,8 @@ pub struct Peers {
     pub kubeseal: PathBuf,
     /// A Python interpreter with kubesealpy installed.
     pub python: PathBuf,
-    /// The AWS Secrets Manager Agent binary, `aws_secretsmanager_agent` 2.1.0.
+    /// The AWS Secrets Manager Agent binary, `aws_secretsmanager_agent` 2.1.0, in the tests'
+    /// (unoptimised) build.
     pub aws_agent: PathBuf,
     /// vals, at the version helmfile pins.
     pub vals: PathBuf,
@@ -48,7 +50,7 @@ impl Peers {
         Ok(Self {
             kubeseal: ensure_kubeseal(&cache)?,
             python: ensure_kubesealpy(&cache)?,
-            aws_agent: aws_agent::ensure_secretsmanager_agent(&cache)?,
+            aws_agent: aws_agent::ensure_secretsmanager_agent(&cache, AgentProfile::Test)?,
             vals: helm::ensure_vals(&cache)?,
             bitnami_controller: bitnami::ensure_sealed_secrets_controller(&cache)?,
         })

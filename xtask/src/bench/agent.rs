@@ -17,7 +17,7 @@
 //! on this machine ([`throughput_bound`]).
 //!
 //! How: seal-agent is built as shipped, with the `small` profile (built for size, see the
-//! workspace Cargo.toml); the AWS agent comes from
+//! workspace Cargo.toml); the AWS agent, in its release build, comes from
 //! [`super::peers`]. One secret (a JSON string of about 100 bytes) is created in moto; both
 //! agents are started side by side, each with a configuration of its own on a free loopback port,
 //! the same moto variables (`AWS_ENDPOINT_URL`, region, static credentials; the AWS agent's SDK

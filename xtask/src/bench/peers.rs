@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::peers::aws_agent::{
-    SECRETSMANAGER_AGENT_CRATE, ensure_secretsmanager_agent, install_root, installed_crate_version,
+    AgentProfile, SECRETSMANAGER_AGENT_CRATE, ensure_secretsmanager_agent, install_root,
+    installed_crate_version,
 };
 use crate::peers::bitnami::{controller_version, ensure_sealed_secrets_controller};
 use crate::peers::cache_dir;
@@ -18,7 +19,8 @@ pub struct BenchPeers {
     /// place of the in-cluster controller.
     pub sealed_secrets_controller: PathBuf,
     /// The AWS Secrets Manager Agent binary (`aws_secretsmanager_agent`), a local HTTP service that
-    /// reads secrets from Secrets Manager and caches them in memory; takes `--config <file>`.
+    /// reads secrets from Secrets Manager and caches them in memory; takes `--config <file>`. The
+    /// release build, not the tests' unoptimised one: the benchmark compares speed and memory.
     pub secretsmanager_agent: PathBuf,
 }
 
@@ -28,7 +30,7 @@ impl BenchPeers {
         let cache = cache_dir()?;
         Ok(Self {
             sealed_secrets_controller: ensure_sealed_secrets_controller(&cache)?,
-            secretsmanager_agent: ensure_secretsmanager_agent(&cache)?,
+            secretsmanager_agent: ensure_secretsmanager_agent(&cache, AgentProfile::Release)?,
         })
     }
 

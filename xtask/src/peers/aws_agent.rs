@@ -2,8 +2,9 @@
 //! seal-agent tests run it beside seal-agent against the same moto and diff the answers
 //! (`crates/seal-agent/tests/agent/differential.rs`, which finds it through `SEAL_AWS_AGENT`), and
 //! `cargo xtask bench agent` measures it. Installed from crates.io with `cargo install --locked`
-//! at the pinned version, once, into the cache; the build goes to a `.partial` root renamed into
-//! place only once verified, so an interrupted build is redone rather than trusted.
+//! at the pinned version, once per [`AgentProfile`], into the cache; the build goes to a
+//! `.partial` root renamed into place only once verified, so an interrupted build is redone rather
+//! than trusted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +19,58 @@ pub const SECRETSMANAGER_AGENT_VERSION: &str = "2.1.0";
 /// The AWS Secrets Manager Agent's crate, which is also the name of the binary it installs.
 pub const SECRETSMANAGER_AGENT_CRATE: &str = "aws_secretsmanager_agent";
 
-/// Installs the AWS Secrets Manager Agent from crates.io unless the cache has it.
+/// How the agent is compiled. Each profile has a cache entry of its own, so that neither build
+/// replaces the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentProfile {
+    /// For the tests, which only need the agent to answer as the shipped one does: cargo's dev
+    /// profile (`--debug`, no optimisation) without debug info, debug assertions or overflow
+    /// checks, so that the code that runs is the release build's, only unoptimised. Entry
+    /// `aws-secretsmanager-agent-2.1.0-dev`.
+    Test,
+    /// For `cargo xtask bench agent`, which compares speed and memory: the release profile, as
+    /// upstream ships it. Entry `aws-secretsmanager-agent-2.1.0`.
+    Release,
+}
+
+impl AgentProfile {
+    /// The cache entry's name (the install root), keyed by version and profile.
+    fn entry(self) -> String {
+        match self {
+            Self::Test => format!("aws-secretsmanager-agent-{SECRETSMANAGER_AGENT_VERSION}-dev"),
+            Self::Release => format!("aws-secretsmanager-agent-{SECRETSMANAGER_AGENT_VERSION}"),
+        }
+    }
+
+    /// What `cargo install` is told on top of `--locked --version`.
+    fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Test => &[
+                "--debug",
+                "--config",
+                "profile.dev.debug=false",
+                "--config",
+                "profile.dev.debug-assertions=false",
+                "--config",
+                "profile.dev.overflow-checks=false",
+            ],
+            Self::Release => &[],
+        }
+    }
+
+    /// How long a cold build takes on two cores, for the first run's message (measured
+    /// 2026-12-04 with the crates already downloaded, on two cores shared with other builds: 201
+    /// CPU-seconds for the test build, 464 for the release build; see the README).
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Test => "about 4 minutes on 2 cores",
+            Self::Release => "about 8 minutes on 2 cores",
+        }
+    }
+}
+
+/// Installs the AWS Secrets Manager Agent from crates.io, compiled with `profile`, unless the
+/// cache has it.
 ///
 /// `cargo install` runs in the cache, outside the workspace, so the workspace's `.cargo/config.toml`
 /// does not apply, and without its `[env]` variables that `cargo xtask` inherited (the AWS-LC seeding
@@ -26,22 +78,19 @@ pub const SECRETSMANAGER_AGENT_CRATE: &str = "aws_secretsmanager_agent";
 /// applies, as rustup passes it down in `RUSTUP_TOOLCHAIN`. The build's target directory lives in
 /// the `.partial` root, so an interrupted build resumes; it is deleted before the root is renamed
 /// into place.
-pub fn ensure_secretsmanager_agent(cache: &Path) -> Result<PathBuf> {
-    let root = cache.join(format!(
-        "aws-secretsmanager-agent-{SECRETSMANAGER_AGENT_VERSION}"
-    ));
+pub fn ensure_secretsmanager_agent(cache: &Path, profile: AgentProfile) -> Result<PathBuf> {
+    let root = cache.join(profile.entry());
     let binary = root.join("bin").join(SECRETSMANAGER_AGENT_CRATE);
     if binary.is_file() {
         return Ok(binary);
     }
     eprintln!(
-        "==> building {SECRETSMANAGER_AGENT_CRATE} {SECRETSMANAGER_AGENT_VERSION} from crates.io into {} (first run only; about 12 minutes on 2 cores)",
-        root.display()
+        "==> building {SECRETSMANAGER_AGENT_CRATE} {SECRETSMANAGER_AGENT_VERSION} ({profile:?} profile) from crates.io into {} (first run only; {})",
+        root.display(),
+        profile.expected()
     );
     let started = Instant::now();
-    let partial = cache.join(format!(
-        "aws-secretsmanager-agent-{SECRETSMANAGER_AGENT_VERSION}.partial"
-    ));
+    let partial = cache.join(format!("{}.partial", profile.entry()));
     std::fs::create_dir_all(&partial)?;
     run(Command::new(cargo())
         .args([
@@ -49,8 +98,9 @@ pub fn ensure_secretsmanager_agent(cache: &Path) -> Result<PathBuf> {
             "--locked",
             "--version",
             SECRETSMANAGER_AGENT_VERSION,
-            "--root",
         ])
+        .args(profile.cargo_args())
+        .arg("--root")
         .arg(&partial)
         .arg(SECRETSMANAGER_AGENT_CRATE)
         .current_dir(cache)
@@ -70,7 +120,7 @@ pub fn ensure_secretsmanager_agent(cache: &Path) -> Result<PathBuf> {
     }
     std::fs::rename(&partial, &root)?;
     eprintln!(
-        "==> built {SECRETSMANAGER_AGENT_CRATE} in {:.0?}",
+        "==> built {SECRETSMANAGER_AGENT_CRATE} ({profile:?} profile) in {:.0?}",
         started.elapsed()
     );
     Ok(binary)
