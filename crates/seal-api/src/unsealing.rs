@@ -198,13 +198,25 @@ pub fn produced_skeleton(sealed: &SealedSecret) -> Secret {
 /// The names of the items the Secret `sealed` produces holds, which needs no key: every sealed
 /// item and every `template.data` entry.
 pub fn produced_item_names(sealed: &SealedSecret) -> std::collections::BTreeSet<&str> {
-    let templates = sealed.spec.template.as_ref().and_then(|t| t.data.as_ref());
-    sealed
-        .spec
-        .encrypted_data
-        .keys()
-        .chain(templates.into_iter().flat_map(BTreeMap::keys))
-        .map(String::as_str)
+    item_names(
+        sealed.spec.encrypted_data.keys().map(String::as_str),
+        sealed.spec.template.as_ref(),
+    )
+}
+
+/// [`produced_item_names`] of a SealedSecret known by its sealed items' names and its template.
+pub fn item_names<'a>(
+    sealed_items: impl Iterator<Item = &'a str>,
+    template: Option<&'a crate::sealed_secret::SecretTemplate>,
+) -> std::collections::BTreeSet<&'a str> {
+    let templates = template.and_then(|t| t.data.as_ref());
+    sealed_items
+        .chain(
+            templates
+                .into_iter()
+                .flat_map(BTreeMap::keys)
+                .map(String::as_str),
+        )
         .collect()
 }
 

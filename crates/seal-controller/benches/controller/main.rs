@@ -330,6 +330,7 @@ async fn main() -> Result<()> {
             .context("SEAL_BENCH_BITNAMI (Bitnami's controller) is not set")?,
     };
     install_crds(env).await?;
+    refuse_a_used_environment(env).await?;
     eprintln!("generating 3 RSA-4096 keys");
     let keys = Keys::generate()?;
     let results = small_phases(env, &keys, &binaries).await?;
@@ -347,6 +348,26 @@ async fn main() -> Result<()> {
         Some(scale_run(Contender::Bitnami, env, &keys, &binaries, count).await?)
     };
     report_scale(count, results.first(), &seal, bitnami.as_ref());
+    Ok(())
+}
+
+/// Fails when the test environment already holds objects the controllers would watch besides
+/// the bench's own (other tests' SealedSecrets and ExternalSecrets): their reconciles, caches and
+/// provider calls would be counted in every figure.
+async fn refuse_a_used_environment(env: &TestEnv) -> Result<()> {
+    let client = env.kube_client().await?;
+    let one = kube::api::ListParams::default().limit(1);
+    let sealed = kube::Api::<seal_api::SealedSecret>::all(client.clone())
+        .list_metadata(&one)
+        .await?;
+    let external = kube::Api::<seal_api::ExternalSecret>::all(client)
+        .list_metadata(&one)
+        .await?;
+    if !sealed.items.is_empty() || !external.items.is_empty() {
+        bail!(
+            "the running test environment already holds SealedSecrets or ExternalSecrets of other runs, which the controllers would watch and count in every figure: stop it (`cargo xtask testenv down`) and run the bench again, so that it starts a fresh one"
+        );
+    }
     Ok(())
 }
 

@@ -7,9 +7,10 @@
 //!   not grow with the cluster's unrelated Secrets;
 //! - as metadata only (`PartialObjectMeta`): no value ever crosses the watch;
 //! - keeping only what its reconciler asks of the watch ([`Kept`]): the SealedSecret reconciler
-//!   only asks whether a Secret is still at the version it wrote, so it keeps name, namespace
-//!   and resourceVersion (a few hundred bytes a Secret); the ExternalSecret reconciler decides
-//!   ownership from the watched metadata, so it keeps all of it but `managedFields`.
+//!   only asks whether a Secret is still at the version it wrote, so it keeps each Secret's
+//!   resourceVersion by namespace and name (about 150 bytes a Secret); the ExternalSecret
+//!   reconciler decides ownership from the watched metadata, so it keeps all of it but
+//!   `managedFields`.
 //!
 //! A `bitnami.com` SealedSecret's Secret carries no seal label (Bitnami's shape has none, and
 //! Bitnami's controller would remove one), so [`watch_owned`] watches every Secret's metadata in
@@ -24,7 +25,9 @@
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -34,19 +37,83 @@ use kube::{Api, Client, ResourceExt};
 /// server when the watch lags.
 #[derive(Clone)]
 pub struct ProducedSecrets {
-    store: Store<PartialObjectMeta<Secret>>,
-    kept: Kept,
+    known: Known,
     client: Client,
 }
 
 /// How much of each produced Secret's metadata a watch keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kept {
-    /// Name, namespace and resourceVersion: enough for [`ProducedSecrets::is_at`];
+    /// The resourceVersion, by namespace and name: enough for [`ProducedSecrets::is_at`];
     /// [`ProducedSecrets::metadata`] then always asks the API server.
     Version,
     /// All of it but `managedFields`: [`ProducedSecrets::metadata`] answers from the watch.
     Metadata,
+}
+
+/// What a watch keeps, by [`Kept`].
+#[derive(Clone)]
+enum Known {
+    Version(Arc<Mutex<Versions>>),
+    Metadata(Store<PartialObjectMeta<Secret>>),
+}
+
+/// The resourceVersion of each watched Secret by `namespace/name`, kept as a reflector keeps its
+/// store: a relist (`Init` .. `InitDone`) fills a new map that replaces the old one when complete.
+#[derive(Default)]
+struct Versions {
+    current: HashMap<Box<str>, Box<str>>,
+    relisting: Option<HashMap<Box<str>, Box<str>>>,
+}
+
+impl Versions {
+    fn apply(&mut self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+        let entry = |secret: &PartialObjectMeta<Secret>| {
+            let version = secret
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default();
+            (key_of(secret), Box::from(version))
+        };
+        match event {
+            watcher::Event::Apply(secret) => {
+                let (key, version) = entry(secret);
+                self.current.insert(key, version);
+            }
+            watcher::Event::Delete(secret) => {
+                self.current.remove(&key_of(secret));
+            }
+            watcher::Event::Init => self.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(secret) => {
+                let (key, version) = entry(secret);
+                self.relisting.get_or_insert_default().insert(key, version);
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = self.relisting.take() {
+                    self.current = listed;
+                }
+            }
+        }
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.current
+            .get(key(namespace, name).as_str())
+            .map(|v| &**v)
+    }
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+fn key_of(secret: &PartialObjectMeta<Secret>) -> Box<str> {
+    key(
+        secret.metadata.namespace.as_deref().unwrap_or_default(),
+        secret.metadata.name.as_deref().unwrap_or_default(),
+    )
+    .into_boxed_str()
 }
 
 /// The Secrets labelled `uid_label` in `namespace` (every namespace when `None`), restricted by
@@ -66,7 +133,7 @@ pub fn watch(
     if let Some(fields) = fields {
         config = config.fields(fields);
     }
-    reflect(client, namespace, config, kept, false, |_| true)
+    reflect(client, namespace, config, kept, |_| true)
 }
 
 /// The Secrets in `namespace` (every namespace when `None`) with an owner reference of
@@ -87,7 +154,6 @@ pub fn watch_owned(
         namespace,
         watcher::Config::default(),
         Kept::Version,
-        true,
         move |secret: &PartialObjectMeta<Secret>| owned_by(secret, api_version, kind),
     )
 }
@@ -101,14 +167,12 @@ fn owned_by(secret: &PartialObjectMeta<Secret>, api_version: &str, kind: &str) -
 }
 
 /// The watch of the Secrets `config` selects in `namespace`, of which only those `keep` accepts
-/// are stored and reported, each reduced to `kept` ([`slim`]), with its owner references when
-/// `with_owners` (which `keep` then reads).
+/// are kept (`kept` of each) and reported.
 fn reflect<F>(
     client: &Client,
     namespace: Option<&str>,
     config: watcher::Config,
     kept: Kept,
-    with_owners: bool,
     keep: F,
 ) -> (
     ProducedSecrets,
@@ -122,29 +186,42 @@ where
         None => Api::all(client.clone()),
     };
     let keeps = keep.clone();
-    let (store, writer) = reflector::store();
-    let changes = reflector(
-        writer,
-        watcher(api, config)
-            .default_backoff()
-            .modify(move |secret| slim(secret, kept, with_owners))
-            // A Secret not kept never enters the store; one that stops being kept leaves it.
-            .filter_map(move |event| {
-                let event = event.map(|event| match event {
-                    watcher::Event::InitApply(secret) if !keeps(&secret) => None,
-                    watcher::Event::Apply(secret) if !keeps(&secret) => {
-                        Some(watcher::Event::Delete(secret))
-                    }
-                    event => Some(event),
-                });
-                std::future::ready(event.transpose())
-            }),
-    )
-    .touched_objects()
-    .try_filter(move |secret| std::future::ready(keep(secret)));
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(|secret| secret.managed_fields_mut().clear())
+        // A Secret not kept is never known; one that stops being kept is forgotten.
+        .filter_map(move |event| {
+            let event = event.map(|event| match event {
+                watcher::Event::InitApply(secret) if !keeps(&secret) => None,
+                watcher::Event::Apply(secret) if !keeps(&secret) => {
+                    Some(watcher::Event::Delete(secret))
+                }
+                event => Some(event),
+            });
+            std::future::ready(event.transpose())
+        });
+    let (known, events) = match kept {
+        Kept::Metadata => {
+            let (store, writer) = reflector::store();
+            (Known::Metadata(store), reflector(writer, events).boxed())
+        }
+        Kept::Version => {
+            let versions = Arc::new(Mutex::new(Versions::default()));
+            let writer = Arc::clone(&versions);
+            let events = events.inspect_ok(move |event| {
+                writer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply(event);
+            });
+            (Known::Version(versions), events.boxed())
+        }
+    };
+    let changes = events
+        .touched_objects()
+        .try_filter(move |secret| std::future::ready(keep(secret)));
     let produced = ProducedSecrets {
-        store,
-        kept,
+        known,
         client: client.clone(),
     };
     (produced, changes)
@@ -163,27 +240,29 @@ impl ProducedSecrets {
         name: &str,
         expected: Option<&str>,
     ) -> Result<Option<PartialObjectMeta<Secret>>, kube::Error> {
-        if self.kept == Kept::Metadata
-            && let Some(watched) = self.watched(namespace, name, expected)
+        if let Known::Metadata(store) = &self.known
+            && let Some(watched) = store.get(&ObjectRef::new(name).within(namespace))
+            && at(watched.metadata.resource_version.as_deref(), expected)
         {
-            return Ok(Some(watched));
+            return Ok(Some((*watched).clone()));
         }
         Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_metadata_opt(name)
             .await
     }
 
-    /// The watched Secret `namespace/name`, as kept, if the watch has it at `expected`.
-    fn watched(
-        &self,
-        namespace: &str,
-        name: &str,
-        expected: Option<&str>,
-    ) -> Option<PartialObjectMeta<Secret>> {
-        self.store
-            .get(&ObjectRef::new(name).within(namespace))
-            .filter(|watched| at(watched.metadata.resource_version.as_deref(), expected))
-            .map(|watched| (*watched).clone())
+    /// The resourceVersion the watch has of Secret `namespace/name`.
+    fn watched_version(&self, namespace: &str, name: &str) -> Option<String> {
+        match &self.known {
+            Known::Version(versions) => versions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(namespace, name)
+                .map(str::to_owned),
+            Known::Metadata(store) => store
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|watched| watched.metadata.resource_version.clone()),
+        }
     }
 
     /// Whether Secret `namespace/name` is still at `version`, the one this reconciler wrote.
@@ -196,38 +275,17 @@ impl ProducedSecrets {
         name: &str,
         version: &str,
     ) -> Result<bool, kube::Error> {
-        let current = match self.watched(namespace, name, Some(version)) {
-            Some(watched) => Some(watched),
-            None => {
-                Api::<Secret>::namespaced(self.client.clone(), namespace)
-                    .get_metadata_opt(name)
-                    .await?
-            }
-        };
+        if self.watched_version(namespace, name).as_deref() == Some(version) {
+            return Ok(true);
+        }
+        let current = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await?;
         Ok(current
             .and_then(|secret| secret.metadata.resource_version)
             .as_deref()
             == Some(version))
     }
-}
-
-/// Reduces a watched Secret's metadata to `kept`: without `managedFields`, and for
-/// [`Kept::Version`] to its name, namespace and resourceVersion, and its owner references when
-/// `with_owners`.
-fn slim(secret: &mut PartialObjectMeta<Secret>, kept: Kept, with_owners: bool) {
-    secret.types = None;
-    if kept == Kept::Metadata {
-        secret.metadata.managed_fields = None;
-        return;
-    }
-    let meta = std::mem::take(&mut secret.metadata);
-    secret.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        resource_version: meta.resource_version,
-        owner_references: meta.owner_references.filter(|_| with_owners),
-        ..ObjectMeta::default()
-    };
 }
 
 /// Whether a watched Secret at `watched` can answer for one expected at `expected`.
@@ -249,41 +307,38 @@ mod tests {
     }
 
     #[test]
-    fn only_what_the_reconciler_asks_is_kept() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    fn versions_follow_the_watch_and_a_relist_replaces_them_whole() {
+        use kube::api::ObjectMeta;
         use kube::core::PartialObjectMetaExt;
-        use std::collections::BTreeMap;
-        let watched = || {
+        let secret = |name: &str, version: &str| {
             ObjectMeta {
-                name: Some("db".into()),
+                name: Some(name.into()),
                 namespace: Some("ml".into()),
-                resource_version: Some("7".into()),
-                uid: Some("u".into()),
-                labels: Some(BTreeMap::from([("l".into(), "v".into())])),
-                annotations: Some(BTreeMap::from([("a".into(), "v".into())])),
-                owner_references: Some(vec![OwnerReference::default()]),
+                resource_version: Some(version.into()),
                 ..ObjectMeta::default()
             }
             .into_response_partial::<Secret>()
         };
-        let mut secret = watched();
-        slim(&mut secret, Kept::Version, false);
-        let expected = ObjectMeta {
-            name: Some("db".into()),
-            namespace: Some("ml".into()),
-            resource_version: Some("7".into()),
-            ..ObjectMeta::default()
-        };
-        assert_eq!(secret.metadata, expected);
-        let mut secret = watched();
-        slim(&mut secret, Kept::Version, true);
-        assert_eq!(secret.metadata.owner_references.map(|o| o.len()), Some(1));
-        assert!(secret.metadata.labels.is_none() && secret.metadata.annotations.is_none());
-        let mut secret = watched();
-        slim(&mut secret, Kept::Metadata, false);
-        let mut all = watched();
-        all.metadata.managed_fields = None;
-        assert_eq!(secret.metadata, all.metadata);
+        let mut versions = Versions::default();
+        versions.apply(&watcher::Event::Init);
+        versions.apply(&watcher::Event::InitApply(secret("a", "1")));
+        versions.apply(&watcher::Event::InitApply(secret("b", "2")));
+        // Until the list is complete, nothing is known.
+        assert_eq!(versions.get("ml", "a"), None);
+        versions.apply(&watcher::Event::InitDone);
+        assert_eq!(versions.get("ml", "a"), Some("1"));
+        assert_eq!(versions.get("other", "a"), None);
+        versions.apply(&watcher::Event::Apply(secret("a", "5")));
+        versions.apply(&watcher::Event::Delete(secret("b", "2")));
+        assert_eq!(versions.get("ml", "a"), Some("5"));
+        assert_eq!(versions.get("ml", "b"), None);
+        // A relist keeps answering from the old map until it is done, then replaces it.
+        versions.apply(&watcher::Event::Init);
+        versions.apply(&watcher::Event::InitApply(secret("c", "9")));
+        assert_eq!(versions.get("ml", "a"), Some("5"));
+        versions.apply(&watcher::Event::InitDone);
+        assert_eq!(versions.get("ml", "a"), None);
+        assert_eq!(versions.get("ml", "c"), Some("9"));
     }
 
     #[test]

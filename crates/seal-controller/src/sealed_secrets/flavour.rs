@@ -127,7 +127,7 @@ impl Object {
     ) -> Result<bool, kube::Error> {
         match self {
             Object::Seal(watched) => {
-                write_status(client, watched.without_ciphertext(), outcome).await
+                write_status(client, &watched.without_ciphertext(), outcome).await
             }
             Object::Bitnami(bitnami) => write_synced(client, bitnami, outcome).await,
         }

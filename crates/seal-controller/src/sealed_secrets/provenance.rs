@@ -30,13 +30,13 @@
 //! `v1` records (which authenticated the spec itself rather than its digest) are not read: the
 //! first reconcile after an upgrade decrypts once and writes a `v2` record, no value changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lc_rs::{digest, hkdf, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::ByteString;
-use kube::ResourceExt;
+use kube::api::ObjectMeta;
 use seal_api::SealedSecret;
 use seal_api::names::UNSEALED_FROM_ANNOTATION;
 use seal_api::sealed_secret::SealedSecretSpec;
@@ -70,23 +70,35 @@ impl SpecDigest {
     }
 }
 
-/// What a Secret is unsealed from: a SealedSecret's identity and item names, and its spec's
-/// digest.
-#[derive(Clone, Copy)]
+/// What a Secret is unsealed from: a SealedSecret's identity, the names of the items it produces,
+/// and its spec's digest.
 pub struct Source<'a> {
-    sealed: &'a SealedSecret,
+    uid: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    items: BTreeSet<&'a str>,
     spec: SpecDigest,
 }
 
 impl<'a> Source<'a> {
     /// `sealed`, whole.
     pub fn of(sealed: &'a SealedSecret) -> Self {
-        Self::new(sealed, SpecDigest::of(&sealed.spec))
+        Self::new(
+            &sealed.metadata,
+            produced_item_names(sealed),
+            SpecDigest::of(&sealed.spec),
+        )
     }
 
-    /// `sealed`, whose spec's digest is `spec` (it may hold the item names only).
-    pub(super) fn new(sealed: &'a SealedSecret, spec: SpecDigest) -> Self {
-        Self { sealed, spec }
+    /// The SealedSecret with `meta` that produces `items` and whose spec's digest is `spec`.
+    pub(super) fn new(meta: &'a ObjectMeta, items: BTreeSet<&'a str>, spec: SpecDigest) -> Self {
+        Self {
+            uid: meta.uid.as_deref().unwrap_or_default(),
+            namespace: meta.namespace.as_deref().unwrap_or_default(),
+            name: meta.name.as_deref().unwrap_or_default(),
+            items,
+            spec,
+        }
     }
 }
 
@@ -119,7 +131,7 @@ impl RecordKeys {
     /// The record for a Secret holding `data` as produced from `source`; `None` without a key.
     pub fn record(
         &self,
-        source: Source<'_>,
+        source: &Source<'_>,
         data: &BTreeMap<String, ByteString>,
     ) -> Option<String> {
         let id = self.signing.as_ref()?;
@@ -136,7 +148,7 @@ impl RecordKeys {
     /// mismatch) is the same `false`.
     pub fn verify(
         &self,
-        source: Source<'_>,
+        source: &Source<'_>,
         data: &BTreeMap<String, ByteString>,
         record: Option<&str>,
     ) -> bool {
@@ -152,7 +164,7 @@ impl RecordKeys {
     /// Whether the Secret with these `annotations` and `data` carries a valid record for `source`.
     pub fn verify_secret(
         &self,
-        source: Source<'_>,
+        source: &Source<'_>,
         annotations: &BTreeMap<String, String>,
         data: &BTreeMap<String, ByteString>,
     ) -> bool {
@@ -191,20 +203,19 @@ fn record_key(key: &PrivateKey) -> hmac::Key {
 }
 
 /// The bytes a record authenticates, each field length-prefixed so that no two inputs meet.
-fn message(source: Source<'_>, data: &BTreeMap<String, ByteString>) -> Vec<u8> {
-    let sealed = source.sealed;
+fn message(source: &Source<'_>, data: &BTreeMap<String, ByteString>) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut field = |value: &[u8]| {
         bytes.extend_from_slice(&(value.len() as u64).to_be_bytes());
         bytes.extend_from_slice(value);
     };
-    field(sealed.uid().unwrap_or_default().as_bytes());
-    field(sealed.namespace().unwrap_or_default().as_bytes());
-    field(sealed.name_any().as_bytes());
+    field(source.uid.as_bytes());
+    field(source.namespace.as_bytes());
+    field(source.name.as_bytes());
     field(&source.spec.0);
-    for name in produced_item_names(sealed) {
+    for name in &source.items {
         field(name.as_bytes());
-        match data.get(name) {
+        match data.get(*name) {
             Some(value) => {
                 field(b"=");
                 field(&value.0);
@@ -262,35 +273,35 @@ mod tests {
         let ring = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
         let object = sealed("u1", &[("password", "c1"), ("user", "c2")]);
         let made = data(&[("password", "p"), ("user", "u")]);
-        let record = ring.record(Source::of(&object), &made).unwrap();
+        let record = ring.record(&Source::of(&object), &made).unwrap();
         assert!(record.starts_with(&format!("v2:{}:", &new.fingerprint().to_string()[..16])));
-        assert!(ring.verify(Source::of(&object), &made, Some(&record)));
+        assert!(ring.verify(&Source::of(&object), &made, Some(&record)));
 
         // An edited value, a missing item, an added produced item: not what it was made from.
         assert!(!ring.verify(
-            Source::of(&object),
+            &Source::of(&object),
             &data(&[("password", "x"), ("user", "u")]),
             Some(&record)
         ));
         assert!(!ring.verify(
-            Source::of(&object),
+            &Source::of(&object),
             &data(&[("password", "p")]),
             Some(&record)
         ));
         // Items the SealedSecret does not produce are not its business (a patched Secret's own).
         let with_foreign = data(&[("password", "p"), ("user", "u"), ("theirs", "t")]);
-        assert!(ring.verify(Source::of(&object), &with_foreign, Some(&record)));
+        assert!(ring.verify(&Source::of(&object), &with_foreign, Some(&record)));
         // Another spec, another object, another name.
         let respec = sealed("u1", &[("password", "c1-resealed"), ("user", "c2")]);
-        assert!(!ring.verify(Source::of(&respec), &made, Some(&record)));
+        assert!(!ring.verify(&Source::of(&respec), &made, Some(&record)));
         assert!(!ring.verify(
-            Source::of(&sealed("u2", &[("password", "c1"), ("user", "c2")])),
+            &Source::of(&sealed("u2", &[("password", "c1"), ("user", "c2")])),
             &made,
             Some(&record)
         ));
         let mut renamed = object.clone();
         renamed.metadata.name = Some("db2".into());
-        assert!(!ring.verify(Source::of(&renamed), &made, Some(&record)));
+        assert!(!ring.verify(&Source::of(&renamed), &made, Some(&record)));
     }
 
     #[test]
@@ -299,7 +310,7 @@ mod tests {
         let ring = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
         let object = sealed("u1", &[("password", "c1")]);
         let made = data(&[("password", "p")]);
-        let record = ring.record(Source::of(&object), &made).unwrap();
+        let record = ring.record(&Source::of(&object), &made).unwrap();
         let mut flipped = record.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
@@ -313,23 +324,23 @@ mod tests {
             Some(&record.replace("v2:", "v3:")),
             Some(&record[..record.len() - 4]),
         ] {
-            assert!(!ring.verify(Source::of(&object), &made, bad), "{bad:?}");
+            assert!(!ring.verify(&Source::of(&object), &made, bad), "{bad:?}");
         }
         // A plain SHA-256 of the inputs is not a record, whatever its format.
         let digest = aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
-            &message(Source::of(&object), &made),
+            &message(&Source::of(&object), &made),
         );
         let plain = format!(
             "v2:{}:{}",
             &new.fingerprint().to_string()[..16],
             URL_SAFE_NO_PAD.encode(digest.as_ref())
         );
-        assert!(!ring.verify(Source::of(&object), &made, Some(&plain)));
+        assert!(!ring.verify(&Source::of(&object), &made, Some(&plain)));
         // A controller with other keys cannot verify (nor forge) this one's records.
         let (a, b) = keys();
         assert!(!RecordKeys::derive([&a, &b], None).verify(
-            Source::of(&object),
+            &Source::of(&object),
             &made,
             Some(&record)
         ));
@@ -341,12 +352,12 @@ mod tests {
         let ring = RecordKeys::derive([&key], None);
         let object = sealed("u1", &[("password", "c1"), ("user", "c2")]);
         let made = data(&[("password", "p"), ("user", "u")]);
-        let record = ring.record(Source::of(&object), &made).unwrap();
+        let record = ring.record(&Source::of(&object), &made).unwrap();
         let cached = super::super::watched::Watched::from(object.clone());
-        assert!(ring.verify(cached.source(), &made, Some(&record)));
+        assert!(ring.verify(&cached.source(), &made, Some(&record)));
         // The cached object without its ciphertext is another spec: only its digest stands in.
         assert!(!ring.verify(
-            Source::of(cached.without_ciphertext()),
+            &Source::of(&cached.without_ciphertext()),
             &made,
             Some(&record)
         ));
@@ -358,15 +369,15 @@ mod tests {
         let object = sealed("u1", &[("password", "c1")]);
         let made = data(&[("password", "p")]);
         let by_old = RecordKeys::derive([&old], Some(old.fingerprint()))
-            .record(Source::of(&object), &made)
+            .record(&Source::of(&object), &made)
             .unwrap();
         let renewed = RecordKeys::derive([&old, &new], Some(new.fingerprint()));
-        assert!(renewed.verify(Source::of(&object), &made, Some(&by_old)));
-        assert_ne!(renewed.record(Source::of(&object), &made).unwrap(), by_old);
+        assert!(renewed.verify(&Source::of(&object), &made, Some(&by_old)));
+        assert_ne!(renewed.record(&Source::of(&object), &made).unwrap(), by_old);
         let old_removed = RecordKeys::derive([&new], Some(new.fingerprint()));
-        assert!(!old_removed.verify(Source::of(&object), &made, Some(&by_old)));
+        assert!(!old_removed.verify(&Source::of(&object), &made, Some(&by_old)));
         assert_eq!(
-            RecordKeys::derive([], None).record(Source::of(&object), &made),
+            RecordKeys::derive([], None).record(&Source::of(&object), &made),
             None
         );
     }

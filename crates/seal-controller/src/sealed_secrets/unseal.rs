@@ -147,14 +147,14 @@ pub fn already_unsealed(
     records: &RecordKeys,
 ) -> Option<Outcome> {
     let existing = existing?;
-    let sealed = watched.without_ciphertext();
+    let sealed = &watched.without_ciphertext();
     let items_only = access(sealed, Some(existing), Flavour::Seal).ok()?;
     let mut skeleton = produced_skeleton(sealed);
     shape(sealed, &mut skeleton, items_only);
     let empty = BTreeMap::new();
     let proven = already_applied(existing, &skeleton, Items::AtLeast)
         && records.verify_secret(
-            watched.source(),
+            &watched.source(),
             existing.annotations(),
             existing.data.as_ref().unwrap_or(&empty),
         );
@@ -193,13 +193,13 @@ pub async fn write_unsealed(
         other => other,
     };
     let source = Source::of(sealed);
-    let record = records.record(source, desired.data.as_ref().unwrap_or(&BTreeMap::new()));
+    let record = records.record(&source, desired.data.as_ref().unwrap_or(&BTreeMap::new()));
     if let Some(existing) = existing
         && already_applied(existing, &desired, Items::AtLeast)
     {
         let empty = BTreeMap::new();
         let recorded = records.verify_secret(
-            source,
+            &source,
             existing.annotations(),
             existing.data.as_ref().unwrap_or(&empty),
         );
