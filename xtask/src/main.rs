@@ -1,17 +1,18 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `test`: install what the tests talk to (kubeseal, kubesealpy, vals and the AWS Secrets
-//!   Manager Agent; the test environment's
-//!   servers), then run `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's
-//!   lifecycle tests (each brings up its own node, so they run alone), every test of the
-//!   workspace against a test environment started for the run and stopped after it, with the peers
-//!   and the environment required, and then, in the same environment once the rest is done, the
-//!   failure drills in pods (each takes a server away). Every step runs; the exit code is non-zero if any failed, and
+//! - `test`: install what the tests talk to (kubeseal, kubesealpy, vals, the AWS Secrets
+//!   Manager Agent, Bitnami's and ESO's controllers; the test environment's servers), then run
+//!   `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's lifecycle tests (each
+//!   brings up its own node, so they run alone), every test of the workspace against a test
+//!   environment started for the run and stopped after it, with the peers and the environment
+//!   required, and then, in the same environment once the rest is done, the failure drills in pods
+//!   (each takes a server away). Every step runs; the exit code is non-zero if any failed, and
 //!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests, vals for
 //!   the CLI's differential tests) and print where the peers are, as the variables the tests read
-//!   (`SEAL_KUBESEAL`, `SEAL_PYTHON`, `SEAL_AWS_AGENT`, `SEAL_VALS`, `SEAL_BITNAMI_CONTROLLER`).
+//!   (`SEAL_KUBESEAL`, `SEAL_PYTHON`, `SEAL_AWS_AGENT`, `SEAL_VALS`, `SEAL_BITNAMI_CONTROLLER`,
+//!   `SEAL_ESO_CONTROLLER`).
 //! - `bench seal`: whole-process comparison of `seal` and kubeseal, offline with the same certificate.
 //! - `bench controller`: seal-controller against Bitnami's controller on the test API server.
 //! - `bench external`: 1,000 ExternalSecrets synced from moto (see `benches/external.rs`).
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
             println!("SEAL_AWS_AGENT={}", p.aws_agent.display());
             println!("SEAL_VALS={}", p.vals.display());
             println!("SEAL_BITNAMI_CONTROLLER={}", p.bitnami_controller.display());
+            println!("SEAL_ESO_CONTROLLER={}", p.eso_controller.display());
             ExitCode::SUCCESS
         }),
         Some("bench") => match args.get(1).map(String::as_str) {
@@ -78,7 +80,7 @@ fn main() -> ExitCode {
   test [CARGO TEST ARGS...]   lint, start the test environment, run every test, stop it
   demo                        the main job end to end: control plane, controller, seal, unseal
   peers                       install the interop peers (kubeseal, kubesealpy, vals, the AWS
-                              agent) and print their paths
+                              agent, Bitnami's and ESO's controllers) and print their paths
   bench seal                  seal vs kubeseal: wall time and peak RSS
   bench controller            seal-controller vs Bitnami's controller: 1,000 and 10,000 SealedSecrets,
                               RSS, restart and failover cost
@@ -171,6 +173,7 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             .env("SEAL_AWS_AGENT", &peers.aws_agent)
             .env("SEAL_VALS", &peers.vals)
             .env("SEAL_BITNAMI_CONTROLLER", &peers.bitnami_controller)
+            .env("SEAL_ESO_CONTROLLER", &peers.eso_controller)
             .env("SEAL_REQUIRE_PEERS", "1");
         if name == "tests" {
             command.args(extra);

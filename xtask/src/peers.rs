@@ -1,13 +1,15 @@
 //! The interop peers: kubeseal v0.40.0, built from the Go module proxy through the wrapper module in
 //! `xtask/go/kubeseal` (its go.mod and go.sum are committed), kubesealpy from PyPI in a virtualenv,
 //! the AWS Secrets Manager Agent 2.1.0 from crates.io (see `aws_agent.rs`: the tests' build is
-//! unoptimised, the benchmark's is not), and Bitnami's sealed-secrets controller v0.40.0 (see
-//! `bitnami.rs`). Each is installed once into the cache, keyed by version, and reused. Helm and
+//! unoptimised, the benchmark's is not), Bitnami's sealed-secrets controller v0.40.0 (see
+//! `bitnami.rs`) and the External Secrets Operator's controller v0.16.2 with its CRDs (see
+//! `eso.rs`). Each is installed once into the cache, keyed by version, and reused. Helm and
 //! helmfile, which the deploy tests drive, and vals, which the CLI's differential tests run, are
 //! installed the same way (see `helm.rs`).
 
 pub mod aws_agent;
 pub mod bitnami;
+pub mod eso;
 pub mod helm;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ pub struct Peers {
     pub vals: PathBuf,
     /// Bitnami's sealed-secrets controller v0.40.0.
     pub bitnami_controller: PathBuf,
+    /// The External Secrets Operator's controller v0.16.2, its CRDs beside it.
+    pub eso_controller: PathBuf,
 }
 
 impl Peers {
@@ -53,6 +57,7 @@ impl Peers {
             aws_agent: aws_agent::ensure_secretsmanager_agent(&cache, AgentProfile::Test)?,
             vals: helm::ensure_vals(&cache)?,
             bitnami_controller: bitnami::ensure_sealed_secrets_controller(&cache)?,
+            eso_controller: eso::ensure_eso_controller(&cache)?,
         })
     }
 }

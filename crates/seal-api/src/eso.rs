@@ -39,6 +39,8 @@ pub const ESO_GROUP: &str = "external-secrets.io";
 pub const ESO_API_VERSION: &str = "external-secrets.io/v1";
 /// ESO's previous apiVersion, read as well (same fields for these providers).
 pub const ESO_API_VERSION_V1BETA1: &str = "external-secrets.io/v1beta1";
+/// The annotation in which ESO's controller keeps a hash of the values of each Secret it writes.
+pub const ESO_DATA_HASH_ANNOTATION: &str = "reconcile.external-secrets.io/data-hash";
 
 /// The kinds both APIs share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,8 +5,9 @@
 //!   ExternalSecret), `Orphan` does not, `Merge` only adds its items to an existing Secret
 //!   (missing: `SecretMissing`), `None` writes no Secret. Whether an existing Secret may be
 //!   written is [`crate::protocols::ownership`]'s rule; a Secret the External Secrets Operator
-//!   made for its ExternalSecret of the same name is taken over (ESO's owner reference removed
-//!   first), its values rewritten only if they differ.
+//!   made for its ExternalSecret of the same name is taken over (ESO's owner reference replaced
+//!   by this object's in one write, ESO's hash of the values removed), its values rewritten only
+//!   if they differ.
 //! - The write is a server-side apply under [`field_manager`] (one per merging ExternalSecret),
 //!   labelled [`EXTERNAL_SECRET_UID_LABEL`]. A refresh that would change nothing writes nothing:
 //!   known from memory when this process's last write left the same content
@@ -176,18 +177,15 @@ pub(super) async fn write(
     // changes metadata only, and nothing rolls.
     let mut values_kept = false;
     if let Some(meta) = existing
-        && let Some(owners) = ownership::without_predecessor(&meta.metadata, &this)
+        && let Some(patch) =
+            ownership::takeover_patch(&meta.metadata, &this, desired.owner_references())
     {
-        // A Secret has one controller: ESO's reference goes before seal's is applied.
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": meta.resource_version(), "ownerReferences": owners}
-        });
         let params = PatchParams {
             field_manager: Some(ownership::FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
         match api.patch(secret_name, &params, &Patch::Merge(&patch)).await {
-            Ok(released) => values_kept = released.data == desired.data,
+            Ok(taken) => values_kept = taken.data == desired.data,
             Err(error) => return Outcome::failed("kube", api_refusal(&error)),
         }
         info!(%namespace, name = %es_name, secret = %secret_name, "took the Secret over from ESO's ExternalSecret of the same name");

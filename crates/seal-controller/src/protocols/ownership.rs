@@ -22,10 +22,13 @@
 //! object replaces ([`Predecessor`]: the `bitnami.com` SealedSecret, or the External Secrets
 //! Operator's ExternalSecret, of the same name, which `seal convert` turned into this one) is
 //! this object's to take. The user asked for the move by applying the converted object; the
-//! writer first removes the predecessor's controlling owner reference ([`without_predecessor`]),
-//! since a Secret has at most one controller. A Bitnami object never inherits a seal.dev object's
-//! Secret, so when both exist the seal.dev one wins and the Bitnami one reports `NotManaged`: the
-//! two never take a Secret from each other in turn.
+//! writer hands the Secret over in one write ([`takeover_patch`]): the predecessor's controlling
+//! owner reference replaced by the object's own (a Secret has at most one controller), so the
+//! Secret is never without a controller that a peer still running could claim back. A peer's
+//! controller that finds another controller on its Secret refuses to write it (ESO's and
+//! Bitnami's both do), so the two never take a Secret from each other in turn. A Bitnami object
+//! never inherits a seal.dev object's Secret, so when both exist the seal.dev one wins and the
+//! Bitnami one reports `NotManaged`.
 //!
 //! Writes go through server-side apply under [`field_manager`]: one manager for Secrets the
 //! controller owns, one per merging object for items added to someone else's Secret.
@@ -33,7 +36,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use seal_api::bitnami::BITNAMI_GROUP;
-use seal_api::eso::ESO_GROUP;
+use seal_api::eso::{ESO_DATA_HASH_ANNOTATION, ESO_GROUP};
 use seal_api::names::{
     BITNAMI_MANAGED_ANNOTATION, BITNAMI_PATCH_ANNOTATION, MANAGED_ANNOTATION, PATCH_ANNOTATION,
 };
@@ -88,6 +91,10 @@ pub struct Predecessor<'a> {
     pub kind: &'static str,
     /// The name both objects share.
     pub name: &'a str,
+    /// The annotation in which the peer keeps a digest of the Secret's values, removed at the
+    /// takeover: a digest of a low-entropy value lets whoever reads the Secret's metadata test
+    /// guesses of it, and seal writes none.
+    pub value_digest: Option<&'static str>,
 }
 
 impl<'a> Predecessor<'a> {
@@ -98,6 +105,7 @@ impl<'a> Predecessor<'a> {
             api_group: BITNAMI_GROUP,
             kind: "SealedSecret",
             name,
+            value_digest: None,
         }
     }
 
@@ -107,6 +115,7 @@ impl<'a> Predecessor<'a> {
             api_group: ESO_GROUP,
             kind: "ExternalSecret",
             name,
+            value_digest: Some(ESO_DATA_HASH_ANNOTATION),
         }
     }
 
@@ -132,7 +141,7 @@ pub fn controlled_by_predecessor(secret: &ObjectMeta, producer: &Producer<'_>) -
 
 /// The owner references `secret` keeps once `producer` takes it over from its predecessor, or
 /// `None` when no predecessor controls it (nothing to remove).
-pub fn without_predecessor(
+fn without_predecessor(
     secret: &ObjectMeta,
     producer: &Producer<'_>,
 ) -> Option<Vec<OwnerReference>> {
@@ -148,6 +157,38 @@ pub fn without_predecessor(
                 .cloned()
                 .collect()
         })
+}
+
+/// The one write that hands `secret` from `producer`'s predecessor to `producer`: a JSON merge
+/// patch that replaces the predecessor's controlling owner reference with `owners` (the producer's
+/// own, or none when it does not own its Secret), keeping every other reference, labels the
+/// Secret with the producer's uid, and removes the predecessor's digest of the values. `None`
+/// when no predecessor controls `secret`.
+///
+/// Guarantees: the patch carries the resourceVersion `secret` was read at, so it applies to
+/// exactly that Secret or is refused (409) and retried from a fresh read. The Secret goes from
+/// one controller to the other in that write. In two writes (remove, then add) a peer still
+/// running could claim the Secret back in between, and the producer's next write would then
+/// carry a second controlling reference, which the API server refuses.
+pub fn takeover_patch(
+    secret: &ObjectMeta,
+    producer: &Producer<'_>,
+    owners: &[OwnerReference],
+) -> Option<serde_json::Value> {
+    let predecessor = producer.predecessor?;
+    let mut kept = without_predecessor(secret, producer)?;
+    kept.extend(owners.iter().cloned());
+    let mut patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": secret.resource_version,
+            "ownerReferences": kept,
+            "labels": {producer.uid_label: producer.uid},
+        }
+    });
+    if let Some(digest) = predecessor.value_digest {
+        patch["metadata"]["annotations"] = serde_json::json!({digest: null});
+    }
+    Some(patch)
 }
 
 /// What a reconciler asks to do with the Secret its object names.
@@ -521,6 +562,69 @@ mod tests {
             None
         );
         assert_eq!(without_predecessor(&secret, &PRODUCER), None);
+    }
+
+    /// The takeover is one write from ESO's controller to seal's: ESO's reference replaced by
+    /// the successor's, bystanders kept, the uid label added, ESO's hash of the values removed,
+    /// and only at the resourceVersion read.
+    #[test]
+    fn a_takeover_replaces_the_controller_in_one_write() {
+        let successor = Producer {
+            predecessor: Some(Predecessor::eso_external_secret("db")),
+            ..PRODUCER
+        };
+        // What ESO v0.16.2 writes (its reference is `v1` whatever version the object was
+        // written in), beside a bystander's reference.
+        let eso = OwnerReference {
+            block_owner_deletion: Some(true),
+            ..owner("external-secrets.io/v1", "ExternalSecret", "db", true)
+        };
+        let bystander = owner("v1", "ConfigMap", "keep-me", false);
+        let secret = ObjectMeta {
+            resource_version: Some("41".into()),
+            owner_references: Some(vec![bystander.clone(), eso]),
+            annotations: Some(BTreeMap::from([(
+                ESO_DATA_HASH_ANNOTATION.to_owned(),
+                "9f86d081884c7d659a2feaa0c55ad015".to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        };
+        let ours = owner("seal.dev/v1alpha1", "ExternalSecret", "db", true);
+        let patch = takeover_patch(&secret, &successor, std::slice::from_ref(&ours))
+            .expect("ESO controls the Secret");
+        assert_eq!(
+            patch,
+            serde_json::json!({"metadata": {
+                "resourceVersion": "41",
+                "ownerReferences": [bystander, ours],
+                "labels": {LABEL: "u1"},
+                "annotations": {ESO_DATA_HASH_ANNOTATION: null},
+            }})
+        );
+        // creationPolicy Orphan: ESO's reference goes and none comes.
+        let orphan = takeover_patch(&secret, &successor, &[]).expect("ESO controls the Secret");
+        assert_eq!(
+            orphan["metadata"]["ownerReferences"],
+            serde_json::json!([owner("v1", "ConfigMap", "keep-me", false)])
+        );
+        // Nothing to take over: a Secret ESO does not control, or a producer with no predecessor.
+        let released = ObjectMeta {
+            owner_references: Some(vec![owner("v1", "ConfigMap", "keep-me", false)]),
+            ..secret.clone()
+        };
+        assert_eq!(takeover_patch(&released, &successor, &[]), None);
+        assert_eq!(takeover_patch(&secret, &PRODUCER, &[]), None);
+        // Bitnami keeps no digest of the values, so no annotation is touched.
+        let heir = Producer {
+            predecessor: Some(Predecessor::bitnami_sealed_secret("db")),
+            ..PRODUCER
+        };
+        let bitnami = ObjectMeta {
+            owner_references: Some(vec![owner(BITNAMI_API_VERSION, "SealedSecret", "db", true)]),
+            ..ObjectMeta::default()
+        };
+        let patch = takeover_patch(&bitnami, &heir, &[]).expect("Bitnami controls the Secret");
+        assert!(patch["metadata"].get("annotations").is_none(), "{patch}");
     }
 
     #[test]

@@ -240,16 +240,9 @@ async fn adopt(
 ) -> Result<Secret, Outcome> {
     let uid = sealed.uid().unwrap_or_default();
     let producer = Flavour::Seal.producer(sealed, &uid);
-    let mut owners = ownership::without_predecessor(&existing.metadata, &producer)
-        .unwrap_or_else(|| existing.owner_references().to_vec());
-    owners.extend(desired.owner_references().iter().cloned());
-    let patch = serde_json::json!({
-        "metadata": {
-            "resourceVersion": existing.resource_version(),
-            "ownerReferences": owners,
-            "labels": {SEALED_SECRET_UID_LABEL: sealed.uid()},
-        }
-    });
+    let patch =
+        ownership::takeover_patch(&existing.metadata, &producer, desired.owner_references())
+            .expect("invariant: adopt is called only for a Secret its predecessor controls");
     let params = PatchParams {
         field_manager: Some(ownership::FIELD_MANAGER.to_owned()),
         ..PatchParams::default()

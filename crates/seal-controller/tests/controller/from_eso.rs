@@ -1,204 +1,523 @@
-//! Moving from the External Secrets Operator: a Secret ESO made for its ExternalSecret is taken
-//! over, without an annotation, by the seal ExternalSecret that `seal convert` made from it. The
-//! values are not rewritten, ESO's owner reference goes, and deleting ESO's object afterwards
-//! leaves the Secret where it is.
+//! The move from the External Secrets Operator as a platform team makes it (`examples/from-eso/`),
+//! with ESO's controller v0.16.2 itself, on ESO's own CRDs, run as in its pod
+//! ([`seal_testenv::InCluster`]): from `external-secrets.io/v1beta1` manifests it makes two Secrets
+//! from OpenBao (Vault provider, token auth). The manifests go through `seal convert --in-place`
+//! and `kubectl apply`, and seal-controller takes each Secret over without rewriting its values
+//! (nothing rolls):
+//! - `db` while ESO still runs, as when a cluster moves one namespace at a time: ESO then finds
+//!   another controller on the Secret, says so on its object, and writes nothing;
+//! - `api` after ESO stopped, the order the runbook gives for a whole cluster.
 //!
-//! ESO's controller does not run here: the Secret is made in the shape ESO gives it (its
-//! `managed` label, its data-hash annotation, its controlling owner reference to a stored ESO
-//! ExternalSecret), under a stand-in CRD of ESO's group and kind.
+//! Then ESO's objects are deleted: the Secrets stay, and new values in OpenBao reach them through
+//! seal, rolling the Deployment that names them. The values are in no log, Event, status or
+//! metric of seal's.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use k8s_openapi::ByteString;
+use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use seal_api::{ExternalSecret, SecretStore};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use seal_api::ExternalSecret;
+use seal_api::eso::ESO_DATA_HASH_ANNOTATION;
 use seal_controller::protocols::rollout::checksum_annotation;
-use seal_testenv::{eventually, testenv, unique_name};
-use serde_json::json;
-
-use crate::external::{
-    aws_credentials, aws_store, create, events_text, install_all_crds, unscheduled_deployment,
-    wait_reason,
+use seal_testenv::{
+    InCluster, TestEnv, TestNamespace, eventually, secret_from_pairs, testenv, unique_name,
 };
-use crate::support::ControllerProcess;
+use serde::Deserialize as _;
 
-/// ESO's ExternalSecret kind with any content: enough to own a Secret.
-fn eso_crd() -> Result<CustomResourceDefinition> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "externalsecrets.external-secrets.io"},
-        "spec": {
-            "group": "external-secrets.io", "scope": "Namespaced",
-            "names": {
-                "kind": "ExternalSecret", "listKind": "ExternalSecretList",
-                "plural": "externalsecrets", "singular": "externalsecret",
-            },
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                }},
-            }],
-        },
-    }))?)
+use crate::external::{events_text, install_all_crds, unscheduled_deployment, wait_reason};
+use crate::support::{ControllerProcess, Ran, item, run, seal_binary};
+
+const LIMIT: Duration = Duration::from_secs(90);
+/// ESO's label on every Secret it writes, by which it watches them.
+const ESO_MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
+
+/// ESO's controller, killed when dropped; its log in a file of its own.
+struct Eso(Child, tempfile::NamedTempFile);
+
+impl Eso {
+    /// Starts ESO's controller as in its pod, watching `app` only (other tests' namespaces are
+    /// not its business), without its metrics server.
+    fn start(in_cluster: &InCluster, binary: &Path, app: &str) -> Result<Self> {
+        let log = tempfile::NamedTempFile::new()?;
+        let child = in_cluster
+            .command(binary)
+            .args(["--namespace", app, "--metrics-addr", "0"])
+            // In its pod it has no kubeconfig: only the ServiceAccount.
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(log.reopen()?)
+            .spawn()
+            .context("cannot start ESO's controller")?;
+        Ok(Self(child, log))
+    }
+
+    /// The last lines of its log, for a failure's message.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.1.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-#[tokio::test]
-async fn a_secret_eso_made_is_taken_over_by_the_converted_external_secret() -> Result<()> {
-    let env = testenv!();
-    install_all_crds(env).await?;
-    env.apply_crd(&eso_crd()?).await?;
-    let keys = env.namespace("from-eso-keys").await?;
-    let app = env.namespace("from-eso").await?;
-    let secret_id = unique_name("from-eso-db");
-    let password = unique_name("MARKER-eso");
-    env.secretsmanager()
-        .await
-        .create_secret()
-        .name(&secret_id)
-        .secret_string(json!({"user": "app", "password": password}).to_string())
-        .send()
-        .await?;
-    aws_credentials(env, &app).await?;
-    create::<SecretStore>(&app, aws_store(env, "aws", env.var("AWS_ENDPOINT_URL"))).await?;
+impl Drop for Eso {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
-    // ESO's ExternalSecret as it is in git, stored, and the Secret ESO's controller made from it.
-    let manifest = json!({
-        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-        "metadata": {"name": "db", "namespace": app.name()},
-        "spec": {
-            "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "SecretStore", "name": "aws"},
-            "target": {"name": "db", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
-            "data": [
-                {"secretKey": "user", "remoteRef": {"key": secret_id, "property": "user"}},
-                {"secretKey": "password", "remoteRef": {"key": secret_id, "property": "password"}},
-            ],
-        },
-    });
+/// Installs every CRD of ESO's bundle (`crds.yaml` beside its binary).
+async fn install_eso_crds(env: &TestEnv, binary: &Path) -> Result<()> {
+    let path = binary.with_file_name("crds.yaml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("ESO's CRDs are missing at {}", path.display()))?;
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_yaml::Value::deserialize(document)?;
+        if value.is_null() {
+            continue;
+        }
+        let crd: CustomResourceDefinition = serde_yaml::from_value(value)?;
+        env.apply_crd(&crd).await?;
+    }
+    Ok(())
+}
+
+/// ESO's ExternalSecrets in `ns`, as the API server serves them.
+fn eso_external_secrets(ns: &TestNamespace) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
         "external-secrets.io",
         "v1",
         "ExternalSecret",
     ));
-    let esos: Api<DynamicObject> =
-        Api::namespaced_with(env.kube_client().await?, app.name(), &resource);
-    let eso = esos
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(manifest.clone())?,
-        )
-        .await?;
-    let data = BTreeMap::from([
-        ("user".to_owned(), ByteString(b"app".to_vec())),
-        (
-            "password".to_owned(),
-            ByteString(password.as_bytes().to_vec()),
-        ),
-    ]);
-    let made = app
-        .api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("db".into()),
-                    labels: Some(BTreeMap::from([(
-                        "reconcile.external-secrets.io/managed".to_owned(),
-                        "true".to_owned(),
-                    )])),
-                    annotations: Some(BTreeMap::from([(
-                        "reconcile.external-secrets.io/data-hash".to_owned(),
-                        "0f4e6b0d1e2c3a4b5c6d7e8f90a1b2c3".to_owned(),
-                    )])),
-                    owner_references: Some(vec![OwnerReference {
-                        api_version: "external-secrets.io/v1".into(),
-                        kind: "ExternalSecret".into(),
-                        name: "db".into(),
-                        uid: eso.uid().context("ESO's object has no uid")?,
-                        controller: Some(true),
-                        block_owner_deletion: Some(true),
-                    }]),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data.clone()),
-                type_: Some("Opaque".into()),
-                ..Secret::default()
-            },
-        )
-        .await?;
+    Api::namespaced_with(ns.client(), ns.name(), &resource)
+}
 
-    // A workload that rolls when the values change; they will not.
+/// The `Ready` condition of ESO's ExternalSecret `name`: (status, reason, message).
+async fn eso_ready(ns: &TestNamespace, name: &str) -> Result<Option<(String, String, String)>> {
+    let object = eso_external_secrets(ns).get(name).await?;
+    let conditions = object.data["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(conditions.iter().find(|c| c["type"] == "Ready").map(|c| {
+        let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
+        (field("status"), field("reason"), field("message"))
+    }))
+}
+
+/// kubectl of the test environment, as the admin.
+fn kubectl(env: &TestEnv, dir: &Path, args: &[&str]) -> Result<Ran> {
+    let ran = run(
+        Path::new(env.var("SEAL_TESTENV_KUBECTL")),
+        args,
+        &[("KUBECONFIG", env.kubeconfig().as_os_str())],
+        dir,
+    )?;
+    ensure!(
+        ran.code == 0,
+        "kubectl {}: exit {}\n{}",
+        args.join(" "),
+        ran.code,
+        ran.stderr
+    );
+    Ok(ran)
+}
+
+/// `seal convert --in-place FILES` in `dir`.
+fn seal_convert(dir: &Path, files: &[&str]) -> Result<()> {
+    let seal = seal_binary()?;
+    let ran = run(
+        &seal,
+        &[&["convert", "--in-place"][..], files].concat(),
+        &[],
+        dir,
+    )?;
+    ensure!(
+        ran.code == 0,
+        "seal convert: exit {}\n{}",
+        ran.code,
+        ran.stderr
+    );
+    Ok(())
+}
+
+/// Writes the manifests as they are in git, for ESO: the store reads OpenBao's KV v2 with a token
+/// from a Secret; `db` and `api` read `path`, every 10 s.
+fn write_eso_manifests(env: &TestEnv, dir: &Path, ns: &str, path: &str) -> Result<()> {
+    let vault = env.vault_addr();
+    std::fs::write(
+        dir.join("store.yaml"),
+        format!(
+            "apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {{name: openbao, namespace: {ns}}}
+spec:
+  provider:
+    vault:
+      server: {vault}
+      path: secret
+      version: v2
+      auth:
+        tokenSecretRef: {{name: openbao-token, key: token}}
+"
+        ),
+    )?;
+    std::fs::write(
+        dir.join("db.yaml"),
+        format!(
+            "apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: db, namespace: {ns}, labels: {{team: ml}}}}
+spec:
+  refreshInterval: 10s
+  secretStoreRef: {{kind: SecretStore, name: openbao}}
+  target: {{name: db, creationPolicy: Owner}}
+  data:
+    - {{secretKey: user, remoteRef: {{key: {path}, property: user}}}}
+    - {{secretKey: password, remoteRef: {{key: {path}, property: password}}}}
+"
+        ),
+    )?;
+    std::fs::write(
+        dir.join("api.yaml"),
+        format!(
+            "apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: api, namespace: {ns}}}
+spec:
+  refreshInterval: 10s
+  secretStoreRef: {{kind: SecretStore, name: openbao}}
+  target: {{creationPolicy: Owner}}
+  data:
+    - {{secretKey: token, remoteRef: {{key: {path}, property: token}}}}
+"
+        ),
+    )?;
+    Ok(())
+}
+
+/// Adds seal's `rolloutRestartTargets` (Deployment `web`) to the converted ExternalSecret in
+/// `file`, as a user does once the manifest is seal's.
+fn add_rollout_target(file: &Path) -> Result<()> {
+    let mut object: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(file)?)?;
+    ensure!(
+        object["apiVersion"].as_str() == Some("seal.dev/v1alpha1"),
+        "{} was not converted: {object:?}",
+        file.display()
+    );
+    object["spec"]["rolloutRestartTargets"] =
+        serde_yaml::from_str("[{kind: Deployment, name: web}]")?;
+    std::fs::write(file, serde_yaml::to_string(&object)?)?;
+    Ok(())
+}
+
+/// The values OpenBao holds at `path`.
+async fn put_values(env: &TestEnv, path: &str, password: &str, token: &str) -> Result<()> {
+    let values = std::collections::HashMap::from([
+        ("user", "app"),
+        ("password", password),
+        ("token", token),
+    ]);
+    vaultrs::kv2::set(&env.vault_client(None)?, "secret", path, &values).await?;
+    Ok(())
+}
+
+/// The pod template annotations of Deployment `web`, where a rollout restart shows.
+async fn web_annotations(app: &TestNamespace) -> Result<BTreeMap<String, String>> {
+    let deployment = app.api::<Deployment>().get("web").await?;
+    Ok(deployment
+        .spec
+        .template
+        .metadata
+        .and_then(|m| m.annotations)
+        .unwrap_or_default())
+}
+
+/// Asserts that seal's ExternalSecret `name` took `before`, the Secret ESO made, over: the same
+/// Secret and values, seal's owner reference alone, ESO's hash of the values gone, and no rollout.
+async fn assert_taken_over(app: &TestNamespace, name: &str, before: &Secret) -> Result<Secret> {
+    let seal_uid = app
+        .api::<ExternalSecret>()
+        .get(name)
+        .await?
+        .uid()
+        .context("seal's ExternalSecret has no uid")?;
+    let taken = app.api::<Secret>().get(name).await?;
+    assert_eq!(taken.uid(), before.uid(), "{name}: the same Secret");
+    assert_eq!(taken.data, before.data, "{name}: the values are ESO's");
+    let owners: Vec<_> = taken
+        .owner_references()
+        .iter()
+        .map(|o| (o.api_version.as_str(), o.kind.as_str(), o.uid.as_str()))
+        .collect();
+    assert_eq!(
+        owners,
+        [("seal.dev/v1alpha1", "ExternalSecret", seal_uid.as_str())],
+        "{name}: seal's reference replaced ESO's"
+    );
+    assert!(
+        !taken.annotations().contains_key(ESO_DATA_HASH_ANNOTATION),
+        "{name}: ESO's hash of the values is gone: {:?}",
+        taken.annotations()
+    );
+    let template = web_annotations(app).await?;
+    assert!(
+        !template.contains_key(&checksum_annotation(name)),
+        "{name}: the takeover kept the values, so nothing rolls: {template:?}"
+    );
+    Ok(taken)
+}
+
+#[tokio::test]
+async fn a_cluster_moves_from_esos_controller_without_a_value_rewritten() -> Result<()> {
+    let env = testenv!();
+    let Some(eso_binary) = seal_testenv::peer(
+        "SEAL_ESO_CONTROLLER",
+        "the External Secrets Operator's controller v0.16.2",
+    ) else {
+        return Ok(());
+    };
+    install_all_crds(env).await?;
+    install_eso_crds(env, &eso_binary).await?;
+    let operator = env.namespace("from-eso-operator").await?;
+    let keys = env.namespace("from-eso-keys").await?;
+    let app = env.namespace("from-eso").await?;
+    let secrets = app.api::<Secret>();
+
+    // OpenBao holds the values; the store's token is in a Secret, as ESO's manifests expect.
+    let path = unique_name("from-eso");
+    let (password, token) = (unique_name("MARKER-eso-pw"), unique_name("MARKER-eso-tok"));
+    put_values(env, &path, &password, &token).await?;
+    secrets
+        .create(
+            &kube::api::PostParams::default(),
+            &secret_from_pairs(
+                "openbao-token",
+                app.name(),
+                &[("token", env.var("VAULT_TOKEN"))],
+            ),
+        )
+        .await?;
     unscheduled_deployment(&app, "web").await?;
 
-    // `seal convert`'s output, with a rollout target added, applied beside ESO's: the controller
-    // takes the Secret over.
-    let mut converted = seal_api::eso::from_eso(&manifest)?;
-    converted["spec"]["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "web"}]);
-    create::<ExternalSecret>(&app, converted).await?;
+    // ESO's manifests, applied; ESO's controller, as in its pod, makes the Secrets.
+    let repo = tempfile::tempdir()?;
+    let dir = repo.path();
+    write_eso_manifests(env, dir, app.name(), &path)?;
+    kubectl(env, dir, &["apply", "-f", "."])?;
+    let in_cluster = env
+        .in_cluster(&operator, "external-secrets", "cluster-admin")
+        .await?;
+    let mut eso = Eso::start(&in_cluster, &eso_binary, app.name())?;
+    for name in ["db", "api"] {
+        let app = &app;
+        let synced = eventually("ESO syncs its ExternalSecret", LIMIT, || async move {
+            Ok(eso_ready(app, name)
+                .await?
+                .filter(|(status, _, _)| status == "True")
+                .map(drop))
+        })
+        .await;
+        if let Err(error) = synced {
+            bail!("{name}: {error}; ESO's log:\n{}", eso.log_tail());
+        }
+    }
+    let made_db = secrets.get("db").await?;
+    let made_api = secrets.get("api").await?;
+    assert_eq!(
+        item(&made_db, "password").as_deref(),
+        Some(password.as_bytes())
+    );
+    assert_eq!(item(&made_api, "token").as_deref(), Some(token.as_bytes()));
+    // What ESO's controller writes, which the takeover relies on: a controlling reference to
+    // its ExternalSecret (in its stored version, whatever version the manifest was in).
+    for made in [&made_db, &made_api] {
+        let owners = made.owner_references();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(
+            (
+                owners[0].api_version.as_str(),
+                owners[0].kind.as_str(),
+                owners[0].name.as_str(),
+                owners[0].controller
+            ),
+            (
+                "external-secrets.io/v1",
+                "ExternalSecret",
+                made.name_any().as_str(),
+                Some(true)
+            )
+        );
+        assert!(made.annotations().contains_key(ESO_DATA_HASH_ANNOTATION));
+        assert_eq!(
+            made.labels().get(ESO_MANAGED_LABEL).map(String::as_str),
+            Some("true")
+        );
+    }
+    // Without a template ESO copies its ExternalSecret's own labels and annotations onto the
+    // Secret (kubectl's last-applied-configuration included); seal writes only the template's.
+    assert_eq!(made_db.labels().get("team").map(String::as_str), Some("ml"));
+    assert!(
+        made_db
+            .annotations()
+            .contains_key("kubectl.kubernetes.io/last-applied-configuration")
+    );
+
+    // seal-controller runs; the store and `db` are converted and applied while ESO still runs.
     let controller = ControllerProcess::start(
         env,
         keys.name(),
         &["--namespaces", app.name(), "--leader-elect=false"],
     )
     .await?;
+    seal_convert(dir, &["store.yaml", "db.yaml"])?;
+    add_rollout_target(&dir.join("db.yaml"))?;
+    kubectl(env, dir, &["apply", "-f", "store.yaml", "-f", "db.yaml"])?;
     wait_reason(&app, "db", "SecretSynced").await?;
-    let taken = app.api::<Secret>().get("db").await?;
-    assert_eq!(taken.data, Some(data), "the values are what ESO wrote");
-    let owners = taken.owner_references();
-    assert_eq!(owners.len(), 1, "{owners:?}");
+    let taken_db = assert_taken_over(&app, "db", &made_db).await?;
+    // What ESO copied stays as ESO left it.
     assert_eq!(
-        (owners[0].api_version.as_str(), owners[0].kind.as_str()),
-        ("seal.dev/v1alpha1", "ExternalSecret")
-    );
-    assert_eq!(owners[0].controller, Some(true));
-    assert_ne!(taken.resource_version(), made.resource_version());
-    let template = app
-        .api::<Deployment>()
-        .get("web")
-        .await?
-        .spec
-        .template
-        .metadata;
-    let annotations = template.and_then(|m| m.annotations).unwrap_or_default();
-    assert!(
-        !annotations.contains_key(&checksum_annotation("db")),
-        "the takeover kept the values, so nothing rolls: {annotations:?}"
+        taken_db.labels().get("team").map(String::as_str),
+        Some("ml")
     );
 
-    // ESO's object goes, in the foreground: the garbage collector deletes whatever still
-    // depends on it before the object itself is gone. The Secret no longer does.
-    esos.delete("db", &DeleteParams::foreground()).await?;
-    eventually(
-        "ESO's ExternalSecret is gone",
-        Duration::from_secs(60),
-        || {
-            let esos = esos.clone();
-            async move { Ok(esos.get_opt("db").await?.is_none().then_some(())) }
+    // ESO, still running, finds seal's controller on the Secret: it says so on its object and
+    // writes nothing (no reference of its own back, no values).
+    let refused = eventually(
+        "ESO reports that it cannot own db's Secret",
+        LIMIT,
+        || async {
+            Ok(eso_ready(&app, "db")
+                .await?
+                .filter(|(status, reason, _)| status == "False" && reason == "SecretSyncedError")
+                .map(|(_, _, message)| message))
         },
     )
-    .await?;
-    let Some(kept) = app.api::<Secret>().get_opt("db").await? else {
-        bail!("the Secret went with ESO's ExternalSecret");
+    .await;
+    let refused = match refused {
+        Ok(message) => message,
+        Err(error) => bail!("{error}; ESO's log:\n{}", eso.log_tail()),
     };
-    assert_eq!(kept.uid(), made.uid(), "the same Secret, never recreated");
+    assert_eq!(refused, "failed to take ownership of target secret");
+    let after_eso = secrets.get("db").await?;
+    assert_eq!(
+        after_eso.resource_version(),
+        taken_db.resource_version(),
+        "ESO wrote db's Secret after the takeover"
+    );
 
-    // The value is in the Secret only: not in the log, the Events, the status or the metrics.
-    let status = serde_json::to_string(&app.api::<ExternalSecret>().get("db").await?.status)?;
-    for (what, text) in [
+    // The runbook's order for the rest: stop ESO, convert, apply.
+    eso.stop();
+    seal_convert(dir, &["api.yaml"])?;
+    add_rollout_target(&dir.join("api.yaml"))?;
+    kubectl(env, dir, &["apply", "-f", "api.yaml"])?;
+    wait_reason(&app, "api", "SecretSynced").await?;
+    assert_taken_over(&app, "api", &made_api).await?;
+
+    // ESO's objects go; its ExternalSecrets own nothing any more, so the Secrets stay.
+    kubectl(
+        env,
+        dir,
+        &[
+            "delete",
+            "-n",
+            app.name(),
+            "externalsecrets.external-secrets.io,secretstores.external-secrets.io",
+            "--all",
+            "--wait",
+        ],
+    )?;
+    let esos = eso_external_secrets(&app);
+    ensure!(
+        esos.list(&ListParams::default()).await?.items.is_empty(),
+        "ESO's ExternalSecrets are still there"
+    );
+    for made in [&made_db, &made_api] {
+        let kept = secrets.get_opt(&made.name_any()).await?;
+        assert_eq!(
+            kept.and_then(|s| s.uid()),
+            made.uid(),
+            "{}: the Secret stays, never recreated",
+            made.name_any()
+        );
+    }
+
+    // New values in OpenBao reach the Secrets through seal, and the Deployment rolls.
+    let (new_password, new_token) = (
+        unique_name("MARKER-seal-pw"),
+        unique_name("MARKER-seal-tok"),
+    );
+    put_values(env, &path, &new_password, &new_token).await?;
+    for (name, key, value) in [
+        ("db", "password", &new_password),
+        ("api", "token", &new_token),
+    ] {
+        let secrets = secrets.clone();
+        eventually("seal syncs the new value", LIMIT, || {
+            let secrets = secrets.clone();
+            async move {
+                let secret = secrets.get(name).await?;
+                Ok((item(&secret, key).as_deref() == Some(value.as_bytes())).then_some(()))
+            }
+        })
+        .await?;
+    }
+    let rolled = eventually("the Deployment rolls for both Secrets", LIMIT, || async {
+        let template = web_annotations(&app).await?;
+        Ok((template.contains_key(&checksum_annotation("db"))
+            && template.contains_key(&checksum_annotation("api")))
+        .then_some(()))
+    })
+    .await;
+    rolled?;
+
+    // The values are in the Secrets only: not in seal's log, the Events, the status or the
+    // metrics.
+    let mut status = String::new();
+    for name in ["db", "api"] {
+        status += &serde_json::to_string(&app.api::<ExternalSecret>().get(name).await?.status)?;
+    }
+    let outputs = [
         ("log", controller.log()),
         ("Events", events_text(&app).await?),
         ("status", status),
         ("metrics", controller.scrape()?),
-    ] {
-        assert!(!text.contains(&password), "the value is in the {what}");
+    ];
+    for marker in [&password, &token, &new_password, &new_token] {
+        for (what, text) in &outputs {
+            assert!(!text.contains(marker.as_str()), "a value is in the {what}");
+        }
+    }
+
+    drop(controller);
+    drop(eso);
+    drop(in_cluster);
+    clean_up(env, &[&operator, &keys, &app], "external-secrets").await
+}
+
+/// Deletes the test's namespaces and the ClusterRoleBinding [`TestEnv::in_cluster`] made for
+/// `account` in the first of them.
+async fn clean_up(env: &TestEnv, namespaces: &[&TestNamespace], account: &str) -> Result<()> {
+    let client = env.kube_client().await?;
+    let binding = format!("{account}-{}", namespaces[0].name());
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(&binding, &DeleteParams::default())
+        .await?;
+    let all = Api::<Namespace>::all(client);
+    for ns in namespaces {
+        all.delete(ns.name(), &DeleteParams::default()).await?;
     }
     Ok(())
 }
