@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -17,57 +17,36 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use seal_api::bitnami::BitnamiSealedSecret;
 use seal_testenv::{InCluster, TestNamespace, eventually, testenv, unique_name};
 
-use crate::support::{ControllerProcess, metric};
+use crate::support::{ControllerProcess, PeerProcess, metric};
 
 /// How many SealedSecrets Bitnami's controller unseals before the move.
 const OBJECTS: usize = 100;
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// Bitnami's controller, killed when dropped; its log in a file of its own.
-struct Bitnami(Child, tempfile::NamedTempFile);
-
-impl Bitnami {
-    /// Starts Bitnami's controller as in its pod, its keys in `keys`, watching `app` only (other
-    /// tests' objects are not its business: one it cannot read stops its whole watch); it listens
-    /// on loopback ports of its own.
-    fn start(in_cluster: &InCluster, binary: &Path, keys: &str, app: &str) -> Result<Self> {
-        let port =
-            |listener: std::net::TcpListener| -> Result<u16> { Ok(listener.local_addr()?.port()) };
-        let api = port(std::net::TcpListener::bind("127.0.0.1:0")?)?;
-        let metrics = port(std::net::TcpListener::bind("127.0.0.1:0")?)?;
-        let log = tempfile::NamedTempFile::new()?;
-        let child = in_cluster
+/// Starts Bitnami's controller as in its pod, its keys in `keys`, watching `app` only (other
+/// tests' objects are not its business: one it cannot read stops its whole watch); it listens
+/// on loopback ports of its own.
+fn start_bitnami(
+    in_cluster: &InCluster,
+    binary: &Path,
+    keys: &str,
+    app: &str,
+) -> Result<PeerProcess> {
+    let port =
+        |listener: std::net::TcpListener| -> Result<u16> { Ok(listener.local_addr()?.port()) };
+    let api = port(std::net::TcpListener::bind("127.0.0.1:0")?)?;
+    let metrics = port(std::net::TcpListener::bind("127.0.0.1:0")?)?;
+    PeerProcess::spawn(
+        in_cluster
             .command(binary)
             // Its client-side limit of 5 requests per second would make 100 objects take minutes.
             .arg("--kubeclient-qps=-1")
             .args(["--all-namespaces=false", "--additional-namespaces", app])
             .args(["--listen-addr", &format!("127.0.0.1:{api}")])
             .args(["--listen-metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .env("POD_NAMESPACE", keys)
-            .stdout(Stdio::null())
-            .stderr(log.reopen()?)
-            .spawn()
-            .context("cannot start Bitnami's controller")?;
-        Ok(Self(child, log))
-    }
-
-    /// The last lines of its log, for a failure's message.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.1.path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Bitnami {
-    fn drop(&mut self) {
-        self.stop();
-    }
+            .env("POD_NAMESPACE", keys),
+        "Bitnami's controller",
+    )
 }
 
 /// kubeseal v0.40.0 sealing Secret `name` (one item `token` = `value`) in `ns` with `cert`.
@@ -154,7 +133,7 @@ async fn a_cluster_moves_from_bitnamis_controller_without_a_secret_written() -> 
     let in_cluster = env
         .in_cluster(&keys, "sealed-secrets-controller", "cluster-admin")
         .await?;
-    let mut theirs = Bitnami::start(&in_cluster, &bitnami, keys.name(), app.name())?;
+    let mut theirs = start_bitnami(&in_cluster, &bitnami, keys.name(), app.name())?;
     let key_secrets = keys.api::<Secret>();
     let certificate = eventually("Bitnami's controller makes its key", LIMIT, || {
         let key_secrets = key_secrets.clone();

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -33,49 +32,23 @@ use seal_testenv::{
 use serde::Deserialize as _;
 
 use crate::external::{events_text, install_all_crds, unscheduled_deployment, wait_reason};
-use crate::support::{ControllerProcess, Ran, item, run, seal_binary};
+use crate::support::{ControllerProcess, PeerProcess, Ran, item, run, seal_binary};
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// ESO's label on every Secret it writes, by which it watches them.
 const ESO_MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
 
-/// ESO's controller, killed when dropped; its log in a file of its own.
-struct Eso(Child, tempfile::NamedTempFile);
-
-impl Eso {
-    /// Starts ESO's controller as in its pod, watching `app` only (other tests' namespaces are
-    /// not its business), without its metrics server.
-    fn start(in_cluster: &InCluster, binary: &Path, app: &str) -> Result<Self> {
-        let log = tempfile::NamedTempFile::new()?;
-        let child = in_cluster
+/// Starts ESO's controller as in its pod, watching `app` only (other tests' namespaces are
+/// not its business), without its metrics server.
+fn start_eso(in_cluster: &InCluster, binary: &Path, app: &str) -> Result<PeerProcess> {
+    PeerProcess::spawn(
+        in_cluster
             .command(binary)
             .args(["--namespace", app, "--metrics-addr", "0"])
             // In its pod it has no kubeconfig: only the ServiceAccount.
-            .env_remove("KUBECONFIG")
-            .stdout(Stdio::null())
-            .stderr(log.reopen()?)
-            .spawn()
-            .context("cannot start ESO's controller")?;
-        Ok(Self(child, log))
-    }
-
-    /// The last lines of its log, for a failure's message.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.1.path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Eso {
-    fn drop(&mut self) {
-        self.stop();
-    }
+            .env_remove("KUBECONFIG"),
+        "ESO's controller",
+    )
 }
 
 /// Installs every CRD of ESO's bundle (`crds.yaml` beside its binary).
@@ -320,7 +293,7 @@ async fn a_cluster_moves_from_esos_controller_without_a_value_rewritten() -> Res
     let in_cluster = env
         .in_cluster(&operator, "external-secrets", "cluster-admin")
         .await?;
-    let mut eso = Eso::start(&in_cluster, &eso_binary, app.name())?;
+    let mut eso = start_eso(&in_cluster, &eso_binary, app.name())?;
     for name in ["db", "api"] {
         let app = &app;
         let synced = eventually("ESO syncs its ExternalSecret", LIMIT, || async move {

@@ -108,6 +108,46 @@ pub async fn first_key(keys: &TestNamespace) -> Result<Certificate> {
 }
 
 /// A `seal-controller` process; killed when dropped. Its log goes to a file.
+/// A peer's program (Bitnami's or ESO's controller), killed when dropped; its log in a file of
+/// its own, for a failure's message.
+pub struct PeerProcess {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl PeerProcess {
+    /// Spawns `command` (`what` names it in errors) with its stderr in the log and its stdout
+    /// discarded.
+    pub fn spawn(command: &mut Command, what: &str) -> Result<Self> {
+        let log = tempfile::NamedTempFile::new()?;
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log.reopen()?)
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        Ok(Self { child, log })
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Kills it and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub struct ControllerProcess {
     child: Child,
     log: tempfile::NamedTempFile,
