@@ -1,6 +1,7 @@
 //! The shipped RBAC (`deploy/rbac/seal-controller.yaml`) is enough: the unsealer runs under
 //! exactly its ServiceAccount's rights (an impersonating kubeconfig) and does all of its work
-//! (key, unseal, status, Event, leader Lease, key backup) without one refusal. And it is not more
+//! (key, unseal, status, Event, leader Lease, key backup) without one refusal, and the same
+//! identity may list and watch what it watches in every namespace. And it is not more
 //! than that: the same identity cannot delete SealedSecrets, read ConfigMaps elsewhere, list Pods,
 //! read ExternalSecrets or request tokens; the syncer's cannot read SealedSecrets or the key
 //! backup.
@@ -9,17 +10,20 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
+use futures::TryStreamExt;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Api, Client};
 use seal_api::manifest::{self, Object};
 use seal_api::{ExternalSecret, SealedSecret};
 
-use seal_api::names::BACKUP_CONFIGMAP;
+use seal_api::names::{BACKUP_CONFIGMAP, SEALED_SECRET_UID_LABEL};
 use seal_core::{Certificate, KeySize, PrivateKey};
 use seal_testenv::{TestEnv, eventually, testenv, unique_name};
 use serde_json::Value;
@@ -105,6 +109,19 @@ pub(crate) async fn apply_shipped_rbac(
     Ok(())
 }
 
+/// Whether a watch with `params` is allowed: a refusal is either the response or its first event.
+async fn watch_allowed<K>(api: Api<K>, params: &WatchParams) -> Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let events = api.watch(params, "0").await?;
+    let mut events = std::pin::pin!(events);
+    if let Some(WatchEvent::Error(status)) = events.try_next().await? {
+        anyhow::bail!("refused: {status:?}");
+    }
+    Ok(())
+}
+
 fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
 }
@@ -130,9 +147,14 @@ async fn the_shipped_rbac_is_enough_and_no_more() -> Result<()> {
         &kubeconfig,
         keys.name(),
         "seal-controller-0",
+        // Its own namespace only: a controller of every namespace would write its failures into
+        // the status of every other test's SealedSecret on this API server. Its right to watch
+        // every namespace, which the chart's default uses, is checked directly below.
         &[
             "--role",
             "unsealer",
+            "--namespaces",
+            app.name(),
             "--backup-cert",
             recovery_cert.to_str().context("utf-8")?,
         ],
@@ -203,9 +225,31 @@ async fn the_shipped_rbac_is_enough_and_no_more() -> Result<()> {
         "a request was refused:\n{log}"
     );
 
-    // No more than needed.
     let user = format!("system:serviceaccount:{}:seal-controller", keys.name());
     let limited: Client = env.kube_client_as(&user).await?;
+    // Enough for every namespace too: what the controller lists and watches without
+    // `--namespaces`.
+    let everywhere = WatchParams::default().timeout(1);
+    Api::<SealedSecret>::all(limited.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("listing SealedSecrets in every namespace")?;
+    watch_allowed(Api::<SealedSecret>::all(limited.clone()), &everywhere)
+        .await
+        .context("watching SealedSecrets in every namespace")?;
+    let produced = ListParams::default()
+        .labels(SEALED_SECRET_UID_LABEL)
+        .limit(1);
+    Api::<Secret>::all(limited.clone())
+        .list(&produced)
+        .await
+        .context("listing produced Secrets in every namespace")?;
+    let labelled = everywhere.clone().labels(SEALED_SECRET_UID_LABEL);
+    watch_allowed(Api::<Secret>::all(limited.clone()), &labelled)
+        .await
+        .context("watching produced Secrets in every namespace")?;
+
+    // No more than needed.
     assert!(forbidden(
         Api::<ConfigMap>::namespaced(limited.clone(), app.name())
             .list(&ListParams::default())
@@ -241,6 +285,11 @@ async fn the_shipped_rbac_is_enough_and_no_more() -> Result<()> {
             .list(&ListParams::default())
             .await
     ));
+    assert!(
+        watch_allowed(Api::<SealedSecret>::all(syncer.clone()), &everywhere)
+            .await
+            .is_err()
+    );
     assert!(forbidden(
         Api::<ConfigMap>::namespaced(syncer, keys.name())
             .get(BACKUP_CONFIGMAP)
