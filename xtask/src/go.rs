@@ -1,7 +1,9 @@
 //! Building Go programs from the Go module proxy through the wrapper modules in `xtask/go/<module>`:
 //! each commits its go.mod and go.sum, so every build resolves exactly the same modules. Builds run
 //! with the installed toolchain only (`GOTOOLCHAIN=local`), without the checksum database (it is not
-//! reachable here; go.sum pins every module's hash instead) and without cgo (static binaries).
+//! reachable here; go.sum pins every module's hash instead) and without cgo (static binaries), and
+//! without the symbol table and DWARF (`-s -w`): nothing here debugs them, and writing the DWARF is
+//! a good part of each single-threaded link.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,8 +57,9 @@ impl GoBuild<'_> {
                 self.package
             )
         };
+        let ldflags = format!("-s -w {}", self.ldflags);
         let mut child = Command::new("go")
-            .args(["build", "-trimpath", "-ldflags", self.ldflags, "-o"])
+            .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
             .arg(&partial)
             .arg(self.package)
             .current_dir(workspace_root().join("xtask/go").join(self.module))

@@ -1,13 +1,14 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: install what the tests talk to (kubeseal, kubesealpy, vals, the AWS Secrets
-//!   Manager Agent, Bitnami's and ESO's controllers; the test environment's servers), then run
-//!   `cargo fmt --check`, `cargo clippy -D warnings`, the test environment's lifecycle tests (each
-//!   brings up its own node, so they run alone), every test of the workspace against a test
-//!   environment started for the run and stopped after it, with the peers and the environment
-//!   required, and then, in the same environment once the rest is done, the failure drills in pods
-//!   (each takes a server away). Every step runs; the exit code is non-zero if any failed, and
-//!   `128 + signal` when interrupted. This is the README's test command and what `.ci/run` runs.
+//!   Manager Agent, Bitnami's and ESO's controllers; the test environment's servers) while
+//!   `cargo fmt --check`, `cargo clippy -D warnings` and the build of the test binaries run beside
+//!   the installs; then run the test environment's lifecycle tests (each brings up its own node,
+//!   so they run alone), every test of the workspace against a test environment started for the
+//!   run and stopped after it, with the peers and the environment required, and then, in the same
+//!   environment once the rest is done, the failure drills in pods (each takes a server away).
+//!   Every step runs; the exit code is non-zero if any failed, and `128 + signal` when
+//!   interrupted. This is the README's test command and what `.ci/run` runs.
 //! - `demo`: the main job end to end on one machine (see `demo.rs`).
 //! - `peers`: only install the interop peers (and helm and helmfile for the deploy tests, vals for
 //!   the CLI's differential tests) and print where the peers are, as the variables the tests read
@@ -113,94 +114,69 @@ fn main() -> ExitCode {
 /// `cargo fmt --check`, `cargo clippy -D warnings`, and `cargo test --workspace` against a test
 /// environment brought up for the run and down after it, even on Ctrl-C (see
 /// [`testenv::run_against`]).
+///
+/// On a new machine the installs are most of the time (Go builds of the servers and peers): they
+/// run in lanes beside the lint steps and the build of the test binaries, so that one lane's idle
+/// moments (a module download, a single-threaded link, a pip install) are another's CPU time.
 fn test(extra: &[String]) -> Result<ExitCode> {
     interrupt::install()?;
-    let peers = peers::Peers::ensure()?;
-    testenv::Binaries::ensure()?;
-    testenv::ensure_node_packages()?;
     let mut failed = Vec::new();
-    let steps: [(&str, &[&str]); 5] = [
-        ("format", &["fmt", "--all", "--check"]),
-        (
-            "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
-        // Each of these brings up and tears down a whole environment, node included, and checks
-        // the host is as it was: one node per host, so before the shared environment.
-        (
-            "environment lifecycle",
-            &["test", "-p", "xtask", "--test", "lifecycle", "--locked"],
-        ),
-        (
-            "tests",
-            &["test", "--workspace", "--locked", "--no-fail-fast"],
-        ),
-        // Each drill takes a server away from everything running (an API server restart, OpenBao
-        // down for a minute): one at a time, after every other test is done with the environment.
-        (
-            "failure drills",
-            &[
-                "test",
-                "-p",
-                "seal-controller",
-                "--test",
-                "deploy",
-                "--locked",
-                "--",
-                "--ignored",
-                "--test-threads=1",
-                "drills::",
-            ],
-        ),
-    ];
+    let peers = std::thread::scope(|lanes| -> Result<peers::Peers> {
+        let servers = lanes.spawn(testenv::Binaries::ensure);
+        let node = lanes.spawn(testenv::ensure_node_packages);
+        let peers = lanes.spawn(peers::Peers::ensure);
+        for (name, args) in BUILD_STEPS {
+            if !step(name, &mut [cargo_command(args)])? {
+                failed.push(name);
+            }
+            if let Some(signal) = interrupt::received() {
+                bail!("interrupted by signal {signal}");
+            }
+        }
+        let (servers, node, peers) = (joined(servers), joined(node), joined(peers));
+        servers?;
+        node?;
+        peers
+    });
+    let peers = match peers {
+        Ok(peers) => peers,
+        Err(error) => match interrupt::received() {
+            Some(signal) => {
+                eprintln!("==> interrupted by signal {signal}; stopping");
+                return Ok(ExitCode::from(interrupt::exit_code(signal)));
+            }
+            None => return Err(error),
+        },
+    };
     // One environment for the tests and then the drills, brought up after the lifecycle tests
     // (one node per host) and down when this returns, interrupted or not.
     let mut environment: Option<testenv::Session> = None;
-    for (name, args) in steps {
-        let mut command = Command::new(cargo());
-        command
-            .args(args)
-            .env("SEAL_KUBESEAL", &peers.kubeseal)
-            .env("SEAL_PYTHON", &peers.python)
-            .env("SEAL_AWS_AGENT", &peers.aws_agent)
-            .env("SEAL_VALS", &peers.vals)
-            .env("SEAL_BITNAMI_CONTROLLER", &peers.bitnami_controller)
-            .env("SEAL_ESO_CONTROLLER", &peers.eso_controller)
-            .env("SEAL_REQUIRE_PEERS", "1");
-        if name == "tests" {
-            command.args(extra);
+    let steps = [
+        ("environment lifecycle", vec![cargo_command(LIFECYCLE)]),
+        ("tests", test_runs(extra)?),
+        ("failure drills", vec![cargo_command(DRILLS)]),
+    ];
+    for (name, mut commands) in steps {
+        for command in &mut commands {
+            command
+                .env("SEAL_KUBESEAL", &peers.kubeseal)
+                .env("SEAL_PYTHON", &peers.python)
+                .env("SEAL_AWS_AGENT", &peers.aws_agent)
+                .env("SEAL_VALS", &peers.vals)
+                .env("SEAL_BITNAMI_CONTROLLER", &peers.bitnami_controller)
+                .env("SEAL_ESO_CONTROLLER", &peers.eso_controller)
+                .env("SEAL_REQUIRE_PEERS", "1");
         }
-        eprintln!("==> cargo {}", command_line(&command));
-        let started = Instant::now();
-        let code = if matches!(name, "tests" | "failure drills") {
+        let ok = if name == "environment lifecycle" {
+            step(name, &mut commands)?
+        } else {
             if environment.is_none() {
                 environment = Some(testenv::Session::start()?);
             }
-            testenv::run_against(&mut command)?
-        } else {
-            let status = command
-                .status()
-                .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
-            if status.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            timed(name, &mut commands, |commands| {
+                Ok(testenv::run_side_by_side(commands)? == ExitCode::SUCCESS)
+            })?
         };
-        let ok = code == ExitCode::SUCCESS;
-        eprintln!(
-            "==> {name}: {} in {:.0?}",
-            if ok { "ok" } else { "FAILED" },
-            started.elapsed()
-        );
         if !ok {
             failed.push(name);
         }
@@ -218,12 +194,171 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     }
 }
 
-fn command_line(command: &Command) -> String {
+/// What an install lane returned (every lane is waited for before any error is returned).
+fn joined<T>(lane: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    lane.join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("an install lane panicked")))
+}
+
+/// The steps that need nothing installed: they run while the install lanes do. The last builds
+/// every test binary of the `tests` step (the same arguments, so the same features), so that
+/// step only runs them.
+const BUILD_STEPS: [(&str, &[&str]); 3] = [
+    ("format", &["fmt", "--all", "--check"]),
+    (
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
+    (
+        "build the tests",
+        &["test", "--workspace", "--locked", "--no-run"],
+    ),
+];
+
+/// The environment's lifecycle tests: each brings up and tears down a whole environment, node
+/// included, and checks the host is as it was; one node per host, so before the shared
+/// environment. Like every step here it selects from the whole workspace (`--workspace`), so that
+/// it runs the test binaries the build step made: a single package's features would differ and
+/// rebuild part of the dependencies.
+const LIFECYCLE: &[&str] = &["test", "--workspace", "--locked", "--test", "lifecycle"];
+
+/// The failure drills: each takes a server away from everything running (an API server restart,
+/// OpenBao down for a minute), so one at a time, after every other test is done with the
+/// environment.
+const DRILLS: &[&str] = &[
+    "test",
+    "--workspace",
+    "--locked",
+    "--test",
+    "deploy",
+    "--",
+    "--ignored",
+    "--test-threads=1",
+    "drills::",
+];
+
+/// The integration test target run beside all the others: its tests wait on pods most of the time,
+/// and alone it is as long as all the rest together.
+const ALONGSIDE: &str = "deploy";
+
+/// The `tests` step: every test of the workspace. With `extra` arguments, one `cargo test` with
+/// them. Without, the same tests as three runs side by side (see
+/// [`testenv::run_side_by_side`]): the [`ALONGSIDE`] target, every other target, and the doc
+/// tests (which cargo will not run together with other targets). The targets are read from
+/// `cargo metadata`, so a new test target is in the second run without a change here.
+fn test_runs(extra: &[String]) -> Result<Vec<Command>> {
+    let all = ["test", "--workspace", "--locked", "--no-fail-fast"];
+    if !extra.is_empty() {
+        let mut command = cargo_command(&all);
+        command.args(extra);
+        return Ok(vec![command]);
+    }
+    let output = Command::new(cargo())
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let others = other_test_targets(&metadata, ALONGSIDE);
+    let mut rest = cargo_command(&all);
+    rest.args(["--lib", "--bins", "--examples"]);
+    for target in &others {
+        rest.args(["--test", target]);
+    }
+    let mut alongside = cargo_command(&all);
+    alongside.args(["--test", ALONGSIDE]);
+    let mut doc = cargo_command(&all);
+    doc.arg("--doc");
+    Ok(vec![rest, alongside, doc])
+}
+
+/// The integration test targets of the workspace that `cargo test` runs (not `test = false`),
+/// other than `except`, from `cargo metadata --no-deps` output.
+fn other_test_targets(metadata: &serde_json::Value, except: &str) -> Vec<String> {
+    let mut names: Vec<String> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|package| package["targets"].as_array().into_iter().flatten())
+        .filter(|target| {
+            target["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "test"))
+                && target["test"] != false
+                && target["name"] != except
+        })
+        .filter_map(|target| target["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn cargo_command(args: &[&str]) -> Command {
+    let mut command = Command::new(cargo());
+    command.args(args);
     command
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+}
+
+/// Runs the commands of the step `name` one after another; whether all passed.
+fn step(name: &str, commands: &mut [Command]) -> Result<bool> {
+    timed(name, commands, |commands| {
+        let mut passed = true;
+        for command in commands {
+            passed &= command
+                .status()
+                .with_context(|| format!("cannot run {}", command_line(command)))?
+                .success();
+        }
+        Ok(passed)
+    })
+}
+
+/// Says the command lines, runs `run`, and says how the step `name` ended and how long it took.
+fn timed(
+    name: &str,
+    commands: &mut [Command],
+    run: impl FnOnce(&mut [Command]) -> Result<bool>,
+) -> Result<bool> {
+    for command in commands.iter() {
+        eprintln!("==> {}", command_line(command));
+    }
+    let started = Instant::now();
+    let ok = run(commands)?;
+    eprintln!(
+        "==> {name}: {} in {:.0?}",
+        if ok { "ok" } else { "FAILED" },
+        started.elapsed()
+    );
+    Ok(ok)
+}
+
+/// A command as a person would type it: the program's file name, then the arguments.
+pub fn command_line(command: &Command) -> String {
+    let program = std::path::Path::new(command.get_program());
+    let mut line = program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned();
+    for arg in command.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
 }
 
 /// The cargo that runs us, so the pinned toolchain is used throughout.
@@ -240,4 +375,30 @@ pub fn run(command: &mut Command) -> Result<()> {
         bail!("{command:?} failed with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_test_target_but_the_one_run_alongside_and_those_cargo_test_skips() {
+        let metadata = serde_json::json!({"packages": [
+            {"targets": [
+                {"kind": ["lib"], "name": "seal_core", "test": true},
+                {"kind": ["test"], "name": "vectors", "test": true},
+                {"kind": ["bench"], "name": "controller", "test": false},
+            ]},
+            {"targets": [
+                {"kind": ["test"], "name": "deploy", "test": true},
+                {"kind": ["test"], "name": "controller", "test": true},
+                {"kind": ["bin"], "name": "seal-controller", "test": true},
+            ]},
+            {"targets": [{"kind": ["test"], "name": "lifecycle", "test": false}]},
+        ]});
+        assert_eq!(
+            other_test_targets(&metadata, "deploy"),
+            ["controller", "vectors"]
+        );
+    }
 }

@@ -48,7 +48,7 @@ pub fn ensure_helmfile(cache: &Path) -> Result<PathBuf> {
         package: "github.com/helmfile/helmfile",
         module: "helmfile",
         ldflags: "",
-        expected: "about 30 minutes on two cores",
+        expected: "about 5 minutes on two cores",
     }
     .ensure(|binary| reports_version(binary, &["--version"], HELMFILE_VERSION))
 }

@@ -16,15 +16,17 @@ mod pause;
 mod pki;
 mod servers;
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::interrupt;
+use crate::{command_line, interrupt};
 pub use binaries::Binaries;
 pub use servers::{Environment, Options};
 
@@ -127,6 +129,14 @@ pub fn ensure_node_packages() -> Result<()> {
 /// last, the lines of its output that named the failures (see [`failures`]), so that the end of
 /// the output says which test failed and why.
 pub fn run_against(command: &mut Command) -> Result<ExitCode> {
+    run_side_by_side(std::slice::from_mut(command))
+}
+
+/// As [`run_against`], with `commands` run at the same time against the one environment (test
+/// runs that mostly wait on the servers). The first one's output is forwarded as it comes; each
+/// other's is held and printed whole when it ends, so that the lines of two test runs never
+/// interleave. The exit code is the first failing command's, or success.
+pub fn run_side_by_side(commands: &mut [Command]) -> Result<ExitCode> {
     interrupt::install()?;
     let binaries = Binaries::ensure()?;
     let (env, started_here) = match Environment::current() {
@@ -140,8 +150,27 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
         _ => (Environment::up(&binaries, Options::from_env())?, true),
     };
     let failures = failures::Failures::default();
-    let outcome = run_child(&env, command, &failures);
-    let failed = !outcome.as_ref().is_ok_and(ExitStatus::success);
+    let outcomes: Vec<Result<ExitStatus>> = std::thread::scope(|runs| {
+        let (env, failures) = (&env, &failures);
+        let handles: Vec<_> = commands
+            .iter_mut()
+            .enumerate()
+            .map(|(i, command)| {
+                let output = if i == 0 { Output::Live } else { Output::Held };
+                runs.spawn(move || run_child(env, command, failures, output))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|run| {
+                run.join()
+                    .unwrap_or_else(|_| bail!("a command's runner panicked"))
+            })
+            .collect()
+    });
+    let failed = !outcomes
+        .iter()
+        .all(|outcome| outcome.as_ref().is_ok_and(ExitStatus::success));
     if failed {
         // The directory goes with the environment, so a failure's evidence is printed now.
         eprint!("{}", env.log_tails(25));
@@ -153,7 +182,13 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
     if failed {
         eprint!("{}", failures.summary());
     }
-    let status = outcome?;
+    let mut first_failure = None;
+    for outcome in outcomes {
+        let status = outcome?;
+        if !status.success() && first_failure.is_none() {
+            first_failure = Some(status);
+        }
+    }
     if let Some(signal) = interrupt::received() {
         if started_here {
             eprintln!("==> interrupted by signal {signal}; the test environment is down");
@@ -165,7 +200,7 @@ pub fn run_against(command: &mut Command) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(interrupt::exit_code(signal)));
     }
-    Ok(exit_code(status))
+    Ok(first_failure.map_or(ExitCode::SUCCESS, exit_code))
 }
 
 /// An environment brought up for several commands (each run with [`run_against`], which reuses
@@ -197,10 +232,36 @@ impl Drop for Session {
 /// How long a command may take to stop after it was signalled.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Where a command's output goes: forwarded as it comes, or held and printed whole at its end.
+#[derive(Clone, Copy)]
+enum Output {
+    Live,
+    Held,
+}
+
+/// A buffer both of a held command's streams write whole lines into.
+#[derive(Clone, Default)]
+struct Held(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Held {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn run_child(
     env: &Environment,
     command: &mut Command,
     failures: &failures::Failures,
+    output: Output,
 ) -> Result<ExitStatus> {
     if let Some(signal) = interrupt::received() {
         bail!("interrupted by signal {signal} before {command:?} started");
@@ -213,22 +274,36 @@ fn run_child(
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {command:?}"))?;
-    let forwarders = [
-        child
-            .stdout
-            .take()
-            .map(|out| failures.forward(out, std::io::stdout())),
-        child
-            .stderr
-            .take()
-            .map(|err| failures.forward(err, std::io::stderr())),
-    ];
+    let held = Held::default();
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let forwarders = match output {
+        Output::Live => [
+            out.map(|out| failures.forward(out, std::io::stdout())),
+            err.map(|err| failures.forward(err, std::io::stderr())),
+        ],
+        Output::Held => {
+            eprintln!(
+                "==> {} runs alongside; its output follows when it ends",
+                command_line(command)
+            );
+            [
+                out.map(|out| failures.forward(out, held.clone())),
+                err.map(|err| failures.forward(err, held.clone())),
+            ]
+        }
+    };
     let status = wait_or_stop(&mut child, command);
     // The pipes close when the group is gone, and what was still in them is printed first; a
     // process that left the group and still holds them is not waited for.
     let deadline = Instant::now() + Duration::from_secs(5);
     while forwarders.iter().flatten().any(|f| !f.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Output::Held = output {
+        let text = std::mem::take(&mut *held.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "==> the output of {}:", command_line(command));
+        let _ = stderr.write_all(&text);
     }
     status
 }
