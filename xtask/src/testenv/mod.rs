@@ -182,13 +182,7 @@ pub fn run_side_by_side(commands: &mut [Command]) -> Result<ExitCode> {
     if failed {
         eprint!("{}", failures.summary());
     }
-    let mut first_failure = None;
-    for outcome in outcomes {
-        let status = outcome?;
-        if !status.success() && first_failure.is_none() {
-            first_failure = Some(status);
-        }
-    }
+    let statuses = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
     if let Some(signal) = interrupt::received() {
         if started_here {
             eprintln!("==> interrupted by signal {signal}; the test environment is down");
@@ -200,7 +194,13 @@ pub fn run_side_by_side(commands: &mut [Command]) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(interrupt::exit_code(signal)));
     }
-    Ok(first_failure.map_or(ExitCode::SUCCESS, exit_code))
+    Ok(first_failure(&statuses).map_or(ExitCode::SUCCESS, exit_code))
+}
+
+/// Of commands run side by side, the first (in the order given) that failed: its status is the
+/// run's.
+fn first_failure(statuses: &[ExitStatus]) -> Option<ExitStatus> {
+    statuses.iter().copied().find(|status| !status.success())
 }
 
 /// An environment brought up for several commands (each run with [`run_against`], which reuses
@@ -346,5 +346,25 @@ fn exit_code(status: ExitStatus) -> ExitCode {
         (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         (None, Some(signal)) => ExitCode::from(interrupt::exit_code(signal)),
         (None, None) => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn side_by_side_runs_fail_with_the_first_failure_in_their_order() {
+        let (ok, two, three) = (
+            ExitStatus::from_raw(0),
+            ExitStatus::from_raw(2 << 8),
+            ExitStatus::from_raw(3 << 8),
+        );
+        assert_eq!(first_failure(&[ok, ok]), None);
+        assert_eq!(first_failure(&[ok, three, two]), Some(three));
+        assert_eq!(first_failure(&[two, ok]), Some(two));
+        assert_eq!(first_failure(&[]), None);
     }
 }
